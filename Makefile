@@ -1,0 +1,59 @@
+# The README's two commands are `make demo` and `make test`; everything else is here for them.
+# Each target checks before it works, so running one twice (or `make test` after `make demo`)
+# does not redo finished set-up.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cnnlab-installed
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data test demo lint format bench bench-full clean
+
+## setup: make .venv, install cnnlab (editable, with dev tools), make Fashion-MNIST available
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## data: Fashion-MNIST from Debian's dataset-fashion-mnist where apt-get can install it
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: found in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	    || echo "Fashion-MNIST: apt-get failed; cnnlab will download it on first use"; \
+	else \
+	  echo "Fashion-MNIST: not installed; cnnlab will download it into ~/.cache/cnnlab on first use"; \
+	fi
+
+## test: set up, then run the whole test suite (a few minutes on 2 CPU cores)
+test: setup
+	$(PY) -m pytest -q
+
+## demo: set up, then train the seed 001 recipe (LeNet on Fashion-MNIST, 10 epochs)
+demo: setup
+	$(VENV)/bin/cnnlab train --recipe recipes/lenet-fashion-mnist.toml
+
+## lint: ruff check and format check
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## bench: side-by-side speed table, quick mode (a few minutes); bench-full writes results/
+bench: setup
+	$(PY) benchmarks/bench.py --quick
+
+bench-full: setup
+	$(PY) benchmarks/bench.py --write
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""What a user sees when their input is wrong.
+
+Every error here carries one line that says what is wrong and what to do. The CLI prints that
+line and exits with code 2; the Python API raises these (each is also a ValueError or a
+FileNotFoundError, so plain `except ValueError` keeps working).
+"""
+
+
+class CnnlabError(Exception):
+    """Base class of every error caused by user input (bad names, files, numbers)."""
+
+
+class ConfigError(CnnlabError, ValueError):
+    """A config value, recipe, flag or run directory that cannot be used."""
+
+
+class ModelError(CnnlabError, ValueError):
+    """An unknown model name, or a model that cannot take the requested input."""
+
+
+class DataNotFoundError(CnnlabError, FileNotFoundError):
+    """A data set that is not on disk and could not be downloaded."""
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise print its args tuple
+        return str(self.args[0]) if self.args else ""
+
+
+class DataFormatError(CnnlabError, ValueError):
+    """A data file that exists but is truncated, corrupt or of the wrong shape."""
+
+
+class CheckpointError(CnnlabError, ValueError):
+    """A checkpoint that is missing, corrupt, unsafe, or for another model."""

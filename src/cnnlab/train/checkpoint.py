@@ -1,0 +1,146 @@
+"""Checkpoints: crash-safe writes, safe loads, and rebuilding a model without its recipe.
+
+A checkpoint is a plain dict of tensors and Python values (no pickled classes), so it loads
+with `torch.load(..., weights_only=True)`: a file whose pickle would run code is refused.
+Every file is written next to its final name, fsynced, then `os.replace`d over it, so a kill
+at any moment leaves either the old good file or the new good file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import CheckpointError
+
+FORMAT = "cnnlab-checkpoint"
+VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers only ever see the old or the new whole file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Serialise in memory first (a failure leaves no file behind), then write atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a cnnlab checkpoint safely (weights_only) onto `map_location` (default CPU)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run folder")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects other than tensors and plain values "
+            f"({first[:120]}); only load checkpoints you trust, saved by cnnlab"
+        ) from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt: "
+            f"{str(err).splitlines()[0][:100] if str(err) else type(err).__name__})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cnnlab checkpoint (no '{FORMAT}' marker)")
+    return state
+
+
+def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Create the checkpoint's model from its saved name and arguments and load its weights."""
+    from cnnlab.models import create_model
+
+    model = create_model(state["model_name"], **state["model_args"])
+    load_model_state(model, state)
+    return model.to(device)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any]) -> None:
+    """load_state_dict with an error that names both architectures when they differ."""
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError:
+        saved = state["model_args"]
+        raise CheckpointError(
+            f"checkpoint holds {state['model_name']} with {saved.get('num_classes')} classes "
+            f"and {saved.get('in_channels')} input channels, which does not fit this model; "
+            "evaluate it with the data set it was trained on"
+        ) from None
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every random state that decides the rest of a run, as tensors and plain values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss), "kind": kind},
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        (np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["gauss"])
+    )
+    random.setstate(_to_tuples(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _to_tuples(value: Any) -> Any:
+    # random.setstate wants tuples; a round trip through some loaders gives lists
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _fsync_dir(folder: Path) -> None:
+    # make the rename itself durable; not every platform lets a directory be opened
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,43 @@
+"""Evaluating a saved model on a data set (`cnnlab eval`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.errors import CheckpointError
+from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
+from cnnlab.train.loop import EvalResult, evaluate
+from cnnlab.train.optim import make_loss
+from cnnlab.train.run import resolve_device
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> tuple[EvalResult, list[str]]:
+    """Loss, accuracy and per-class accuracy of a checkpoint on a test split.
+
+    The checkpoint loads onto whatever device is here (a GPU checkpoint works on a CPU-only
+    machine); the data set defaults to the one it was trained on.
+    """
+    from cnnlab.config import TrainConfig
+    from cnnlab.data import load_dataset, make_loader
+
+    target = resolve_device(device)
+    state = load_checkpoint(checkpoint, map_location=target)
+    model = rebuild_model(state, target)
+    data = load_dataset(dataset or state["dataset"], data_dir, download=True)
+    saved_shape = tuple(state["input_shape"])
+    if data.num_classes != len(state["class_names"]) or tuple(data.input_shape) != saved_shape:
+        raise CheckpointError(
+            f"{checkpoint} is a {state['model_name']} for {len(state['class_names'])} classes "
+            f"at {'×'.join(map(str, saved_shape))}; {data.name} has {data.num_classes} classes "
+            f"at {'×'.join(map(str, data.input_shape))}"
+        )
+    loader = make_loader(data, "test", batch_size=batch_size, device=target)
+    cfg = TrainConfig.from_dict(state["config"])
+    loss_fn = make_loss(cfg, data.num_classes, target)
+    return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)
