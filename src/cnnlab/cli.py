@@ -15,8 +15,12 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
+
+try:  # typer >= 0.25 carries its own copy of click; older releases use click itself
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover
+    import click.exceptions as click
 
 from cnnlab.config import TrainConfig, _base_type, load_recipe
 from cnnlab.errors import CnnlabError, ConfigError
@@ -39,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except click.UsageError as err:
-        err.show()
+    except click.UsageError as err:  # one line, like every other input error
+        command_name = err.ctx.command_path if err.ctx else "cnnlab"
+        print(f"error: {err.format_message()}; see `{command_name} --help`", file=sys.stderr)
         return 2
     except click.ClickException as err:
         err.show()
@@ -191,7 +196,6 @@ def models_command(
     pattern: Annotated[str, typer.Argument(help="shell-style filter, like 'net*'")] = "*",
 ) -> None:
     """List the models: name, seed, default input, parameters, description."""
-    from rich.console import Console
     from rich.table import Table
 
     from cnnlab.models import count_parameters, create_model, list_models, model_info
@@ -202,7 +206,14 @@ def models_command(
         params = count_parameters(create_model(name))
         table.add_row(name, info.seed, "×".join(map(str, info.input_shape)), f"{params:,}",
                       info.description)
-    Console().print(table)
+    _console().print(table)
+
+
+def _console():
+    from rich.console import Console
+
+    # a pipe or a log file gets full-width rows instead of names cut to 80 columns
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 @app.command("datasets")
@@ -210,7 +221,6 @@ def datasets_command(
     data_dir: Annotated[Optional[str], typer.Option(help="a folder to look in first")] = None,
 ) -> None:
     """List the built-in data sets and where each is found (or how to get it)."""
-    from rich.console import Console
     from rich.table import Table
 
     from cnnlab.data import BUILTIN_DATASETS, find_dataset, search_dirs
@@ -220,7 +230,7 @@ def datasets_command(
         where = find_dataset(name, data_dir)
         table.add_row(name, str(len(spec.class_names)),
                       str(where) if where else "not on disk: downloaded on first use")
-    console = Console()
+    console = _console()
     console.print(table)
     console.print("searched, in order: " + ", ".join(str(p) for p in search_dirs(data_dir)))
     console.print("your own data: --dataset npz:FOLDER (train.npz, test.npz) or folder:FOLDER")

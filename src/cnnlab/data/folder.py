@@ -1,0 +1,197 @@
+"""Your own images in folders: `folder:PATH`, in torchvision's ImageFolder convention.
+
+    PATH/train/<class>/*.png and PATH/test/<class>/*.png   (a given split), or
+    PATH/<class>/*.png                                     (split here: val_fraction to test)
+
+Everything is checked up front, so a bad file fails before training, not in epoch 3: class
+folders, file extensions, and that every image opens. Images are decoded on the fly by
+DataLoader workers (see FolderLoader) through torchvision transforms.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from cnnlab.data.types import ImageData, channel_histogram, stats_from_histogram
+from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
+
+Sample = tuple[str, int]  # (image path, label)
+
+GRAY_MODES = ("1", "L", "LA")  # a first image in one of these makes the data set 1-channel
+STATS_SAMPLE = 2000  # mean/std from at most this many training images: enough for 3 decimals
+
+
+class ImageFiles(Dataset):
+    """Image files decoded on demand: item i is (transform(image) (C, H, W), label)."""
+
+    def __init__(self, samples: list[Sample], mode: str, transform: transforms.Compose) -> None:
+        self.samples = samples
+        self.targets = [label for _, label in samples]  # as in torchvision's ImageFolder
+        self.mode = mode  # "L" or "RGB": every image is converted to it
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as image:
+            image = image.convert(self.mode)
+        return self.transform(image), label
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """Every image under a class folder (recursively, sorted); other files are an error."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):  # .DS_Store and friends
+                continue
+            path = Path(dirpath) / name
+            if not name.lower().endswith(IMG_EXTENSIONS):
+                raise DataFormatError(
+                    f"{path} is not an image file (not one of {', '.join(IMG_EXTENSIONS)}); "
+                    "move it out of the class folder"
+                )
+            files.append(path)
+    if not files:
+        raise DataFormatError(f"class folder {class_dir} has no images; add some or remove it")
+    return files
+
+
+def scan(root: Path, class_names: list[str] | None = None) -> tuple[list[Sample], list[str]]:
+    """The (path, label) samples under `root`/<class>/, and the class names (sorted folder
+    names, or the given ones, which the folders must be among)."""
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataFormatError(
+            f"{root} has no class folders; put the images in {root}/<class name>/ "
+            "(one folder per class)"
+        )
+    if class_names is None:
+        class_names = folders
+    unknown = [name for name in folders if name not in class_names]
+    if unknown:
+        raise DataFormatError(
+            f"{root / unknown[0]} is a class the training folder does not have; "
+            "give train/ and test/ the same class folders"
+        )
+    label = {name: index for index, name in enumerate(class_names)}
+    samples = [(str(path), label[name]) for name in folders for path in _image_files(root / name)]
+    return samples, class_names
+
+
+def split_samples(
+    samples: list[Sample], val_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """A seeded stratified split: `val_fraction` of every class goes to test (each class keeps
+    at least one training image); both parts stay in file order."""
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for index, (_, label) in enumerate(samples):
+        by_class[label].append(index)
+    test_ids: set[int] = set()
+    for label in sorted(by_class):
+        ids = by_class[label]
+        n_test = min(round(len(ids) * val_fraction), len(ids) - 1)
+        picked = torch.randperm(len(ids), generator=generator)[:n_test]
+        test_ids.update(ids[i] for i in picked.tolist())
+    train = [s for i, s in enumerate(samples) if i not in test_ids]
+    test = [s for i, s in enumerate(samples) if i in test_ids]
+    return train, test
+
+
+def verify_images(samples: list[Sample]) -> None:
+    """Open and verify every image (headers and checksums, no full decode)."""
+    for path, _ in samples:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as e:  # PIL raises many kinds for broken files
+            raise DataFormatError(
+                f"{path} is not a readable image ({type(e).__name__}: {e}); fix or remove it"
+            ) from None
+
+
+def folder_stats(
+    samples: list[Sample], mode: str, size: tuple[int, int], seed: int, num_workers: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std (in [0, 1] pixel units) of up to STATS_SAMPLE resized images."""
+    picked = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
+    subset = [samples[i] for i in sorted(picked[:STATS_SAMPLE].tolist())]
+    to_uint8 = transforms.Compose([transforms.Resize(size), transforms.PILToTensor()])
+    loader = DataLoader(
+        ImageFiles(subset, mode, to_uint8),
+        batch_size=64,
+        num_workers=min(num_workers, (len(subset) + 63) // 64),
+    )
+    counts = sum(channel_histogram(images) for images, _ in loader)  # (C, 256)
+    return stats_from_histogram(counts)
+
+
+def _read_splits(root: Path, val_fraction: float, seed: int):
+    """Train and test samples and class names, from train/ + test/ or split here."""
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train and has_test:
+        train, class_names = scan(root / "train")
+        test, _ = scan(root / "test", class_names)
+        return train, test, class_names
+    if has_train or has_test:
+        present, absent = ("train", "test") if has_train else ("test", "train")
+        raise DataFormatError(
+            f"{root} has {present}/ but no {absent}/; add {root / absent}/ with the same class "
+            f"folders, or put the class folders directly in {root}"
+        )
+    samples, class_names = scan(root)
+    train, test = split_samples(samples, val_fraction, seed)
+    return train, test, class_names
+
+
+def load_folder(
+    path: str | Path,
+    *,
+    image_size: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> ImageData:
+    """An image folder as ImageData whose splits are ImageFiles datasets."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise DataNotFoundError(
+            f"folder {root} does not exist; give folder:PATH with PATH holding one folder of "
+            "images per class (or train/ and test/ with such folders)"
+        )
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    train, test, class_names = _read_splits(root, val_fraction, seed)
+    verify_images(train + test)
+    with Image.open(train[0][0]) as first:
+        mode = "L" if first.mode in GRAY_MODES else "RGB"
+        width, height = first.size
+    size = (image_size, image_size) if image_size else (height, width)
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
+    mean, std = folder_stats(train, mode, size, seed, num_workers)
+    transform = transforms.Compose(
+        [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+    return ImageData(
+        name=f"folder:{root}",
+        class_names=class_names,
+        mean=mean,
+        std=std,
+        input_shape=(1 if mode == "L" else 3, *size),
+        train=ImageFiles(train, mode, transform),
+        test=ImageFiles(test, mode, transform),
+        location=str(root),
+    )

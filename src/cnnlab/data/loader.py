@@ -1,0 +1,215 @@
+"""Loaders that yield normalised (x, y) batches on a device, reproducible to the batch.
+
+TensorLoader (airbench style) keeps a whole split as one uint8 tensor on the device and slices
+batches out of it; FolderLoader wraps a torch DataLoader over image files. Both behave the same:
+
+    loader.set_epoch(epoch, start_batch=k)  # the order of an epoch depends on (seed, epoch) only
+    for x, y in loader: ...                 # x float32 (B, C, H, W) normalised, y int64 (B,)
+
+Augmentation randomness comes from (seed, epoch, batch index, rank), so starting an epoch at
+batch k yields exactly the batches k.. of an uninterrupted epoch, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnlab.data.augment import augment_batch
+from cnnlab.data.types import ImageData, Split
+from cnnlab.errors import ConfigError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (and their order), stable across runs."""
+    text = ",".join(str(int(part)) for part in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def seeded_generator(*parts: int) -> torch.Generator:
+    """A CPU generator seeded from `parts`: the same draws on every device."""
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def default_num_workers() -> int:
+    """Worker processes for image folders: up to 4, never more than the CPUs."""
+    return min(4, os.cpu_count() or 1)
+
+
+class _EpochBatches:
+    """What both loaders share: epoch and resume bookkeeping, shuffling and sharding."""
+
+    def __init__(
+        self, num_items: int, batch_size: int, *, shuffle: bool, drop_last: bool,
+        seed: int, rank: int, world_size: int, augment: bool,
+    ) -> None:  # fmt: skip
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
+        self.num_items = num_items
+        # no padding: the ranks' shards cover the data set exactly once between them
+        self.num_samples = len(range(rank, num_items, world_size))
+        self.epoch = 0
+        self._start_batch = 0
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Use the order of `epoch`; the next iteration starts at batch `start_batch`."""
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch must be in 0..{len(self)}, got {start_batch}")
+        self.epoch, self._start_batch = int(epoch), int(start_batch)
+
+    def _begin(self) -> tuple[int, int]:
+        """(epoch, first batch) for a new iteration; a start_batch only applies once."""
+        start, self._start_batch = self._start_batch, 0
+        return self.epoch, start
+
+    def _order(self, epoch: int) -> torch.Tensor | None:
+        """This rank's sample indices for `epoch` (CPU int64), or None for 0..N-1 in order."""
+        if self.shuffle:
+            # one permutation shared by all ranks (same seed), then every world_size-th item
+            order = torch.randperm(self.num_items, generator=seeded_generator(self.seed, epoch))
+        elif self.world_size == 1:
+            return None
+        else:
+            order = torch.arange(self.num_items)
+        return order[self.rank :: self.world_size]
+
+    def _bounds(self, batch: int) -> tuple[int, int]:
+        start = batch * self.batch_size
+        return start, min(start + self.batch_size, self.num_samples)
+
+    def _augment_generator(self, epoch: int, batch: int) -> torch.Generator:
+        return seeded_generator(self.seed, epoch, batch, self.rank)
+
+
+class TensorLoader(_EpochBatches):
+    """Batches sliced from uint8 (N, C, H, W) images held on `device`, normalised there."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+        mean: Sequence[float], std: Sequence[float], shuffle: bool = False,
+        drop_last: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+        augment: bool = False, rank: int = 0, world_size: int = 1,
+    ) -> None:  # fmt: skip
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(
+                f"TensorLoader wants uint8 (N, C, H, W) images and N labels, got "
+                f"{images.dtype} {tuple(images.shape)} and {tuple(labels.shape)}"
+            )
+        super().__init__(
+            len(images), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+            rank=rank, world_size=world_size, augment=augment,
+        )  # fmt: skip
+        channels = images.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need {channels} values, got {mean} and {std}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device).contiguous()  # (N, C, H, W) uint8, moved once
+        self.labels = labels.to(self.device, torch.int64)  # (N,)
+        # (pixel / 255 - mean) / std == pixel * scale + shift, per channel: (1, C, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float64)
+        mean_t = torch.tensor(mean, dtype=torch.float64)
+        self._scale = (1 / (255 * std_t)).float().view(1, -1, 1, 1).to(self.device)
+        self._shift = (-mean_t / std_t).float().view(1, -1, 1, 1).to(self.device)
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, start = self._begin()  # taken now, not at the first next()
+        return self._batches(epoch, start)
+
+    def _batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        order = self._order(epoch)
+        if order is not None:
+            order = order.to(self.device)
+        for batch in range(start, len(self)):
+            lo, hi = self._bounds(batch)
+            if order is None:  # in order: a view, no copy
+                images, labels = self.images[lo:hi], self.labels[lo:hi]
+            else:
+                index = order[lo:hi]
+                images = self.images.index_select(0, index)  # (B, C, H, W) uint8
+                labels = self.labels.index_select(0, index)
+            if self.augment:
+                images = augment_batch(images, self._augment_generator(epoch, batch))
+            yield torch.addcmul(self._shift, images.float(), self._scale), labels
+
+
+class FolderLoader(_EpochBatches):
+    """A torch DataLoader over an image Dataset (yielding normalised (C, H, W) floats), driven
+    by the same per-epoch order as TensorLoader; skipped batches are never loaded."""
+
+    def __init__(
+        self, dataset: Dataset, *, batch_size: int, mean: Sequence[float],
+        std: Sequence[float], shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+        device: str | torch.device = "cpu", augment: bool = False, rank: int = 0,
+        world_size: int = 1, num_workers: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(
+            len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+            rank=rank, world_size=world_size, augment=augment,
+        )  # fmt: skip
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        # the crop pads with black pixels, which after Normalize are -mean / std: (C,)
+        self._fill = -torch.tensor(mean) / torch.tensor(std)
+
+    def _index_batches(self, epoch: int, start: int) -> list[list[int]]:
+        order = self._order(epoch)
+        indices = list(range(self.num_items)) if order is None else order.tolist()
+        return [indices[slice(*self._bounds(batch))] for batch in range(start, len(self))]
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, start = self._begin()
+        batches = self._index_batches(epoch, start)
+        if not batches:
+            return iter(())
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            num_workers=min(self.num_workers, len(batches)),
+            pin_memory=self.device.type == "cuda",
+        )
+        return self._batches(loader, epoch, start)
+
+    def _batches(self, loader: DataLoader, epoch: int, start: int) -> Iterator[Batch]:
+        for batch, (images, labels) in enumerate(loader, start):
+            images = images.to(self.device, non_blocking=True)  # (B, C, H, W) float32
+            labels = labels.to(self.device, torch.int64, non_blocking=True)
+            if self.augment:
+                images = augment_batch(images, self._augment_generator(epoch, batch), self._fill)
+            yield images, labels
+
+
+def make_loader(
+    data: ImageData, split: str, *, batch_size: int, shuffle: bool = False,
+    device: str | torch.device = "cpu", seed: int = 0, augment: bool = False,
+    drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int | None = None,
+) -> TensorLoader | FolderLoader:  # fmt: skip
+    """A loader over `data.train` or `data.test`: TensorLoader for in-memory splits,
+    FolderLoader (with `num_workers` processes) for image folders."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    part = data.train if split == "train" else data.test
+    common = dict(
+        batch_size=batch_size, mean=data.mean, std=data.std, shuffle=shuffle,
+        drop_last=drop_last, seed=seed, device=device, augment=augment, rank=rank,
+        world_size=world_size,
+    )  # fmt: skip
+    if isinstance(part, Split):
+        return TensorLoader(part.images, part.labels, **common)
+    return FolderLoader(part, num_workers=num_workers, **common)

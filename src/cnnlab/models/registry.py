@@ -1,0 +1,169 @@
+"""The model registry: builders register under a name, `create_model` builds one by name.
+
+The shape of timm's `_registry.py` and torchvision's `models/_api.py`: a decorator files a plain,
+keyword-only builder function under its name and refuses a name that is taken; `create_model`
+fills in the registry's defaults, checks the arguments, calls the builder and notes on the model
+how it was made, so a checkpoint can rebuild it with `create_model(name, **model_args)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ModelError
+from cnnlab.models.init import check_init
+from cnnlab.models.shapes import InputTooSmallError
+
+SEEDS = ("000", "001", "002", "003", "004", "torchvision")
+# Every builder takes these; create_model fills the first three from the registry when None.
+COMMON_ARGS = ("num_classes", "in_channels", "image_size", "init")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one model: its builder and the input it is made for."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    input_shape: tuple[int, int, int]  # default input (C, H, W)
+    num_classes: int  # default number of classes
+    description: str  # one line, for `cnnlab models`
+    seed: str  # the seed document it comes from, "000".."004", or "torchvision"
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    description: str,
+    seed: str,
+    name: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: file a builder under `name` (default: the function's name); names are unique."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or builder.__name__
+        if key in _MODELS:
+            raise ModelError(
+                f"a model named {key!r} is already registered by "
+                f"{_MODELS[key].builder.__module__}; register this one under another name"
+            )
+        if seed not in SEEDS:
+            raise ModelError(f"seed must be one of {', '.join(SEEDS)}, got {seed!r}")
+        _MODELS[key] = ModelInfo(key, builder, tuple(input_shape), num_classes, description, seed)
+        return builder
+
+    return decorator
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style `pattern` ("net*", "tv_*"), sorted."""
+    return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern.lower()))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of `name`; a ModelError naming close matches if there is none."""
+    if not isinstance(name, str):
+        raise ModelError(
+            f"a model name is a string, got {name!r}; run `cnnlab models` to list them"
+        )
+    if name in _MODELS:
+        return _MODELS[name]
+    query = name.lower()
+    # "resnet" → tv_resnet18 by containment; "lenett", "LeNet" → lenet by similarity
+    close = [known for known in sorted(_MODELS) if query and query in known][:3]
+    close = close or difflib.get_close_matches(query, sorted(_MODELS), n=3, cutoff=0.7)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ModelError(f"unknown model {name!r}; {hint}run `cnnlab models` to list them")
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    init: str = "default",
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the model registered as `name`; None takes the registry's default for that model.
+
+    `image_size` is an int (square) or (H, W); `init` is "default", "xavier" or "kaiming";
+    `kwargs` are the model's own arguments (`n_chans1=32`, `pretrained=True`). The model keeps
+    `model.model_name` and `model.model_args` (every builder argument, defaults included), and
+    `create_model(model.model_name, **model.model_args)` builds the same architecture again.
+    """
+    info = model_info(name)
+    _check_own_kwargs(info, kwargs)
+    check_init(init)
+    channels, height, width = info.input_shape
+    args = {
+        "num_classes": check_int(
+            "num_classes", info.num_classes if num_classes is None else num_classes
+        ),
+        "in_channels": check_int("in_channels", channels if in_channels is None else in_channels),
+        "image_size": _image_size((height, width) if image_size is None else image_size),
+        "init": init,
+        **kwargs,
+    }
+    model = info.builder(**args)
+    bound = inspect.signature(info.builder).bind(**args)
+    bound.apply_defaults()
+    model.model_name = name
+    model.model_args = dict(bound.arguments)
+    return model
+
+
+def min_input_size(name: str, **kwargs: Any) -> int:
+    """The smallest side s such that model `name` (with these arguments) takes s×s images."""
+    kwargs.pop("image_size", None)
+    kwargs.pop("pretrained", None)  # weights do not change the sizes a model takes
+    with torch.device("meta"):  # builds without allocating or initialising any weights
+        try:
+            create_model(name, image_size=1, **kwargs)
+        except InputTooSmallError as err:
+            return err.min_size
+    return 1
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """The number of parameters of `model`; one shared by several layers counts once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_int(what: str, value: Any, minimum: int = 1) -> int:
+    """`value` if it is an int >= `minimum`, else a ModelError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelError(f"{what} must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def _image_size(value: Any) -> tuple[int, int]:
+    """An int, or an (H, W) tuple or list (as a JSON checkpoint gives it back), as (H, W)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        height, width = value
+        return check_int("image_size", height), check_int("image_size", width)
+    if isinstance(value, int) and not isinstance(value, bool):
+        side = check_int("image_size", value)
+        return side, side
+    raise ModelError(f"image_size must be an int or (height, width), got {value!r}")
+
+
+def _check_own_kwargs(info: ModelInfo, kwargs: dict[str, Any]) -> None:
+    """A ModelError listing what the builder accepts, rather than a TypeError from the call."""
+    own = [p for p in inspect.signature(info.builder).parameters if p not in COMMON_ARGS]
+    unknown = [key for key in kwargs if key not in own]
+    if unknown:
+        accepted = ", ".join([*COMMON_ARGS, *own])
+        raise ModelError(f"{info.name} does not take {', '.join(unknown)}; it takes {accepted}")

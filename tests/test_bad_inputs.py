@@ -1,0 +1,173 @@
+"""Every bad input gets one clear line, exit code 2, and leaves existing files alone.
+
+Each row: a name, a function that builds the argv (given the fixture paths), and a piece of the
+message the user must see. The test runs the CLI in-process and checks the exit code, that
+stderr is exactly one line, and that every file of an existing run is byte-identical after.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import checksums, write_learnable_npz
+
+import cnnlab
+from cnnlab.cli import main
+
+
+class Evil:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    npz = write_learnable_npz(root / "npz", train=64, test=32)
+    tiny = write_learnable_npz(root / "tiny", size=8, train=16, test=8)
+    runs = root / "runs"
+    cnnlab.train(model="mnist_cnn", dataset=f"npz:{npz}", epochs=1, batch_size=32,
+                 out_dir=str(runs), name="done", progress="none", lr=0.01)
+    ckpt = runs / "done" / "last.pt"
+    (root / "text.pt").write_text("this is not a checkpoint")
+    (root / "truncated.pt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    torch.save({"format": "cnnlab-checkpoint", "payload": Evil(root / "pwned")},
+               root / "evil.pt")
+    torch.save({"just": torch.zeros(2)}, root / "foreign.pt")
+    (root / "no_x").mkdir()
+    np.savez(root / "no_x" / "train.npz", images=np.zeros((4, 8, 8), np.uint8), y=np.zeros(4))
+    np.savez(root / "no_x" / "test.npz", images=np.zeros((4, 8, 8), np.uint8), y=np.zeros(4))
+    (root / "no_test").mkdir()
+    shutil.copy(npz / "train.npz", root / "no_test" / "train.npz")
+    (root / "empty").mkdir()
+    (root / "notimg" / "cat").mkdir(parents=True)
+    (root / "notimg" / "cat" / "readme.txt").write_text("not an image")
+    (root / "badimg" / "cat").mkdir(parents=True)
+    (root / "badimg" / "cat" / "broken.png").write_bytes(b"\x89PNG garbage")
+    (root / "a_file").write_text("a file where a folder should be")
+    (root / "bad.toml").write_text("model = [unclosed")
+    (root / "unknown_key.toml").write_text('model = "lenet"\nlearning_rate = 0.1\n')
+    (root / "wrong_type.toml").write_text('model = "lenet"\nlr = "fast"\n')
+    (root / "wrong_type2.toml").write_text("epochs = 2.5\n")
+    return {"root": root, "npz": npz, "tiny": tiny, "runs": runs, "ckpt": ckpt}
+
+
+def train(env, *args: str) -> list[str]:
+    return ["train", "--dataset", f"npz:{env['npz']}", "--out-dir", str(env["runs"]),
+            "--progress", "none", *args]
+
+
+R = "root"
+CASES = [
+    ("unknown model", lambda e: train(e, "--model", "lenet5"), "lenet"),
+    ("unknown data set", lambda e: ["train", "--dataset", "imagenet"], "imagenet"),
+    ("unknown optimizer", lambda e: train(e, "--optimizer", "adamx"), "unknown optimizer"),
+    ("unknown scheduler", lambda e: train(e, "--scheduler", "linear"), "unknown scheduler"),
+    ("unknown init", lambda e: train(e, "--init", "orthogonal"), "unknown init"),
+    ("unknown progress", lambda e: train(e, "--progress", "fancy"), "unknown progress"),
+    ("model too big for input", lambda e: ["train", "--dataset", f"npz:{e['tiny']}",
+                                           "--model", "lenet", "--out-dir", str(e["runs"])],
+     "8"),
+    ("zero lr", lambda e: train(e, "--lr", "0"), "lr must be a positive number"),
+    ("negative lr", lambda e: train(e, "--lr", "-0.1"), "lr must be a positive number"),
+    ("nan lr", lambda e: train(e, "--lr", "nan"), "lr must be a positive number"),
+    ("zero epochs", lambda e: train(e, "--epochs", "0"), "epochs must be at least 1"),
+    ("zero batch size", lambda e: train(e, "--batch-size", "0"), "batch_size must be at least 1"),
+    ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "weight_decay"),
+    ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "label_smoothing"),
+    ("nesterov without momentum", lambda e: train(e, "--nesterov"), "nesterov needs momentum"),
+    ("lr not a number", lambda e: train(e, "--lr", "fast"), "fast"),
+    ("device that is not there", lambda e: train(e, "--device", "cuda:7"), "cuda:7"),
+    ("device that does not exist", lambda e: train(e, "--device", "banana"), "unknown device"),
+    ("class weights wrong count", lambda e: train(e, "--class-weights", "1,2"),
+     "class_weights has 2 values"),
+    ("class weights not numbers", lambda e: train(e, "--class-weights", "a,b"), "numbers"),
+    ("model arg without =", lambda e: train(e, "--model-arg", "n_chans1"), "KEY=VALUE"),
+    ("model arg unknown", lambda e: train(e, "--model", "mnist_cnn", "--model-arg", "width=3"),
+     "width"),
+    ("eps on sgd", lambda e: train(e, "--eps", "1e-8"), "sgd has no eps"),
+    ("name with a slash", lambda e: train(e, "--name", "a/b"), "plain folder name"),
+    ("existing run without overwrite", lambda e: train(e, "--name", "done"), "already exists"),
+    ("output under a file", lambda e: ["train", "--dataset", f"npz:{e['npz']}", "--out-dir",
+                                       str(e[R] / "a_file" / "runs")], "cannot write"),
+    ("missing recipe", lambda e: ["train", "--recipe", str(e[R] / "nope.toml")], "nope.toml"),
+    ("recipe not TOML", lambda e: ["train", "--recipe", str(e[R] / "bad.toml")], "not valid TOML"),
+    ("recipe unknown key", lambda e: ["train", "--recipe", str(e[R] / "unknown_key.toml")],
+     "learning_rate"),
+    ("recipe wrong type", lambda e: ["train", "--recipe", str(e[R] / "wrong_type.toml")],
+     "lr must be a number"),
+    ("recipe float epochs", lambda e: ["train", "--recipe", str(e[R] / "wrong_type2.toml")],
+     "epochs must be an integer"),
+    ("recipe and resume", lambda e: ["train", "--recipe", str(e[R] / "bad.toml"), "--resume",
+                                     str(e["runs"] / "done")], "not both"),
+    ("resume a missing run", lambda e: ["train", "--resume", str(e[R] / "nope")], "nope"),
+    ("resume a finished run", lambda e: ["train", "--resume", str(e["runs"] / "done")],
+     "already finished"),
+    ("resume with a conflict", lambda e: ["train", "--resume", str(e["runs"] / "done"),
+                                          "--epochs", "3", "--lr", "0.5"], "conflicts"),
+    ("npz without x", lambda e: train(e, "--dataset", f"npz:{e[R] / 'no_x'}"), "x"),
+    ("npz without test.npz", lambda e: train(e, "--dataset", f"npz:{e[R] / 'no_test'}"),
+     "test.npz"),
+    ("npz folder missing", lambda e: train(e, "--dataset", f"npz:{e[R] / 'nowhere'}"),
+     "nowhere"),
+    ("empty image folder", lambda e: train(e, "--dataset", f"folder:{e[R] / 'empty'}"), "empty"),
+    ("non-image file in image folder", lambda e: train(e, "--dataset",
+                                                       f"folder:{e[R] / 'notimg'}"), "readme.txt"),
+    ("unreadable image", lambda e: train(e, "--dataset", f"folder:{e[R] / 'badimg'}"),
+     "broken.png"),
+    ("eval missing checkpoint", lambda e: ["eval", str(e[R] / "missing.pt")], "does not exist"),
+    ("eval a text file", lambda e: ["eval", str(e[R] / "text.pt")], "not a readable checkpoint"),
+    ("eval truncated checkpoint", lambda e: ["eval", str(e[R] / "truncated.pt")],
+     "not a readable checkpoint"),
+    ("eval malicious checkpoint", lambda e: ["eval", str(e[R] / "evil.pt")], "refused"),
+    ("eval a foreign checkpoint", lambda e: ["eval", str(e[R] / "foreign.pt")],
+     "not a cnnlab checkpoint"),
+    ("eval on data of another shape", lambda e: ["eval", str(e["ckpt"]), "--dataset",
+                                                 f"npz:{e['tiny']}"], "8×8"),
+    ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch-size"),
+]
+
+
+@pytest.mark.parametrize("make_argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line_exit_2_and_changes_nothing(env, make_argv, expected, capsys):
+    before = checksums(env["root"])
+    code = main(make_argv(env))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+    assert checksums(env["root"]) == before
+    assert not (env["root"] / "pwned").exists()
+
+
+API_CASES = [
+    (lambda e: cnnlab.train(model="nope", dataset=f"npz:{e['npz']}"), ValueError),
+    (lambda e: cnnlab.train(dataset="npz:/no/such/folder"), FileNotFoundError),
+    (lambda e: cnnlab.train(lr=-1.0), ValueError),
+    (lambda e: cnnlab.train(learning_rate=0.1), ValueError),
+    (lambda e: cnnlab.load_checkpoint(e[R] / "evil.pt"), ValueError),
+    (lambda e: cnnlab.load_checkpoint(e[R] / "missing.pt"), ValueError),
+    (lambda e: cnnlab.load_dataset("folder:" + str(e[R] / "empty")), ValueError),
+    (lambda e: cnnlab.create_model("lenet", image_size=8), ValueError),
+]
+
+
+@pytest.mark.parametrize("call, kind", API_CASES)
+def test_api_raises_cnnlab_errors(env, call, kind):
+    with pytest.raises(cnnlab.CnnlabError) as info:
+        call(env)
+    assert isinstance(info.value, kind)
+    assert "\n" not in str(info.value)
+    assert not (env["root"] / "pwned").exists()

@@ -1,0 +1,118 @@
+"""The cnnlab command: the happy paths, and what each subcommand prints."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from helpers import write_learnable_npz
+
+from cnnlab.cli import main
+from cnnlab.config import TrainConfig, load_recipe
+from cnnlab.data import BUILTIN_DATASETS
+from cnnlab.models import list_models
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+
+
+@pytest.fixture(scope="module")
+def npz_data(tmp_path_factory) -> str:
+    return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("learnable")))
+
+
+def test_recipes_cover_every_seed_experiment():
+    names = {p.stem for p in RECIPES}
+    assert names == {
+        "lenet-fashion-mnist", "mnist-cnn", "mnist-cnn-deep", "cifar10-cnn", "cifar2-net",
+        "cifar2-net-width", "cifar2-net-wd", "cifar2-net-dropout", "cifar2-net-batchnorm",
+        "cifar2-net-res", "cifar2-net-res-deep",
+    }
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
+    values = load_recipe(recipe)
+    cfg = TrainConfig.from_dict(values).validate()
+    assert cfg.model in list_models()
+    assert cfg.dataset in BUILTIN_DATASETS
+    assert re.match(r"# Seeds? 00\d", recipe.read_text()), "the comment names the seed"
+    tomllib.loads(recipe.read_text())
+
+
+def test_train_from_flags_then_eval(npz_data, tmp_path, capsys):
+    argv = ["train", "--model", "mnist_cnn", "--dataset", npz_data, "--epochs", "2",
+            "--batch-size", "32", "--optimizer", "adam", "--lr", "0.003", "--out-dir",
+            str(tmp_path), "--name", "cli", "--progress", "lines"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    epoch_lines = [line for line in out if line.split() and line.split()[0].isdigit()]
+    assert len(epoch_lines) == 2  # exactly one line per epoch when not on a terminal
+    assert any(str(tmp_path / "cli") in line for line in out)
+    rows = [json.loads(x) for x in (tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()]
+    assert main(["eval", str(tmp_path / "cli" / "best.pt")]) == 0
+    out = capsys.readouterr().out
+    assert f"test accuracy  {max(r['test_accuracy'] for r in rows):.4f}" in out
+    assert "class3" in out  # per-class accuracy
+
+
+def test_recipe_with_flag_overrides(npz_data, tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'model = "lenet"\ndataset = "{npz_data}"\nepochs = 5\nlr = 0.5\n')
+    argv = ["train", "--recipe", str(recipe), "--epochs", "1", "--out-dir", str(tmp_path),
+            "--progress", "none", "--no-tensorboard", "--batch-size", "64"]
+    assert main(argv) == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert run.name.startswith("r-")  # named after the recipe, with a timestamp
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["epochs"] == 1 and config["lr"] == 0.5 and config["tensorboard"] is False
+
+
+def test_model_arg_flags_reach_the_builder(tmp_path, capsys):
+    data = write_learnable_npz(tmp_path / "rgb", size=32, channels=3, train=64, test=32)
+    argv = ["train", "--model", "net_width", "--model-arg", "n_chans1=8", "--dataset",
+            f"npz:{data}", "--epochs", "1", "--out-dir", str(tmp_path), "--name", "w",
+            "--progress", "none"]
+    assert main(argv) == 0
+    info = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert info["model_args"]["n_chans1"] == 8 and info["model_args"]["num_classes"] == 4
+
+
+def test_models_lists_every_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert name in out
+    assert "61,706" in out  # LeNet's parameter count
+
+
+def test_datasets_lists_the_built_ins(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILTIN_DATASETS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["models"], ["datasets"]])
+def test_help_of_every_command(command, capsys):
+    assert main([*command, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_train_help_lists_every_config_field(capsys):
+    main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--batch-size", "--weight-decay", "--label-smoothing", "--checkpoint-every",
+                 "--deterministic", "--model-arg", "--resume", "--recipe", "--cpu-slices"):
+        assert flag in out
+
+
+def test_python_dash_m_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--lr", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: lr must be a positive number, got 0.0"

@@ -1,0 +1,217 @@
+"""TensorLoader, make_loader and batched augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import ImageData, Split, TensorLoader, load_dataset, make_loader
+from cnnlab.data.augment import augment_padding, crop, random_crop, random_flip
+from cnnlab.errors import ConfigError
+
+MEAN, STD = (0.2, 0.4, 0.6), (0.3, 0.2, 0.1)
+
+
+def fake_split(n: int = 50, channels: int = 3, size: int = 8, seed: int = 0) -> Split:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(
+        0, 256, (n, channels, size, size), dtype=torch.uint8, generator=generator
+    )
+    return Split(images, torch.arange(n))  # label i marks sample i
+
+
+def loader_for(split: Split, **kwargs) -> TensorLoader:
+    kwargs.setdefault("batch_size", 16)
+    return TensorLoader(split.images, split.labels, mean=MEAN, std=STD, **kwargs)
+
+
+def epoch_labels(loader) -> list[int]:
+    return torch.cat([y for _, y in loader]).tolist()
+
+
+def test_batches_are_normalised_floats_in_order_without_shuffle():
+    split = fake_split()
+    batches = list(loader_for(split))
+    x, y = batches[0]
+    assert x.dtype == torch.float32 and x.shape == (16, 3, 8, 8) and y.dtype == torch.int64
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    expected = (split.images[:16].float() / 255 - mean) / std
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-5)
+    assert torch.cat([y for _, y in batches]).tolist() == list(range(50))
+
+
+@pytest.mark.parametrize(("drop_last", "batches", "last"), [(False, 4, 2), (True, 3, 16)])
+def test_length_with_and_without_drop_last(drop_last, batches, last):
+    loader = loader_for(fake_split(), drop_last=drop_last, shuffle=True)
+    sizes = [len(y) for _, y in loader]
+    assert len(loader) == len(sizes) == batches and sizes[-1] == last
+    assert loader.num_samples == 50
+
+
+def test_shuffle_covers_every_sample_once_and_depends_on_seed_and_epoch():
+    loader = loader_for(fake_split(), shuffle=True, seed=3)
+    first = epoch_labels(loader)
+    assert sorted(first) == list(range(50)) and first != list(range(50))
+    assert epoch_labels(loader) == first  # iter again without set_epoch: the same order
+    loader.set_epoch(1)
+    second = epoch_labels(loader)
+    assert sorted(second) == list(range(50)) and second != first
+    assert epoch_labels(loader_for(fake_split(), shuffle=True, seed=4)) != first
+    loader.set_epoch(0)
+    assert epoch_labels(loader) == first
+
+
+def collect(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_start_batch_yields_exactly_the_tail_of_the_epoch(shuffle):
+    loader = loader_for(fake_split(size=16), shuffle=shuffle, augment=True, seed=5)
+    loader.set_epoch(2)
+    full = collect(loader)
+    resumed = loader_for(fake_split(size=16), shuffle=shuffle, augment=True, seed=5)
+    resumed.set_epoch(2, start_batch=2)
+    tail = collect(resumed)
+    assert len(tail) == len(full) - 2
+    for (x, y), (x_ref, y_ref) in zip(tail, full[2:], strict=True):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)  # bit for bit, augmentation too
+    assert len(collect(resumed)) == len(full)  # the next iteration starts at 0 again
+
+
+def test_start_batch_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="start_batch"):
+        loader_for(fake_split()).set_epoch(0, start_batch=5)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_shards_cover_the_data_set_exactly_once(shuffle, world_size):
+    shards = [
+        loader_for(fake_split(), shuffle=shuffle, rank=rank, world_size=world_size, seed=1)
+        for rank in range(world_size)
+    ]
+    for shard in shards:
+        shard.set_epoch(4)
+    seen = [epoch_labels(shard) for shard in shards]
+    assert sorted(label for shard in seen for label in shard) == list(range(50))
+    assert [shard.num_samples for shard in shards] == [len(s) for s in seen]
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ConfigError, match="batch_size"):
+        loader_for(fake_split(), batch_size=0)
+    with pytest.raises(ValueError, match="rank"):
+        loader_for(fake_split(), rank=2, world_size=2)
+    with pytest.raises(ValueError, match="uint8"):
+        TensorLoader(torch.zeros(4, 3, 8, 8), torch.zeros(4), batch_size=2, mean=MEAN, std=STD)
+
+
+def test_make_loader_over_a_loaded_dataset(fake_data_root):
+    data = load_dataset("mnist", fake_data_root)
+    loader = make_loader(data, "train", batch_size=10, shuffle=True, drop_last=True)
+    assert isinstance(loader, TensorLoader) and len(loader) == 6
+    x, _ = next(iter(loader))
+    assert x.shape == (10, 1, 28, 28)
+    assert len(make_loader(data, "test", batch_size=10)) == 4
+    with pytest.raises(ConfigError, match="split"):
+        make_loader(data, "val", batch_size=10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batches_live_on_the_requested_device():
+    split = fake_split(size=16)
+    cpu = collect(loader_for(split, shuffle=True, augment=True))
+    gpu = collect(loader_for(split, shuffle=True, augment=True, device="cuda"))
+    assert gpu[0][0].device.type == "cuda" and gpu[0][1].device.type == "cuda"
+    for (x, y), (x_cpu, y_cpu) in zip(gpu, cpu, strict=True):
+        torch.testing.assert_close(x.cpu(), x_cpu)
+        assert torch.equal(y.cpu(), y_cpu)
+
+
+def test_fake_mnist_is_learnable_in_two_epochs(fake_data_root):
+    """The fixture promises data a tiny CNN learns quickly; other tests rely on it."""
+    torch.manual_seed(0)
+    data = load_dataset("mnist", fake_data_root)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),
+        nn.Linear(8 * 7 * 7, 10),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train = make_loader(data, "train", batch_size=16, shuffle=True)
+    for epoch in range(2):
+        train.set_epoch(epoch)
+        for x, y in train:
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    with torch.no_grad():
+        correct = sum(
+            int((model(x).argmax(1) == y).sum())
+            for x, y in make_loader(data, "test", batch_size=32)
+        )
+    assert correct / len(data.test) > 0.5  # chance is 0.1
+
+
+# ---- augmentation ----------------------------------------------------------------------
+
+
+def slow_crop(images, padding, top, left):
+    """Reference: pad and cut each sample on its own, as torchvision's RandomCrop does."""
+    out = torch.empty_like(images)
+    height, width = images.shape[2:]
+    for i in range(len(images)):
+        padded = F.pad(images[i], (padding,) * 4)
+        out[i] = padded[:, top[i] : top[i] + height, left[i] : left[i] + width]
+    return out
+
+
+def test_crop_matches_a_per_sample_reference():
+    images = fake_split(n=20, size=12).images
+    generator = torch.Generator().manual_seed(0)
+    top, left = torch.randint(0, 9, (2, 20), generator=generator)
+    assert torch.equal(crop(images, 4, top, left), slow_crop(images, 4, top, left))
+
+
+def test_random_crop_gives_each_sample_its_own_window():
+    images = fake_split(n=64, size=12).images
+    out = random_crop(images, 2, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    offsets = []
+    for i in range(len(images)):  # which window of the padded image is it?
+        padded = F.pad(images[i], (2,) * 4)
+        found = [
+            (t, s) for t in range(5) for s in range(5)
+            if torch.equal(padded[:, t : t + 12, s : s + 12], out[i])
+        ]  # fmt: skip
+        assert found, f"sample {i} is not a crop of its padded image"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10  # not one offset for the whole batch
+
+
+def test_random_flip_mirrors_about_half_the_batch():
+    images = fake_split(n=200, size=8).images
+    out = random_flip(images, torch.Generator().manual_seed(2))
+    flipped = [torch.equal(out[i], images[i].flip(2)) for i in range(200)]
+    kept = [torch.equal(out[i], images[i]) for i in range(200)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 70 < sum(flipped) < 130
+
+
+def test_augmented_batches_keep_shape_and_change_images():
+    split = fake_split(n=32, size=32)
+    plain = collect(loader_for(split, batch_size=32))
+    augmented = collect(loader_for(split, batch_size=32, augment=True))
+    assert augmented[0][0].shape == plain[0][0].shape and augmented[0][0].dtype == torch.float32
+    assert not torch.equal(augmented[0][0], plain[0][0])
+    assert torch.equal(augmented[0][1], plain[0][1])
+    assert augment_padding(32) == 4 and augment_padding(28) == 3
+
+
+def test_image_data_num_classes():
+    split = fake_split(n=4)
+    data = ImageData("x", ["a", "b"], MEAN, STD, (3, 8, 8), split, split, "here")
+    assert data.num_classes == 2 and len(split) == 4

@@ -1,0 +1,180 @@
+"""The training engine: learning happens, the run directory holds what it promises, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import relocate_checkpoint, write_learnable_npz
+
+import cnnlab
+from cnnlab.train import checkpoint as ckpt
+from cnnlab.train import loop
+
+
+@pytest.fixture(scope="module")
+def npz_data(tmp_path_factory) -> str:
+    return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("learnable")))
+
+
+def small_config(npz_data: str, out: Path, **overrides) -> cnnlab.TrainConfig:
+    values = dict(model="mnist_cnn", dataset=npz_data, epochs=3, batch_size=32, optimizer="adam",
+                  lr=3e-3, out_dir=str(out), name="run", progress="none", log_every=4)
+    values.update(overrides)
+    return cnnlab.TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(npz_data, tmp_path_factory) -> cnnlab.TrainResult:
+    return cnnlab.train(small_config(npz_data, tmp_path_factory.mktemp("runs")))
+
+
+def test_training_lifts_accuracy_far_above_chance(trained):
+    first, last = trained.metrics[0], trained.metrics[-1]
+    assert last["test_accuracy"] > 0.8  # 4 classes: chance is 0.25
+    assert last["train_loss"] < first["train_loss"]
+
+
+def test_metrics_file_has_one_row_per_epoch_with_explicit_epoch_and_step(trained):
+    rows = [json.loads(line) for line in (trained.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [12, 24, 36]  # 384 samples / batch 32
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "examples_per_second", "epoch_seconds", "lr"):
+        assert all(isinstance(r[key], float) for r in rows), key
+    assert rows == trained.metrics
+
+
+def test_config_json_records_config_versions_and_device(trained):
+    info = json.loads((trained.run_dir / "config.json").read_text())
+    assert info["config"]["model"] == "mnist_cnn"
+    assert set(info["versions"]) == {"python", "torch", "torchvision"}
+    assert info["device"].startswith("cpu")
+    assert info["dataset"]["train"] == 384
+
+
+def test_tensorboard_events_hold_the_seed_scalars(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained.run_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "test_loss", "test_accuracy"} <= tags
+    assert [e.step for e in events.Scalars("test_accuracy")] == [1, 2, 3]
+    assert [e.step for e in events.Scalars("train_loss")] == list(range(4, 37, 4))
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(trained, npz_data):
+    state = cnnlab.load_checkpoint(trained.run_dir / "last.pt")
+    model = cnnlab.rebuild_model(state).eval()
+    trained.model.eval()
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), trained.model(x))
+    assert state["class_names"] == ["class0", "class1", "class2", "class3"]
+    assert state["epoch"] == 3 and state["finished"]
+
+
+def test_best_checkpoint_holds_the_best_test_accuracy(trained):
+    best = cnnlab.load_checkpoint(trained.run_dir / "best.pt")
+    assert best["best_accuracy"] == max(r["test_accuracy"] for r in trained.metrics)
+
+
+def test_gpu_saved_checkpoint_loads_on_cpu(trained, tmp_path):
+    gpu_file = tmp_path / "from-gpu.pt"
+    relocate_checkpoint(trained.run_dir / "last.pt", gpu_file, "cuda:0")
+    if not torch.cuda.is_available():  # the rewrite is real: plain torch.load refuses it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(gpu_file, weights_only=True)
+    state = cnnlab.load_checkpoint(gpu_file, map_location="cpu")
+    assert state["model_state"]["conv1.weight"].device.type == "cpu"
+    model = cnnlab.rebuild_model(state)
+    x = torch.randn(2, 1, 28, 28)
+    trained.model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), trained.model(x))
+
+
+def test_resume_continues_at_the_right_epoch_and_matches_an_uninterrupted_run(npz_data, tmp_path):
+    straight = cnnlab.train(small_config(npz_data, tmp_path, name="straight", deterministic=True))
+    cnnlab.train(small_config(npz_data, tmp_path, name="resumed", epochs=2, deterministic=True))
+    first = ckpt.load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert first["epoch"] == 2 and first["optimizer_state"]["state"]  # Adam moments saved
+    resumed = cnnlab.train(resume=tmp_path / "resumed", epochs=3)
+    assert [r["epoch"] for r in resumed.metrics] == [1, 2, 3]
+    for a, b in zip(straight.metrics, resumed.metrics, strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["test_accuracy"] == b["test_accuracy"]
+    for (name, a), b in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_resume_of_a_finished_run_is_refused(trained):
+    with pytest.raises(cnnlab.ConfigError, match="already finished its 3 epochs"):
+        cnnlab.train(resume=trained.run_dir)
+
+
+def test_resume_with_a_conflicting_setting_is_refused(trained):
+    with pytest.raises(cnnlab.ConfigError, match="lr=0.5 conflicts"):
+        cnnlab.train(resume=trained.run_dir, epochs=5, lr=0.5)
+
+
+def test_existing_run_directory_is_not_overwritten(npz_data, trained):
+    cfg = small_config(npz_data, trained.run_dir.parent, name=trained.run_dir.name)
+    with pytest.raises(cnnlab.ConfigError, match="already exists"):
+        cnnlab.train(cfg)
+
+
+def test_onecycle_and_step_schedules_change_the_learning_rate(npz_data, tmp_path):
+    one = cnnlab.train(small_config(npz_data, tmp_path, name="one", scheduler="onecycle",
+                                    epochs=2, optimizer="sgd", lr=0.05, momentum=0.9))
+    step = cnnlab.train(small_config(npz_data, tmp_path, name="step", scheduler="step",
+                                     step_size=1, gamma=0.5, epochs=2, optimizer="sgd", lr=0.05))
+    assert one.metrics[0]["lr"] != one.metrics[1]["lr"]
+    assert step.metrics[1]["lr"] == pytest.approx(0.025)
+    saved = ckpt.load_checkpoint(tmp_path / "one" / "last.pt")
+    assert saved["scheduler_state"]["last_epoch"] == 24  # one-cycle steps every batch
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"])
+def test_every_optimizer_trains_one_epoch(npz_data, tmp_path, optimizer):
+    lr = 1.0 if optimizer == "adadelta" else 1e-2
+    result = cnnlab.train(small_config(npz_data, tmp_path, epochs=1, optimizer=optimizer, lr=lr,
+                                       tensorboard=False))
+    assert result.metrics[0]["train_loss"] > 0
+
+
+def test_cpu_slices_give_the_same_accuracy_as_the_plain_step(npz_data, tmp_path):
+    plain = cnnlab.train(small_config(npz_data, tmp_path, name="plain", cpu_slices=1))
+    sliced = cnnlab.train(small_config(npz_data, tmp_path, name="sliced", cpu_slices=2))
+    # the same gradients up to float rounding: the runs stay within a couple of test images
+    assert abs(plain.metrics[-1]["test_accuracy"] - sliced.metrics[-1]["test_accuracy"]) < 0.03
+    assert abs(plain.metrics[0]["train_loss"] - sliced.metrics[0]["train_loss"]) < 1e-3
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
+    npz_data, tmp_path, monkeypatch
+):
+    with pytest.raises(cnnlab.CnnlabError, match=r"NaN or Inf at step \d+ .*learning rate"):
+        cnnlab.train(small_config(npz_data, tmp_path, name="wild", optimizer="sgd", lr=1e30,
+                                  checkpoint_every=2))
+    assert not (tmp_path / "wild" / "last.pt").exists()  # nothing diverged was saved
+
+    cnnlab.train(small_config(npz_data, tmp_path, name="good", epochs=1, checkpoint_every=5))
+    before = (tmp_path / "good" / "last.pt").read_bytes()
+
+    class NanAfterThreeSteps(torch.nn.CrossEntropyLoss):
+        calls = 0
+
+        def forward(self, logits, labels):
+            NanAfterThreeSteps.calls += 1
+            loss = super().forward(logits, labels)
+            return loss * float("nan") if NanAfterThreeSteps.calls > 3 else loss
+
+    monkeypatch.setattr(loop, "make_loss", lambda *a: NanAfterThreeSteps())
+    with pytest.raises(cnnlab.CnnlabError, match="NaN or Inf at step 16 "):
+        # one loss call per step (cpu_slices=1); the NaN at step 16 is caught at the log interval
+        cnnlab.train(resume=tmp_path / "good", epochs=2, checkpoint_every=0, cpu_slices=1)
+    assert (tmp_path / "good" / "last.pt").read_bytes() == before
