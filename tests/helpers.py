@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 
 
-def write_learnable_npz(root: Path, *, classes: int = 4, train: int = 384, test: int = 128,
-                        size: int = 28, channels: int = 1, seed: int = 0) -> Path:
+def write_learnable_npz(
+    root: Path,
+    *,
+    classes: int = 4,
+    train: int = 384,
+    test: int = 128,
+    size: int = 28,
+    channels: int = 1,
+    seed: int = 0,
+) -> Path:
     """A folder with train.npz / test.npz where class k is a bright square in place k.
 
     Easy enough that a small CNN goes from chance (1/classes) to > 0.8 in a few epochs,

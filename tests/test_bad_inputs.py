@@ -7,17 +7,16 @@ stderr is exactly one line, and that every file of an existing run is byte-ident
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import checksums, write_learnable_npz
 
 import cnnlab
 from cnnlab.cli import main
+from helpers import checksums, write_learnable_npz
 
 
 class Evil:
@@ -36,13 +35,20 @@ def env(tmp_path_factory) -> dict[str, Path]:
     npz = write_learnable_npz(root / "npz", train=64, test=32)
     tiny = write_learnable_npz(root / "tiny", size=8, train=16, test=8)
     runs = root / "runs"
-    cnnlab.train(model="mnist_cnn", dataset=f"npz:{npz}", epochs=1, batch_size=32,
-                 out_dir=str(runs), name="done", progress="none", lr=0.01)
+    cnnlab.train(
+        model="mnist_cnn",
+        dataset=f"npz:{npz}",
+        epochs=1,
+        batch_size=32,
+        out_dir=str(runs),
+        name="done",
+        progress="none",
+        lr=0.01,
+    )
     ckpt = runs / "done" / "last.pt"
     (root / "text.pt").write_text("this is not a checkpoint")
     (root / "truncated.pt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    torch.save({"format": "cnnlab-checkpoint", "payload": Evil(root / "pwned")},
-               root / "evil.pt")
+    torch.save({"format": "cnnlab-checkpoint", "payload": Evil(root / "pwned")}, root / "evil.pt")
     torch.save({"just": torch.zeros(2)}, root / "foreign.pt")
     (root / "no_x").mkdir()
     np.savez(root / "no_x" / "train.npz", images=np.zeros((4, 8, 8), np.uint8), y=np.zeros(4))
@@ -63,8 +69,16 @@ def env(tmp_path_factory) -> dict[str, Path]:
 
 
 def train(env, *args: str) -> list[str]:
-    return ["train", "--dataset", f"npz:{env['npz']}", "--out-dir", str(env["runs"]),
-            "--progress", "none", *args]
+    return [
+        "train",
+        "--dataset",
+        f"npz:{env['npz']}",
+        "--out-dir",
+        str(env["runs"]),
+        "--progress",
+        "none",
+        *args,
+    ]
 
 
 R = "root"
@@ -75,9 +89,19 @@ CASES = [
     ("unknown scheduler", lambda e: train(e, "--scheduler", "linear"), "unknown scheduler"),
     ("unknown init", lambda e: train(e, "--init", "orthogonal"), "unknown init"),
     ("unknown progress", lambda e: train(e, "--progress", "fancy"), "unknown progress"),
-    ("model too big for input", lambda e: ["train", "--dataset", f"npz:{e['tiny']}",
-                                           "--model", "lenet", "--out-dir", str(e["runs"])],
-     "8"),
+    (
+        "model too big for input",
+        lambda e: [
+            "train",
+            "--dataset",
+            f"npz:{e['tiny']}",
+            "--model",
+            "lenet",
+            "--out-dir",
+            str(e["runs"]),
+        ],
+        "8",
+    ),
     ("zero lr", lambda e: train(e, "--lr", "0"), "lr must be a positive number"),
     ("negative lr", lambda e: train(e, "--lr", "-0.1"), "lr must be a positive number"),
     ("nan lr", lambda e: train(e, "--lr", "nan"), "lr must be a positive number"),
@@ -86,54 +110,111 @@ CASES = [
     ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "weight_decay"),
     ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "label_smoothing"),
     ("nesterov without momentum", lambda e: train(e, "--nesterov"), "nesterov needs momentum"),
-    ("lr not a number", lambda e: train(e, "--lr", "fast"), "fast"),
+    ("lr not a number", lambda e: train(e, "--lr", "fast"), "'--lr'"),
+    ("unknown flag", lambda e: train(e, "--learning-rate", "0.1"), "--learning-rate"),
     ("device that is not there", lambda e: train(e, "--device", "cuda:7"), "cuda:7"),
     ("device that does not exist", lambda e: train(e, "--device", "banana"), "unknown device"),
-    ("class weights wrong count", lambda e: train(e, "--class-weights", "1,2"),
-     "class_weights has 2 values"),
+    (
+        "class weights wrong count",
+        lambda e: train(e, "--class-weights", "1,2"),
+        "class_weights has 2 values",
+    ),
     ("class weights not numbers", lambda e: train(e, "--class-weights", "a,b"), "numbers"),
     ("model arg without =", lambda e: train(e, "--model-arg", "n_chans1"), "KEY=VALUE"),
-    ("model arg unknown", lambda e: train(e, "--model", "mnist_cnn", "--model-arg", "width=3"),
-     "width"),
+    (
+        "model arg unknown",
+        lambda e: train(e, "--model", "mnist_cnn", "--model-arg", "width=3"),
+        "width",
+    ),
     ("eps on sgd", lambda e: train(e, "--eps", "1e-8"), "sgd has no eps"),
     ("name with a slash", lambda e: train(e, "--name", "a/b"), "plain folder name"),
     ("existing run without overwrite", lambda e: train(e, "--name", "done"), "already exists"),
-    ("output under a file", lambda e: ["train", "--dataset", f"npz:{e['npz']}", "--out-dir",
-                                       str(e[R] / "a_file" / "runs")], "cannot write"),
+    (
+        "output under a file",
+        lambda e: [
+            "train",
+            "--dataset",
+            f"npz:{e['npz']}",
+            "--out-dir",
+            str(e[R] / "a_file" / "runs"),
+        ],
+        "cannot write",
+    ),
     ("missing recipe", lambda e: ["train", "--recipe", str(e[R] / "nope.toml")], "nope.toml"),
     ("recipe not TOML", lambda e: ["train", "--recipe", str(e[R] / "bad.toml")], "not valid TOML"),
-    ("recipe unknown key", lambda e: ["train", "--recipe", str(e[R] / "unknown_key.toml")],
-     "learning_rate"),
-    ("recipe wrong type", lambda e: ["train", "--recipe", str(e[R] / "wrong_type.toml")],
-     "lr must be a number"),
-    ("recipe float epochs", lambda e: ["train", "--recipe", str(e[R] / "wrong_type2.toml")],
-     "epochs must be an integer"),
-    ("recipe and resume", lambda e: ["train", "--recipe", str(e[R] / "bad.toml"), "--resume",
-                                     str(e["runs"] / "done")], "not both"),
+    (
+        "recipe unknown key",
+        lambda e: ["train", "--recipe", str(e[R] / "unknown_key.toml")],
+        "learning_rate",
+    ),
+    (
+        "recipe wrong type",
+        lambda e: ["train", "--recipe", str(e[R] / "wrong_type.toml")],
+        "lr must be a number",
+    ),
+    (
+        "recipe float epochs",
+        lambda e: ["train", "--recipe", str(e[R] / "wrong_type2.toml")],
+        "epochs must be an integer",
+    ),
+    (
+        "recipe and resume",
+        lambda e: [
+            "train",
+            "--recipe",
+            str(e[R] / "bad.toml"),
+            "--resume",
+            str(e["runs"] / "done"),
+        ],
+        "not both",
+    ),
     ("resume a missing run", lambda e: ["train", "--resume", str(e[R] / "nope")], "nope"),
-    ("resume a finished run", lambda e: ["train", "--resume", str(e["runs"] / "done")],
-     "already finished"),
-    ("resume with a conflict", lambda e: ["train", "--resume", str(e["runs"] / "done"),
-                                          "--epochs", "3", "--lr", "0.5"], "conflicts"),
+    (
+        "resume a finished run",
+        lambda e: ["train", "--resume", str(e["runs"] / "done")],
+        "already finished",
+    ),
+    (
+        "resume with a conflict",
+        lambda e: ["train", "--resume", str(e["runs"] / "done"), "--epochs", "3", "--lr", "0.5"],
+        "conflicts",
+    ),
     ("npz without x", lambda e: train(e, "--dataset", f"npz:{e[R] / 'no_x'}"), "x"),
-    ("npz without test.npz", lambda e: train(e, "--dataset", f"npz:{e[R] / 'no_test'}"),
-     "test.npz"),
-    ("npz folder missing", lambda e: train(e, "--dataset", f"npz:{e[R] / 'nowhere'}"),
-     "nowhere"),
+    (
+        "npz without test.npz",
+        lambda e: train(e, "--dataset", f"npz:{e[R] / 'no_test'}"),
+        "test.npz",
+    ),
+    ("npz folder missing", lambda e: train(e, "--dataset", f"npz:{e[R] / 'nowhere'}"), "nowhere"),
     ("empty image folder", lambda e: train(e, "--dataset", f"folder:{e[R] / 'empty'}"), "empty"),
-    ("non-image file in image folder", lambda e: train(e, "--dataset",
-                                                       f"folder:{e[R] / 'notimg'}"), "readme.txt"),
-    ("unreadable image", lambda e: train(e, "--dataset", f"folder:{e[R] / 'badimg'}"),
-     "broken.png"),
+    (
+        "non-image file in image folder",
+        lambda e: train(e, "--dataset", f"folder:{e[R] / 'notimg'}"),
+        "readme.txt",
+    ),
+    (
+        "unreadable image",
+        lambda e: train(e, "--dataset", f"folder:{e[R] / 'badimg'}"),
+        "broken.png",
+    ),
     ("eval missing checkpoint", lambda e: ["eval", str(e[R] / "missing.pt")], "does not exist"),
     ("eval a text file", lambda e: ["eval", str(e[R] / "text.pt")], "not a readable checkpoint"),
-    ("eval truncated checkpoint", lambda e: ["eval", str(e[R] / "truncated.pt")],
-     "not a readable checkpoint"),
+    (
+        "eval truncated checkpoint",
+        lambda e: ["eval", str(e[R] / "truncated.pt")],
+        "not a readable checkpoint",
+    ),
     ("eval malicious checkpoint", lambda e: ["eval", str(e[R] / "evil.pt")], "refused"),
-    ("eval a foreign checkpoint", lambda e: ["eval", str(e[R] / "foreign.pt")],
-     "not a cnnlab checkpoint"),
-    ("eval on data of another shape", lambda e: ["eval", str(e["ckpt"]), "--dataset",
-                                                 f"npz:{e['tiny']}"], "8×8"),
+    (
+        "eval a foreign checkpoint",
+        lambda e: ["eval", str(e[R] / "foreign.pt")],
+        "not a cnnlab checkpoint",
+    ),
+    (
+        "eval on data of another shape",
+        lambda e: ["eval", str(e["ckpt"]), "--dataset", f"npz:{e['tiny']}"],
+        "8×8",
+    ),
     ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch-size"),
 ]
 

@@ -6,16 +6,16 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import write_learnable_npz
+import tomllib
 
 from cnnlab.cli import main
 from cnnlab.config import TrainConfig, load_recipe
 from cnnlab.data import BUILTIN_DATASETS
 from cnnlab.models import list_models
+from helpers import write_learnable_npz
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
 
@@ -28,9 +28,17 @@ def npz_data(tmp_path_factory) -> str:
 def test_recipes_cover_every_seed_experiment():
     names = {p.stem for p in RECIPES}
     assert names == {
-        "lenet-fashion-mnist", "mnist-cnn", "mnist-cnn-deep", "cifar10-cnn", "cifar2-net",
-        "cifar2-net-width", "cifar2-net-wd", "cifar2-net-dropout", "cifar2-net-batchnorm",
-        "cifar2-net-res", "cifar2-net-res-deep",
+        "lenet-fashion-mnist",
+        "mnist-cnn",
+        "mnist-cnn-deep",
+        "cifar10-cnn",
+        "cifar2-net",
+        "cifar2-net-width",
+        "cifar2-net-wd",
+        "cifar2-net-dropout",
+        "cifar2-net-batchnorm",
+        "cifar2-net-res",
+        "cifar2-net-res-deep",
     }
 
 
@@ -45,9 +53,27 @@ def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
 
 
 def test_train_from_flags_then_eval(npz_data, tmp_path, capsys):
-    argv = ["train", "--model", "mnist_cnn", "--dataset", npz_data, "--epochs", "2",
-            "--batch-size", "32", "--optimizer", "adam", "--lr", "0.003", "--out-dir",
-            str(tmp_path), "--name", "cli", "--progress", "lines"]
+    argv = [
+        "train",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        npz_data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "cli",
+        "--progress",
+        "lines",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     epoch_lines = [line for line in out if line.split() and line.split()[0].isdigit()]
@@ -63,8 +89,20 @@ def test_train_from_flags_then_eval(npz_data, tmp_path, capsys):
 def test_recipe_with_flag_overrides(npz_data, tmp_path, capsys):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'model = "lenet"\ndataset = "{npz_data}"\nepochs = 5\nlr = 0.5\n')
-    argv = ["train", "--recipe", str(recipe), "--epochs", "1", "--out-dir", str(tmp_path),
-            "--progress", "none", "--no-tensorboard", "--batch-size", "64"]
+    argv = [
+        "train",
+        "--recipe",
+        str(recipe),
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        "--progress",
+        "none",
+        "--no-tensorboard",
+        "--batch-size",
+        "64",
+    ]
     assert main(argv) == 0
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert run.name.startswith("r-")  # named after the recipe, with a timestamp
@@ -74,9 +112,23 @@ def test_recipe_with_flag_overrides(npz_data, tmp_path, capsys):
 
 def test_model_arg_flags_reach_the_builder(tmp_path, capsys):
     data = write_learnable_npz(tmp_path / "rgb", size=32, channels=3, train=64, test=32)
-    argv = ["train", "--model", "net_width", "--model-arg", "n_chans1=8", "--dataset",
-            f"npz:{data}", "--epochs", "1", "--out-dir", str(tmp_path), "--name", "w",
-            "--progress", "none"]
+    argv = [
+        "train",
+        "--model",
+        "net_width",
+        "--model-arg",
+        "n_chans1=8",
+        "--dataset",
+        f"npz:{data}",
+        "--epochs",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "w",
+        "--progress",
+        "none",
+    ]
     assert main(argv) == 0
     info = json.loads((tmp_path / "w" / "config.json").read_text())
     assert info["model_args"]["n_chans1"] == 8 and info["model_args"]["num_classes"] == 4
@@ -106,13 +158,26 @@ def test_help_of_every_command(command, capsys):
 def test_train_help_lists_every_config_field(capsys):
     main(["train", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--batch-size", "--weight-decay", "--label-smoothing", "--checkpoint-every",
-                 "--deterministic", "--model-arg", "--resume", "--recipe", "--cpu-slices"):
+    for flag in (
+        "--batch-size",
+        "--weight-decay",
+        "--label-smoothing",
+        "--checkpoint-every",
+        "--deterministic",
+        "--model-arg",
+        "--resume",
+        "--recipe",
+        "--cpu-slices",
+    ):
         assert flag in out
 
 
 def test_python_dash_m_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--lr", "0"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--lr", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: lr must be a positive number, got 0.0"

@@ -7,6 +7,7 @@ conv = in*out*k*k + out (bias), linear = in*out + out, batch norm = 2*channels.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import urllib.error
 
@@ -85,7 +86,8 @@ def test_backward_gives_a_finite_gradient_for_every_parameter(name, built_models
     F.cross_entropy(model(images), labels).backward()
     for param_name, param in model.named_parameters():
         assert param.grad is not None, f"{name}.{param_name} got no gradient"
-        assert torch.isfinite(param.grad).all(), f"{name}.{param_name} has a non-finite gradient"
+        # a NaN or inf anywhere makes the sum NaN or inf: one pass over VGG's 132M, no copy
+        assert param.grad.sum().isfinite(), f"{name}.{param_name} has a non-finite gradient"
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -279,8 +281,10 @@ def test_an_input_too_small_names_the_smallest_size(name, side, smallest):
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_min_input_size_is_exactly_the_smallest_size_that_works(name):
     smallest = min_input_size(name)
-    # worked out by hand: lenet: 28-pad conv keeps s, pool s//2, conv -4, pool: (s//2-4)//2 ≥ 1
-    # → 12; cifar10_cnn: three pools, s//8 ≥ 1 → 8; AlexNet: 11×11/4 conv, three 3×3/2 pools → 63
+    # by hand: lenet: padded conv s, pool s//2, conv s//2-4, pool (s//2-4)//2 ≥ 1 → s ≥ 12;
+    # mnist_cnn: ((s-4)//2-4)//2 ≥ 1 → 16; mnist_cnn_deep: ((s//2-2)//2-2)//2 ≥ 1 → 20;
+    # cifar10_cnn, net_res: three pools, s//8 ≥ 1 → 8; the other net*: s//4 ≥ 1 → 4; VGG-11:
+    # five pools → 32; AlexNet: 11×11/4 conv, three 3×3/2 pools → 63; the rest pad all: 1
     hand = {"lenet": 12, "lenet_relu": 12, "mnist_cnn": 16, "mnist_cnn_deep": 20,
             "cifar10_cnn": 8, "net_res": 8, "tv_vgg11": 32, "tv_alexnet": 63}  # fmt: skip
     assert smallest == hand.get(name, 4 if name.startswith("net") else 1)
@@ -348,7 +352,7 @@ ROUND_TRIP_ARGS = {
 }
 
 
-@pytest.mark.parametrize("name", [*SEED_MODELS, "tv_resnet18", "tv_mobilenet_v3_small"])
+@pytest.mark.parametrize("name", SEED_MODELS)
 def test_saved_arguments_rebuild_the_same_architecture(name):
     # what the training engine passes and saves: image_size as a list, as JSON gives it back
     side = 2 * min_input_size(name) + 5
@@ -360,22 +364,21 @@ def test_saved_arguments_rebuild_the_same_architecture(name):
     images = torch.randn(2, 2, side, side + 3)
     with torch.no_grad():
         assert torch.equal(model(images), rebuilt(images))
-    # the model also keeps every argument, defaults included
-    again = create_model(model.model_name, **model.model_args)
+    # the model also keeps every argument, defaults included, and they survive JSON
+    assert set(model.model_args) == set(inspect.signature(model_info(name).builder).parameters)
+    again = create_model(model.model_name, **json.loads(json.dumps(model.model_args)))
     again.load_state_dict(model.state_dict(), strict=True)
     assert model.model_args["image_size"] == (side, side + 3)
 
 
-def test_a_torchvision_architecture_rebuilds_for_a_checkpoint():
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_a_torchvision_architecture_rebuilds_for_a_checkpoint(name):
     with torch.device("meta"):  # shapes only: VGG-11 and AlexNet take seconds to initialise
-        for name in ("tv_vgg11", "tv_alexnet", "tv_efficientnet_b0"):
-            model = create_model(name, num_classes=5, in_channels=1, image_size=64)
-            rebuilt = create_model(name, **model.model_args)
-            rebuilt.load_state_dict(model.state_dict(), strict=True)
-            with pytest.raises(RuntimeError, match="size mismatch"):
-                create_model(name, num_classes=6, in_channels=1).load_state_dict(
-                    model.state_dict(), strict=True
-                )
+        model = create_model(name, num_classes=5, in_channels=1, image_size=[64, 80])
+        rebuilt = create_model(name, **model.model_args)
+        rebuilt.load_state_dict(model.state_dict(), strict=True)
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            create_model(name, num_classes=6, in_channels=1).load_state_dict(model.state_dict())
 
 
 # --- other input sizes --------------------------------------------------------------------------

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import relocate_checkpoint, write_learnable_npz
 
 import cnnlab
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train import loop
+from helpers import relocate_checkpoint, write_learnable_npz
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,18 @@ def npz_data(tmp_path_factory) -> str:
 
 
 def small_config(npz_data: str, out: Path, **overrides) -> cnnlab.TrainConfig:
-    values = dict(model="mnist_cnn", dataset=npz_data, epochs=3, batch_size=32, optimizer="adam",
-                  lr=3e-3, out_dir=str(out), name="run", progress="none", log_every=4)
+    values = dict(
+        model="mnist_cnn",
+        dataset=npz_data,
+        epochs=3,
+        batch_size=32,
+        optimizer="adam",
+        lr=3e-3,
+        out_dir=str(out),
+        name="run",
+        progress="none",
+        log_every=4,
+    )
     values.update(overrides)
     return cnnlab.TrainConfig(**values)
 
@@ -38,11 +48,20 @@ def test_training_lifts_accuracy_far_above_chance(trained):
 
 
 def test_metrics_file_has_one_row_per_epoch_with_explicit_epoch_and_step(trained):
-    rows = [json.loads(line) for line in (trained.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (trained.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["step"] for r in rows] == [12, 24, 36]  # 384 samples / batch 32
-    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                "examples_per_second", "epoch_seconds", "lr"):
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "examples_per_second",
+        "epoch_seconds",
+        "lr",
+    ):
         assert all(isinstance(r[key], float) for r in rows), key
     assert rows == trained.metrics
 
@@ -106,8 +125,9 @@ def test_resume_continues_at_the_right_epoch_and_matches_an_uninterrupted_run(np
     assert [r["epoch"] for r in resumed.metrics] == [1, 2, 3]
     for a, b in zip(straight.metrics, resumed.metrics, strict=True):
         assert a["train_loss"] == b["train_loss"] and a["test_accuracy"] == b["test_accuracy"]
-    for (name, a), b in zip(straight.model.state_dict().items(),
-                            resumed.model.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -117,7 +137,7 @@ def test_resume_of_a_finished_run_is_refused(trained):
 
 
 def test_resume_with_a_conflicting_setting_is_refused(trained):
-    with pytest.raises(cnnlab.ConfigError, match="lr=0.5 conflicts"):
+    with pytest.raises(cnnlab.ConfigError, match=r"lr=0\.5 conflicts"):
         cnnlab.train(resume=trained.run_dir, epochs=5, lr=0.5)
 
 
@@ -128,10 +148,31 @@ def test_existing_run_directory_is_not_overwritten(npz_data, trained):
 
 
 def test_onecycle_and_step_schedules_change_the_learning_rate(npz_data, tmp_path):
-    one = cnnlab.train(small_config(npz_data, tmp_path, name="one", scheduler="onecycle",
-                                    epochs=2, optimizer="sgd", lr=0.05, momentum=0.9))
-    step = cnnlab.train(small_config(npz_data, tmp_path, name="step", scheduler="step",
-                                     step_size=1, gamma=0.5, epochs=2, optimizer="sgd", lr=0.05))
+    one = cnnlab.train(
+        small_config(
+            npz_data,
+            tmp_path,
+            name="one",
+            scheduler="onecycle",
+            epochs=2,
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+        )
+    )
+    step = cnnlab.train(
+        small_config(
+            npz_data,
+            tmp_path,
+            name="step",
+            scheduler="step",
+            step_size=1,
+            gamma=0.5,
+            epochs=2,
+            optimizer="sgd",
+            lr=0.05,
+        )
+    )
     assert one.metrics[0]["lr"] != one.metrics[1]["lr"]
     assert step.metrics[1]["lr"] == pytest.approx(0.025)
     saved = ckpt.load_checkpoint(tmp_path / "one" / "last.pt")
@@ -141,8 +182,9 @@ def test_onecycle_and_step_schedules_change_the_learning_rate(npz_data, tmp_path
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"])
 def test_every_optimizer_trains_one_epoch(npz_data, tmp_path, optimizer):
     lr = 1.0 if optimizer == "adadelta" else 1e-2
-    result = cnnlab.train(small_config(npz_data, tmp_path, epochs=1, optimizer=optimizer, lr=lr,
-                                       tensorboard=False))
+    result = cnnlab.train(
+        small_config(npz_data, tmp_path, epochs=1, optimizer=optimizer, lr=lr, tensorboard=False)
+    )
     assert result.metrics[0]["train_loss"] > 0
 
 
@@ -158,8 +200,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     npz_data, tmp_path, monkeypatch
 ):
     with pytest.raises(cnnlab.CnnlabError, match=r"NaN or Inf at step \d+ .*learning rate"):
-        cnnlab.train(small_config(npz_data, tmp_path, name="wild", optimizer="sgd", lr=1e30,
-                                  checkpoint_every=2))
+        cnnlab.train(
+            small_config(
+                npz_data, tmp_path, name="wild", optimizer="sgd", lr=1e30, checkpoint_every=2
+            )
+        )
     assert not (tmp_path / "wild" / "last.pt").exists()  # nothing diverged was saved
 
     cnnlab.train(small_config(npz_data, tmp_path, name="good", epochs=1, checkpoint_every=5))

@@ -1,8 +1,8 @@
 """cnnlab: train, inspect and compare convolutional image classifiers with PyTorch.
 
-    import cnnlab
-    result = cnnlab.train(cnnlab.TrainConfig(model="lenet", dataset="fashion-mnist", epochs=10))
-    print(result.run_dir, result.metrics[-1]["test_accuracy"])
+import cnnlab
+result = cnnlab.train(cnnlab.TrainConfig(model="lenet", dataset="fashion-mnist", epochs=10))
+print(result.run_dir, result.metrics[-1]["test_accuracy"])
 """
 
 from __future__ import annotations
@@ -13,11 +13,21 @@ from typing import Any
 from cnnlab.config import TrainConfig, load_recipe
 from cnnlab.data import list_datasets, load_dataset
 from cnnlab.errors import (
-    CheckpointError, CnnlabError, ConfigError, DataFormatError, DataNotFoundError, ModelError,
+    CheckpointError,
+    CnnlabError,
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    ModelError,
 )
 from cnnlab.models import create_model, list_models
 from cnnlab.train import (
-    EvalResult, TrainResult, evaluate, fit, load_checkpoint, rebuild_model,
+    EvalResult,
+    TrainResult,
+    evaluate,
+    fit,
+    load_checkpoint,
+    rebuild_model,
 )
 from cnnlab.train import resume as resume_run
 
@@ -38,8 +48,22 @@ def train(
 
 
 __all__ = [
-    "CheckpointError", "CnnlabError", "ConfigError", "DataFormatError", "DataNotFoundError",
-    "EvalResult", "ModelError", "TrainConfig", "TrainResult", "create_model", "evaluate",
-    "list_datasets", "list_models", "load_checkpoint", "load_dataset", "load_recipe",
-    "rebuild_model", "train",
+    "CheckpointError",
+    "CnnlabError",
+    "ConfigError",
+    "DataFormatError",
+    "DataNotFoundError",
+    "EvalResult",
+    "ModelError",
+    "TrainConfig",
+    "TrainResult",
+    "create_model",
+    "evaluate",
+    "list_datasets",
+    "list_models",
+    "load_checkpoint",
+    "load_dataset",
+    "load_recipe",
+    "rebuild_model",
+    "train",
 ]

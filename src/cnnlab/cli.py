@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
-import tomllib
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
+import tomllib
 import typer
 
 try:  # typer >= 0.25 carries its own copy of click; older releases use click itself
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except getattr(click, "NoArgsIsHelpError", ()) as err:  # plain `cnnlab`: its help
+        print(err.ctx.get_help())
+        return 0
     except click.UsageError as err:  # one line, like every other input error
         command_name = err.ctx.command_path if err.ctx else "cnnlab"
         print(f"error: {err.format_message()}; see `{command_name} --help`", file=sys.stderr)
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return err.exit_code
-    except (KeyboardInterrupt, click.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
@@ -127,10 +130,22 @@ def _train_signature() -> inspect.Signature:
     """The train command's parameters: --recipe, --resume, then one flag per config field."""
     hints = typing.get_type_hints(TrainConfig)
     params = [
-        inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[Path], typer.Option(help="TOML recipe with defaults; flags override it")]),
-        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[Path], typer.Option(help="continue the run in this folder from last.pt")]),
+        inspect.Parameter(
+            "recipe",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Path | None, typer.Option(help="TOML recipe with defaults; flags override it")
+            ],
+        ),
+        inspect.Parameter(
+            "resume",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Path | None, typer.Option(help="continue the run in this folder from last.pt")
+            ],
+        ),
     ]
     for f in dataclasses.fields(TrainConfig):
         kind = _base_type(hints[f.name])
@@ -146,8 +161,14 @@ def _train_signature() -> inspect.Signature:
             option, py_type = typer.Option(flag, help=f"{help_text} (comma-separated)"), str
         else:
             option, py_type = typer.Option(flag, help=help_text), kind
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Annotated[Optional[py_type], option]))
+        params.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[py_type | None, option],
+            )
+        )
     return inspect.Signature(params)
 
 
@@ -170,8 +191,8 @@ app.command(context_settings={"max_content_width": 100})(train)
 @app.command("eval")
 def eval_command(
     checkpoint: Annotated[Path, typer.Argument(help="a .pt checkpoint or a run folder")],
-    dataset: Annotated[Optional[str], typer.Option(help="data set (default: the run's)")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="a folder to look in first")] = None,
+    dataset: Annotated[str | None, typer.Option(help="data set (default: the run's)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="a folder to look in first")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="evaluation batch size")] = 1024,
 ) -> None:
@@ -180,11 +201,14 @@ def eval_command(
 
     result, class_names = evaluate_checkpoint(checkpoint, dataset, data_dir, device, batch_size)
     print(f"test loss      {result.loss:.4f}")
-    print(f"test accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
-          f"/{sum(result.per_class_total)})")
+    print(
+        f"test accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
+        f"/{sum(result.per_class_total)})"
+    )
     width = max(len(n) for n in class_names)
-    for name, acc, total in zip(class_names, result.per_class_accuracy, result.per_class_total,
-                                strict=True):
+    for name, acc, total in zip(
+        class_names, result.per_class_accuracy, result.per_class_total, strict=True
+    ):
         print(f"  {name:<{width}}  {acc:.4f}  (n={total})")
 
 
@@ -204,8 +228,9 @@ def models_command(
     for name in list_models(pattern):
         info = model_info(name)
         params = count_parameters(create_model(name))
-        table.add_row(name, info.seed, "×".join(map(str, info.input_shape)), f"{params:,}",
-                      info.description)
+        table.add_row(
+            name, info.seed, "×".join(map(str, info.input_shape)), f"{params:,}", info.description
+        )
     _console().print(table)
 
 
@@ -218,7 +243,7 @@ def _console():
 
 @app.command("datasets")
 def datasets_command(
-    data_dir: Annotated[Optional[str], typer.Option(help="a folder to look in first")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="a folder to look in first")] = None,
 ) -> None:
     """List the built-in data sets and where each is found (or how to get it)."""
     from rich.table import Table
@@ -228,8 +253,11 @@ def datasets_command(
     table = Table("name", "classes", "found in")
     for name, spec in BUILTIN_DATASETS.items():
         where = find_dataset(name, data_dir)
-        table.add_row(name, str(len(spec.class_names)),
-                      str(where) if where else "not on disk: downloaded on first use")
+        table.add_row(
+            name,
+            str(len(spec.class_names)),
+            str(where) if where else "not on disk: downloaded on first use",
+        )
     console = _console()
     console.print(table)
     console.print("searched, in order: " + ", ".join(str(p) for p in search_dirs(data_dir)))

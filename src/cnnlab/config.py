@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from cnnlab.errors import ConfigError
 
@@ -39,10 +40,14 @@ class TrainConfig:
     # --- what to train, on what ---
     model: str = opt("model name from `cnnlab models`", "lenet")
     model_args: dict[str, Any] = opt("extra builder arguments, n_chans1=32", factory=dict)
-    dataset: str = opt("built-in name, npz:PATH or folder:PATH (`cnnlab datasets`)", "fashion-mnist")
+    dataset: str = opt(
+        "built-in name, npz:PATH or folder:PATH (`cnnlab datasets`)", "fashion-mnist"
+    )
     data_dir: str | None = opt("a folder to look in first for the data set files", None)
     download: bool = opt("download a built-in data set when it is not found on disk", True)
-    image_size: int | None = opt("resize folder: images to this size (default: first image's)", None)
+    image_size: int | None = opt(
+        "resize folder: images to this size (default: first image's)", None
+    )
     augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
     init: str = opt("weight init: default (PyTorch's or the seed's), xavier, kaiming", "default")
 
@@ -71,7 +76,9 @@ class TrainConfig:
     # --- where, how reproducibly ---
     device: str = opt("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps", "auto")
     seed: int = opt("seeds model init, shuffling and augmentation", 0)
-    deterministic: bool = opt("bit-exact reruns and resumes (torch deterministic algorithms)", False)
+    deterministic: bool = opt(
+        "bit-exact reruns and resumes (torch deterministic algorithms)", False
+    )
     threads: int = opt("CPU threads per op for torch (0: 1 with --cpu-slices, else torch's)", 0)
     cpu_slices: int = opt(
         "CPU: train slices of each batch in parallel threads (0: one per core; 1: off)", 0
@@ -88,7 +95,9 @@ class TrainConfig:
     log_every: int = opt("log train_loss to TensorBoard every N steps", 100)
     checkpoint_every: int = opt("also save last.pt every N steps (0: at epoch ends only)", 0)
     tensorboard: bool = opt("write TensorBoard event files", True)
-    progress: str = opt("auto (bar on a terminal, a line per epoch otherwise), bar, lines, none", "auto")
+    progress: str = opt(
+        "auto (bar on a terminal, a line per epoch otherwise), bar, lines, none", "auto"
+    )
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError with one line naming the field."""
@@ -102,8 +111,14 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("momentum", "dampening", "weight_decay", "threads", "cpu_slices",
-                     "checkpoint_every"):
+        for name in (
+            "momentum",
+            "dampening",
+            "weight_decay",
+            "threads",
+            "cpu_slices",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
@@ -166,10 +181,14 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
         str: lambda v: isinstance(v, str),
         dict: lambda v: isinstance(v, dict),
-        list: lambda v: isinstance(v, list | tuple)
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v),
-        tuple: lambda v: isinstance(v, list | tuple)
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v),
+        list: lambda v: (
+            isinstance(v, list | tuple)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        ),
+        tuple: lambda v: (
+            isinstance(v, list | tuple)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        ),
     }[kind]
     if not ok(value):
         raise ConfigError(f"{where} must be {_type_word(kind)}, got {value!r}")

@@ -92,6 +92,8 @@ def decode_cached(spec: DatasetSpec, source: Source) -> dict[str, np.ndarray]:
     arrays = cache.load_arrays(path)
     if arrays is None or set(arrays) != {"train_x", "train_y", "test_x", "test_y"}:
         arrays = _decode(source)
+        _check(spec, source, arrays["train_x"], arrays["train_y"])  # only good data is cached
+        _check(spec, source, arrays["test_x"], arrays["test_y"])
         cache.save_arrays(path, arrays)
     return arrays
 
@@ -182,8 +184,6 @@ def load_builtin(
         if source is None:
             raise DataNotFoundError(not_found_message(base, data_dir, notes, download_ok))
     arrays = decode_cached(base, source)
-    _check(base, source, arrays["train_x"], arrays["train_y"])
-    _check(base, source, arrays["test_x"], arrays["test_y"])
     if spec.keep_labels is not None:
         train = _keep(arrays["train_x"], arrays["train_y"], spec.keep_labels)
         test = _keep(arrays["test_x"], arrays["test_y"], spec.keep_labels)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from cnnlab.data.loader import default_num_workers
 from cnnlab.data.types import ImageData, channel_histogram, stats_from_histogram
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
 
@@ -180,7 +181,7 @@ def load_folder(
         width, height = first.size
     size = (image_size, image_size) if image_size else (height, width)
     if num_workers is None:
-        num_workers = min(4, os.cpu_count() or 1)
+        num_workers = default_num_workers()
     mean, std = folder_stats(train, mode, size, seed, num_workers)
     transform = transforms.Compose(
         [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize(mean, std)]

@@ -115,6 +115,8 @@ def load_dataset(
     images to image_size x image_size; `val_fraction` and `seed` split a folder that has no
     train/ and test/ subfolders.
     """
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"image_size must be at least 1, got {image_size}")
     if name.startswith("folder:"):
         return load_folder(
             name[len("folder:") :], image_size=image_size, val_fraction=val_fraction, seed=seed

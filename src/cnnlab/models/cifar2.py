@@ -151,6 +151,7 @@ class NetResDeep(nn.Module):
 
 
 def _check_dropout(dropout: float) -> float:
+    """`dropout` if it is a probability in (0, 1), else a ModelError."""
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 < dropout < 1:
         raise ModelError(f"dropout must be a probability between 0 and 1, got {dropout!r}")
     return float(dropout)
@@ -191,9 +192,8 @@ def net_width(
 ) -> Net:
     """Seed 000's NetWidth: conv1 3→n, conv2 n→n/2, fc 8*8*n/2 → 32 → 2 (more capacity, and
     more overfitting, than `net`); 38,386 parameters at n_chans1=32."""
-    model = Net(
-        "net_width", num_classes, in_channels, image_size, check_int("n_chans1", n_chans1, 2)
-    )
+    n_chans1 = check_int("n_chans1", n_chans1, 2)
+    model = Net("net_width", num_classes, in_channels, image_size, n_chans1)
     return init_weights(model, init)
 
 
@@ -207,8 +207,9 @@ def net_dropout(
     n_chans1: int = 32,
     dropout: float = 0.4,
 ) -> Net:
-    """Seed 000's NetDropout: `net_width` with Dropout2d(p=0.4) after each conv block, which zeroes
-    whole channels in training and nothing in eval mode; 38,386 parameters at n_chans1=32."""
+    """Seed 000's NetDropout: `net_width` with Dropout2d(p=dropout, 0.4 in the seed) after each
+    conv block, which zeroes whole channels in training and nothing in eval mode; 38,386
+    parameters at n_chans1=32."""
     n_chans1 = check_int("n_chans1", n_chans1, 2)
     model = Net(
         "net_dropout", num_classes, in_channels, image_size, n_chans1, _check_dropout(dropout)
@@ -243,7 +244,8 @@ def net_res(
 ) -> NetRes:
     """Seed 000's NetRes: convs n, n/2, n/2 with ReLU, the third with a skip connection,
     fc 4*4*n/2 → 32 → 2; 16,130 parameters at n_chans1=32."""
-    model = NetRes(num_classes, in_channels, image_size, check_int("n_chans1", n_chans1, 2))
+    n_chans1 = check_int("n_chans1", n_chans1, 2)
+    model = NetRes(num_classes, in_channels, image_size, n_chans1)
     return init_weights(model, init)
 
 

@@ -2,11 +2,27 @@
 
 from cnnlab.train.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
 from cnnlab.train.loop import (
-    EvalResult, TrainingDiverged, TrainResult, evaluate, fit, resume, train_one_epoch,
+    EvalResult,
+    TrainingDiverged,
+    TrainResult,
+    evaluate,
+    fit,
+    resume,
+    train_one_epoch,
 )
 from cnnlab.train.run import TrainingInterrupted, resolve_device
 
 __all__ = [
-    "EvalResult", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "evaluate", "fit",
-    "load_checkpoint", "rebuild_model", "resolve_device", "resume", "save_checkpoint", "train_one_epoch",
+    "EvalResult",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "rebuild_model",
+    "resolve_device",
+    "resume",
+    "save_checkpoint",
+    "train_one_epoch",
 ]

@@ -13,7 +13,6 @@ import os
 import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete the temporary files of writes that a kill interrupted (never read by anyone)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -69,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refused to load {path}: it holds objects other than tensors and plain values "
             f"({first[:120]}); only load checkpoints you trust, saved by cnnlab"
         ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: "
             f"{str(err).splitlines()[0][:100] if str(err) else type(err).__name__})"
@@ -106,8 +111,13 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss), "kind": kind},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+            "kind": kind,
+        },
         "python": random.getstate(),
     }
     if device.type == "cuda":

@@ -23,8 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import nn
 
-_NOT_SPLITTABLE = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd,
-                   nn.GroupNorm, nn.LayerNorm)
+_NOT_SPLITTABLE = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.dropout._DropoutNd,
+    nn.GroupNorm,
+    nn.LayerNorm,
+)
 
 
 def can_split(model: nn.Module) -> bool:

@@ -20,8 +20,12 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         if "eps" in common:
             raise ConfigError("sgd has no eps; remove --eps or choose another optimizer")
         return torch.optim.SGD(
-            params, momentum=cfg.momentum, dampening=cfg.dampening, nesterov=cfg.nesterov,
-            foreach=True, **common,
+            params,
+            momentum=cfg.momentum,
+            dampening=cfg.dampening,
+            nesterov=cfg.nesterov,
+            foreach=True,
+            **common,
         )
     if cfg.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW

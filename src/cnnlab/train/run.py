@@ -10,7 +10,6 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,17 @@ from cnnlab.train.checkpoint import atomic_write_text
 # Settings a resumed run may change: they decide where and how fast it runs, not what it learns.
 # `epochs` may grow too, unless a schedule was planned around the old number of epochs.
 RESUMABLE_OVERRIDES = {
-    "device", "threads", "cpu_slices", "progress", "data_dir", "download", "checkpoint_every", "log_every",
-    "tensorboard", "eval_every", "epochs",
+    "device",
+    "threads",
+    "cpu_slices",
+    "progress",
+    "data_dir",
+    "download",
+    "checkpoint_every",
+    "log_every",
+    "tensorboard",
+    "eval_every",
+    "epochs",
 }
 
 
@@ -100,7 +108,9 @@ def create_run_dir(run_dir: Path, overwrite: bool) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot create {run_dir}: {err.strerror}; choose a writable --out-dir")
+        raise ConfigError(
+            f"cannot create {run_dir}: {err.strerror}; choose a writable --out-dir"
+        ) from None
 
 
 def write_config_json(run_dir: Path, cfg: TrainConfig, device: torch.device, extra: dict) -> None:
@@ -122,7 +132,9 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return (
+            f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        )
     return str(device)
 
 

@@ -44,8 +44,10 @@ class TensorBoardLog:
             self.writer.close()
 
 
-HEADER = f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {'test_loss':>9} {'test_acc':>8} " \
-         f"{'ex/s':>8} {'time':>6} {'lr':>8}"
+HEADER = (
+    f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {'test_loss':>9} {'test_acc':>8} "
+    f"{'ex/s':>8} {'time':>6} {'lr':>8}"
+)
 
 
 def format_row(row: dict[str, Any]) -> str:
@@ -78,13 +80,23 @@ class Progress:
         if self.mode != "bar":
             return
         from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress as RichProgress,
-            TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import (
+            Progress as RichProgress,
         )
 
         self._bar = RichProgress(
-            TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             transient=True,
         )
         self._bar.start()

@@ -1,0 +1,235 @@
+"""Crashes and resumes: a killed run resumes bit for bit; a kill never leaves a torn file."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.train import checkpoint as ckpt
+from helpers import write_learnable_npz
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("d"), train=1024, test=64))
+
+
+def argv(data: str, out: Path, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        "--model",
+        "mnist_cnn",
+        "--dataset",
+        data,
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--deterministic",
+        "--out-dir",
+        str(out),
+        "--name",
+        name,
+        "--progress",
+        "lines",
+        "--log-every",
+        "8",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory) -> Path:
+    """The same run, never interrupted (a subprocess, like the killed ones)."""
+    out = tmp_path_factory.mktemp("straight")
+    subprocess.run(argv(data, out, "run"), check=True, capture_output=True, timeout=300)
+    return out / "run"
+
+
+def read_step(path: Path) -> tuple[int, int]:
+    try:
+        state = ckpt.load_checkpoint(path)
+    except cnnlab.CnnlabError:  # not there yet
+        return -1, -1
+    return state["step"], state["batch_in_epoch"]
+
+
+def kill_when(process: subprocess.Popen, last: Path, ready) -> tuple[int, int]:
+    """SIGKILL `process` as soon as its last.pt satisfies `ready(step, batch_in_epoch)`."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        step, batch = read_step(last)
+        if step >= 0 and ready(step, batch):
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            return step, batch
+        time.sleep(0.005)
+    raise AssertionError(f"the run ended before it could be killed: {process.poll()}")
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    first, second = ckpt.load_checkpoint(a / "last.pt"), ckpt.load_checkpoint(b / "last.pt")
+    for name, tensor in first["model_state"].items():
+        assert torch.equal(tensor, second["model_state"][name]), name  # bit-identical
+    keys = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    rows = [[{k: r[k] for k in keys} for r in json.loads(f"[{_rows(d)}]")] for d in (a, b)]
+    assert rows[0] == rows[1]
+
+
+def _rows(run: Path) -> str:
+    return ",".join((run / "metrics.jsonl").read_text().splitlines())
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "epoch boundary"])
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
+    data, straight, tmp_path, where
+):
+    steps_per_epoch = 1024 // 16
+    if where == "mid-epoch":  # a random step inside epoch 2, with a checkpoint every step
+        target = random.Random().randrange(steps_per_epoch + 1, 2 * steps_per_epoch - 1)
+        process = subprocess.Popen(
+            argv(data, tmp_path, "run", "--checkpoint-every", "1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, batch = kill_when(
+            process, tmp_path / "run" / "last.pt", lambda step, batch: step >= target
+        )
+        assert batch > 0
+    else:  # only epoch-end checkpoints; killed somewhere in epoch 2
+        process = subprocess.Popen(
+            argv(data, tmp_path, "run"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _, batch = kill_when(
+            process, tmp_path / "run" / "last.pt", lambda step, batch: step == steps_per_epoch
+        )
+        assert batch == 0
+    assert process.returncode == -signal.SIGKILL
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "--resume",
+            str(tmp_path / "run"),
+            "--progress",
+            "lines",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_same_run(straight, tmp_path / "run")
+
+
+def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, tmp_path):
+    process = subprocess.Popen(
+        argv(data, tmp_path, "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the run directory exists: training has started
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert f"Resume with: cnnlab train --resume {tmp_path / 'run'}" in err
+    assert read_step(tmp_path / "run" / "last.pt")[0] > 0
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--resume", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(straight, tmp_path / "run")
+
+
+def test_sigint_exits_130_with_a_checkpoint(data, tmp_path):
+    process = subprocess.Popen(
+        argv(data, tmp_path, "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "stopped by SIGINT" in err
+    assert read_step(tmp_path / "run" / "last.pt")[0] > 0
+
+
+def test_kills_during_saves_never_leave_a_torn_file(tmp_path):
+    """SIGKILL checkpoint writers at random moments, 40 times; every load must succeed."""
+    script = Path(__file__).parent / "save_killer.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "40"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    kills, loads = (int(part.split("=")[1]) for part in done.stdout.split())
+    assert kills == 40 and loads >= 30  # the first kills may come before any save ends
+    # temporary files of killed writers may remain (never read); the checkpoint is whole
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.pt"]
+    assert all(name.startswith(".last.pt.") for name in leftovers)
+
+
+def test_overwrite_replaces_an_existing_run(data, tmp_path):
+    cfg = dict(
+        model="mnist_cnn",
+        dataset=data,
+        epochs=1,
+        batch_size=64,
+        out_dir=str(tmp_path),
+        name="run",
+        progress="none",
+        lr=0.01,
+    )
+    cnnlab.train(**cfg)
+    (tmp_path / "run" / "stale.txt").write_text("from the old run")
+    cnnlab.train(**cfg, overwrite=True)
+    assert not (tmp_path / "run" / "stale.txt").exists()
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+def test_deterministic_says_what_it_cannot_promise(data, tmp_path, capsys):
+    cnnlab.train(
+        model="mnist_cnn",
+        dataset=data,
+        epochs=1,
+        batch_size=64,
+        out_dir=str(tmp_path),
+        name="run",
+        progress="lines",
+        lr=0.01,
+        deterministic=True,
+    )
+    assert (
+        "deterministic: results are bit-exact only on the same hardware" in capsys.readouterr().out
+    )
+    assert torch.are_deterministic_algorithms_enabled() is False  # restored after the run
