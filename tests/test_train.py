@@ -10,7 +10,7 @@ import torch
 
 import cnnlab
 from cnnlab.train import checkpoint as ckpt
-from cnnlab.train import loop
+from cnnlab.train import runner
 from helpers import relocate_checkpoint, write_learnable_npz
 
 
@@ -218,7 +218,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
             loss = super().forward(logits, labels)
             return loss * float("nan") if NanAfterThreeSteps.calls > 3 else loss
 
-    monkeypatch.setattr(loop, "make_loss", lambda *a: NanAfterThreeSteps())
+    monkeypatch.setattr(runner, "make_loss", lambda *a: NanAfterThreeSteps())
     with pytest.raises(cnnlab.CnnlabError, match="NaN or Inf at step 16 "):
         # one loss call per step (cpu_slices=1); the NaN at step 16 is caught at the log interval
         cnnlab.train(resume=tmp_path / "good", epochs=2, checkpoint_every=0, cpu_slices=1)

@@ -82,7 +82,7 @@ def _train(recipe: Path | None, resume: Path | None, **flags: Any) -> None:
         return
     values: dict[str, Any] = load_recipe(recipe) if recipe is not None else {}
     if recipe is not None and "name" not in values and "name" not in overrides:
-        from cnnlab.train.run import default_run_name
+        from cnnlab.train.runtime import default_run_name
 
         # a recipe names its runs, with a timestamp so running it again starts a new run
         stamp = default_run_name(TrainConfig()).rsplit("-", 2)[-2:]

@@ -1,16 +1,9 @@
 """Training: the loop, optimizers, checkpoints and what a run writes."""
 
 from cnnlab.train.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
-from cnnlab.train.loop import (
-    EvalResult,
-    TrainingDiverged,
-    TrainResult,
-    evaluate,
-    fit,
-    resume,
-    train_one_epoch,
-)
-from cnnlab.train.run import TrainingInterrupted, resolve_device
+from cnnlab.train.loop import EvalResult, TrainingDiverged, evaluate, train_one_epoch
+from cnnlab.train.runner import TrainResult, fit, resume
+from cnnlab.train.runtime import TrainingInterrupted, resolve_device
 
 __all__ = [
     "EvalResult",

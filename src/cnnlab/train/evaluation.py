@@ -8,7 +8,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
 from cnnlab.train.loop import EvalResult, evaluate
 from cnnlab.train.optim import make_loss
-from cnnlab.train.run import resolve_device
+from cnnlab.train.runtime import resolve_device
 
 
 def evaluate_checkpoint(
