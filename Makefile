@@ -50,9 +50,11 @@ format: $(STAMP)
 
 ## bench: side-by-side speed table, quick mode (a few minutes); bench-full writes results/
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench.py --quick
 
 bench-full: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench.py --write
 
 clean:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from seed_way import SETUPS, OptimizerFactory, sync
 from torch import nn
+
+from seed_way import SETUPS, OptimizerFactory, sync
 
 
 class SeedModule(L.LightningModule):

@@ -140,10 +140,7 @@ def evaluate_accuracy_gpu(net, data_iter, device=None):
             device = next(iter(net.parameters())).device
     metric = Accumulator(2)
     for X, y in data_iter:
-        if isinstance(X, list):
-            X = [x.to(device) for x in X]
-        else:
-            X = X.to(device)
+        X = [x.to(device) for x in X] if isinstance(X, list) else X.to(device)
         y = y.to(device)
         metric.add(d2l_accuracy(net(X), y), y.numel())
     return metric[0] / metric[1]
@@ -213,9 +210,7 @@ class Model(nn.Module):
 
 def mnist_setup(data_root: Path) -> Setup:
     """Seed 003's pipeline: ToTensor + Normalize, batch 64, both loaders shuffled, no workers."""
-    trans = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
-    )
+    trans = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     train_set = torchvision.datasets.MNIST(data_root, train=True, transform=trans)
     test_set = torchvision.datasets.MNIST(data_root, train=False, transform=trans)
     return Setup(
@@ -330,7 +325,7 @@ def train_seed004(setup: Setup, epochs: int, device: torch.device, work_dir: Pat
     loss_fun = nn.CrossEntropyLoss().to(device)
     optim_sgd = setup.make_optimizer(my_conv_model.parameters())
     test_data_size = len(setup.test_loader.dataset)
-    train_time, test_time, train_seconds = 0, 0, 0.0
+    train_time, train_seconds = 0, 0.0
     writer = SummaryWriter(str(work_dir / "logs_train"))
     for i in range(epochs):
         print(f"epoch {i + 1}")
@@ -357,9 +352,8 @@ def train_seed004(setup: Setup, epochs: int, device: torch.device, work_dir: Pat
                 total_test_loss += loss_fun(outputs, targets).item()
                 total_accuracy += (outputs.argmax(1) == targets).sum()
         print(f"test loss {total_test_loss}, test accuracy {total_accuracy / test_data_size}")
-        test_time += 1
-        writer.add_scalar("test_loss", total_test_loss, test_time)
-        writer.add_scalar("test_accuracy", total_accuracy / test_data_size, test_time)
+        writer.add_scalar("test_loss", total_test_loss, i + 1)  # the seed's test_time counter
+        writer.add_scalar("test_accuracy", total_accuracy / test_data_size, i + 1)
         torch.save(my_conv_model, work_dir / f"myConvModel_{i + 1}.pth")
     writer.close()
     return float(total_accuracy / test_data_size), train_seconds
