@@ -83,6 +83,9 @@ class TrainConfig:
     cpu_slices: int = opt(
         "CPU: train slices of each batch in parallel threads (0: one per core; 1: off)", 0
     )
+    fast_cpu_ops: bool = opt(
+        "CPU: faster exact forms of 2x2 average pooling and 1-channel conv weight gradients", True
+    )
     channels_last: bool = opt("NHWC memory format (helps on CUDA with tensor cores)", False)
     amp: bool = opt("bf16 autocast on CUDA", False)
     compile: bool = opt("torch.compile the model (slow to start, can be faster on GPU)", False)

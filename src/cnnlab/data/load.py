@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.builtin import BUILTIN_DATASETS, DatasetSpec, load_builtin
-from cnnlab.data.folder import load_folder
 from cnnlab.data.formats import read_npz_split
 from cnnlab.data.locate import locate
 from cnnlab.data.types import ImageData, Split, channel_stats, split_from_numpy
@@ -118,6 +117,8 @@ def load_dataset(
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
     if name.startswith("folder:"):
+        from cnnlab.data.folder import load_folder  # imports torchvision: 2+ s, only for folders
+
         return load_folder(
             name[len("folder:") :], image_size=image_size, val_fraction=val_fraction, seed=seed
         )

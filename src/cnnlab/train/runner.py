@@ -22,12 +22,14 @@ from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.cpu_split import SplitStep, can_split, default_slices
+from cnnlab.train.fast_ops import use_fast_cpu_ops
 from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler, steps_per_batch
 from cnnlab.train.runtime import (
     StopSignals,
     TrainingInterrupted,
     create_run_dir,
+    keep_freed_memory,
     prepare_run_dir,
     resolve_device,
     resume_config,
@@ -138,6 +140,8 @@ def _train(cfg: TrainConfig, resumed: tuple[Path, dict[str, Any]] | None) -> Tra
 
     cfg.validate()
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     caveats = set_determinism(cfg, device)
     # everything that can fail on bad input happens before the run folder is touched
     data = load_dataset(
@@ -152,6 +156,8 @@ def _train(cfg: TrainConfig, resumed: tuple[Path, dict[str, Any]] | None) -> Tra
         **cfg.model_args,
     )
     model = create_model(cfg.model, **model_args).to(device)
+    if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
+        use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
     if resumed is not None:
         run_dir, saved = resumed
         _check_resumable(saved, cfg, model_args, run_dir)

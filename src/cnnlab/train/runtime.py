@@ -10,11 +10,12 @@ import shutil
 import signal
 import threading
 import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
@@ -56,6 +57,38 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device mps asked for, but MPS is not available; use --device cpu")
     return device
+
+
+def _version(package: str) -> str | None:
+    try:
+        return package_version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks for reuse instead of giving them back to the OS.
+
+    Why: glibc hands blocks from 128 KB up back to the OS when freed, so every training step's
+    activations arrive as fresh pages that fault on first touch. LeNet, batch 128, 100 steps on
+    one core: 300-450k page faults with the defaults, 108k with these thresholds, and steps
+    1.2-1.5x faster. Blocks up to 32 MB (the largest threshold every glibc accepts) are kept;
+    the process's memory then stays at its peak, which it reaches in the first step anyway.
+    Process-wide and not undone: it changes where memory comes from, not any result. Returns
+    whether it applied (not on other C libraries or systems).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(
+        libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 2**31 - 1)
+    )
 
 
 def set_determinism(cfg: TrainConfig, device: torch.device) -> list[str]:
@@ -120,7 +153,7 @@ def write_config_json(run_dir: Path, cfg: TrainConfig, device: torch.device, ext
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": _version("torchvision"),  # no import: it takes 2+ s
         },
         "device": describe_device(device),
         **extra,

@@ -1,0 +1,115 @@
+"""The fast CPU forms in train/fast_ops.py give torch's numbers (see that module for why)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.models import create_model
+from cnnlab.train.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 28, 28), (3, 16, 10, 10), (2, 3, 7, 9), (5, 8, 8)])
+def test_avg_pool_2x2_is_bit_identical_forward_and_backward(shape):
+    x = torch.randn(shape, dtype=torch.float32) * 3
+    x_ref, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = nn.AvgPool2d(2, 2)(x_ref)
+    fast = FastAvgPool2d(2, 2)(x_fast)
+    assert fast.shape == ref.shape
+    assert torch.equal(fast, ref)
+    grad = torch.randn_like(ref)
+    ref.backward(grad)
+    fast.backward(grad)
+    assert torch.equal(x_fast.grad, x_ref.grad)
+
+
+@pytest.mark.parametrize(
+    "pool", [nn.AvgPool2d(3, 2), nn.AvgPool2d(2, 1), nn.AvgPool2d(2, 2, ceil_mode=True)]
+)
+def test_other_pools_keep_torchs_kernel(pool):
+    model = nn.Sequential(pool)
+    assert use_fast_cpu_ops(model) == []
+    assert type(model[0]) is nn.AvgPool2d
+
+
+@pytest.mark.parametrize("padding", [0, 2, (1, 3)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_channel_conv_gradients_match_torch(padding, bias):
+    torch.manual_seed(0)
+    ref_conv = nn.Conv2d(1, 6, 5, padding=padding, bias=bias)
+    fast_conv = nn.Conv2d(1, 6, 5, padding=padding, bias=bias)
+    fast_conv.load_state_dict(ref_conv.state_dict())
+    assert use_fast_cpu_ops(nn.Sequential(fast_conv)) == ["0"]
+    assert isinstance(fast_conv, FastConv2d)
+    x = torch.randn(7, 1, 12, 12)
+    x_ref, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref, fast = ref_conv(x_ref), fast_conv(x_fast)
+    assert torch.equal(fast, ref)  # the forward is torch's own
+    grad = torch.randn_like(ref)
+    ref.backward(grad)
+    fast.backward(grad)
+    # the weight gradient is the same sum (~1000 terms) in another order: equal up to rounding
+    scale = ref_conv.weight.grad.abs().max().item()
+    torch.testing.assert_close(
+        fast_conv.weight.grad, ref_conv.weight.grad, rtol=0, atol=1e-5 * scale
+    )
+    assert not torch.equal(fast_conv.weight.grad, torch.zeros_like(fast_conv.weight))
+    assert torch.equal(x_fast.grad, x_ref.grad)  # the input gradient is torch's own
+    if bias:  # a plain sum over batch and positions
+        torch.testing.assert_close(fast_conv.bias.grad, ref_conv.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_lenet_step_with_fast_ops_matches_plain_step():
+    torch.manual_seed(0)
+    plain = create_model("lenet", num_classes=10, in_channels=1, init="xavier")
+    fast = create_model("lenet", num_classes=10, in_channels=1, init="xavier")
+    fast.load_state_dict(plain.state_dict())
+    assert use_fast_cpu_ops(fast) == ["0", "2", "5"]  # conv1 and both pools
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    for model in (plain, fast):
+        F.cross_entropy(model(x), y).backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_evaluation_and_frozen_weights_use_torchs_conv():
+    conv = nn.Conv2d(1, 4, 3)
+    use_fast_cpu_ops(nn.Sequential(conv))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.inference_mode():
+        assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias))
+    conv.weight.requires_grad_(False)
+    out = conv(x)
+    assert out.grad_fn is not None and "OneChannel" not in type(out.grad_fn).__name__
+
+
+def test_multi_channel_convs_are_left_alone():
+    model = create_model("cifar10_cnn", num_classes=10, in_channels=3)
+    assert use_fast_cpu_ops(model) == []
+    assert not any(isinstance(m, FastConv2d | FastAvgPool2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_cpu_training_uses_the_fast_forms_unless_switched_off(tmp_path, fast):
+    import cnnlab
+    from helpers import write_learnable_npz
+
+    data = "npz:" + str(write_learnable_npz(tmp_path / "data", train=64, test=32))
+    result = cnnlab.train(
+        model="lenet",
+        dataset=data,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        fast_cpu_ops=fast,
+        out_dir=str(tmp_path / "runs"),
+        progress="none",
+        tensorboard=False,
+    )
+    kinds = {type(m) for m in result.model.modules()}
+    assert (FastConv2d in kinds and FastAvgPool2d in kinds) is fast
+    assert (nn.Conv2d in kinds) is True  # LeNet's second conv has 6 input channels
+    assert (result.run_dir / "last.pt").exists()
