@@ -52,9 +52,11 @@ def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
     tomllib.loads(recipe.read_text())
 
 
-def test_train_from_flags_then_eval(npz_data, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--no-normalize"]])
+def test_train_from_flags_then_eval(npz_data, tmp_path, capsys, extra):
     argv = [
         "train",
+        *extra,
         "--model",
         "mnist_cnn",
         "--dataset",

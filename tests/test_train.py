@@ -223,3 +223,14 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         # one loss call per step (cpu_slices=1); the NaN at step 16 is caught at the log interval
         cnnlab.train(resume=tmp_path / "good", epochs=2, checkpoint_every=0, cpu_slices=1)
     assert (tmp_path / "good" / "last.pt").read_bytes() == before
+
+
+def test_normalize_false_trains_on_0_1_pixels_and_says_so_in_the_checkpoint(npz_data, tmp_path):
+    from cnnlab.data import load_dataset, make_loader
+
+    data = load_dataset(npz_data, normalize=False)
+    images, _ = next(iter(make_loader(data, "train", batch_size=64)))
+    assert images.min() >= 0 and images.max() <= 1 and images.max() > 0.5
+    result = cnnlab.train(small_config(npz_data, tmp_path, epochs=1, normalize=False))
+    saved = ckpt.load_checkpoint(result.run_dir / "last.pt")
+    assert saved["mean"] == [0.0] and saved["std"] == [1.0]

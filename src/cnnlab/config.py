@@ -48,6 +48,9 @@ class TrainConfig:
     image_size: int | None = opt(
         "resize folder: images to this size (default: first image's)", None
     )
+    normalize: bool = opt(
+        "scale pixels by the data set's mean/std (false: [0, 1] pixels, ToTensor alone)", True
+    )
     augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
     init: str = opt("weight init: default (PyTorch's or the seed's), xavier, kaiming", "default")
 

@@ -164,6 +164,7 @@ def load_folder(
     val_fraction: float = 0.2,
     seed: int = 0,
     num_workers: int | None = None,
+    normalize: bool = True,
 ) -> ImageData:
     """An image folder as ImageData whose splits are ImageFiles datasets."""
     root = Path(path).expanduser().resolve()
@@ -182,7 +183,11 @@ def load_folder(
     size = (image_size, image_size) if image_size else (height, width)
     if num_workers is None:
         num_workers = default_num_workers()
-    mean, std = folder_stats(train, mode, size, seed, num_workers)
+    if normalize:
+        mean, std = folder_stats(train, mode, size, seed, num_workers)
+    else:  # pixels in [0, 1], as ToTensor alone gives
+        channels = 1 if mode == "L" else 3
+        mean, std = (0.0,) * channels, (1.0,) * channels
     transform = transforms.Compose(
         [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
     )

@@ -106,13 +106,15 @@ def load_dataset(
     image_size: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    normalize: bool = True,
 ) -> ImageData:
     """Load a data set: a built-in name (`list_datasets()`), `npz:PATH` or `folder:PATH`.
 
     Built-ins are looked for on disk first (`search_dirs(data_dir)`); when absent and
     `download` is true, torchvision downloads them into the cache. `image_size` resizes
     images to image_size x image_size; `val_fraction` and `seed` split a folder that has no
-    train/ and test/ subfolders.
+    train/ and test/ subfolders. `normalize=False` gives mean 0 and std 1, so loaders yield
+    pixels in [0, 1] (what `ToTensor` alone gives, as seeds 001 and 004 train).
     """
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
@@ -120,7 +122,11 @@ def load_dataset(
         from cnnlab.data.folder import load_folder  # imports torchvision: 2+ s, only for folders
 
         return load_folder(
-            name[len("folder:") :], image_size=image_size, val_fraction=val_fraction, seed=seed
+            name[len("folder:") :],
+            image_size=image_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            normalize=normalize,
         )
     if name.startswith("npz:"):
         data = load_npz_dir(name[len("npz:") :])
@@ -142,4 +148,6 @@ def load_dataset(
         data.train = resize_split(data.train, image_size)
         data.test = resize_split(data.test, image_size)
         data.input_shape = (channels, image_size, image_size)
+    if not normalize:
+        data.mean, data.std = (0.0,) * channels, (1.0,) * channels
     return data

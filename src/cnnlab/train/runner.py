@@ -145,7 +145,12 @@ def _train(cfg: TrainConfig, resumed: tuple[Path, dict[str, Any]] | None) -> Tra
     caveats = set_determinism(cfg, device)
     # everything that can fail on bad input happens before the run folder is touched
     data = load_dataset(
-        cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size, seed=cfg.seed
+        cfg.dataset,
+        cfg.data_dir,
+        download=cfg.download,
+        image_size=cfg.image_size,
+        seed=cfg.seed,
+        normalize=cfg.normalize,
     )
     channels, height, width = data.input_shape
     model_args = dict(

@@ -77,7 +77,10 @@ def keep_freed_memory() -> bool:
     Process-wide and not undone: it changes where memory comes from, not any result. Returns
     whether it applied (not on other C libraries or systems).
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+    except (AttributeError, ValueError, OSError):  # not a glibc system
         return False
     import ctypes
 
