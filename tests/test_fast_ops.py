@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from torch import nn
 
 from cnnlab.models import create_model
 from cnnlab.train.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
+from cnnlab.train.runtime import keep_freed_memory
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 28, 28), (3, 16, 10, 10), (2, 3, 7, 9), (5, 8, 8)])
@@ -113,3 +116,8 @@ def test_cpu_training_uses_the_fast_forms_unless_switched_off(tmp_path, fast):
     assert (FastConv2d in kinds and FastAvgPool2d in kinds) is fast
     assert (nn.Conv2d in kinds) is True  # LeNet's second conv has 6 input channels
     assert (result.run_dir / "last.pt").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_freed_memory_is_kept_on_linux():
+    assert keep_freed_memory() is True

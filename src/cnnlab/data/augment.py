@@ -21,20 +21,16 @@ def crop(
     padding: int,
     top: torch.Tensor,
     left: torch.Tensor,
-    fill: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pad each image by `padding` on every side and cut the original size at (top[i], left[i]).
 
-    images: (B, C, H, W); top, left: (B,) integers in [0, 2 * padding]; fill: (C,) value of
-    the padding (default 0, black for uint8 pixels). Returns (B, C, H, W) of the same dtype.
+    images: (B, C, H, W); top, left: (B,) integers in [0, 2 * padding]; the padding is 0
+    (black uint8 pixels). Returns (B, C, H, W) of the same dtype.
     """
     batch, channels, height, width = images.shape
     device = images.device
     padded_shape = (batch, channels, height + 2 * padding, width + 2 * padding)
-    if fill is None:
-        padded = images.new_zeros(padded_shape)
-    else:
-        padded = fill.to(device, images.dtype).view(1, channels, 1, 1).expand(padded_shape).clone()
+    padded = images.new_zeros(padded_shape)
     padded[:, :, padding : padding + height, padding : padding + width] = images
     # one gather with broadcast index tensors picks every sample's own window
     rows = (top.to(device).view(batch, 1) + torch.arange(height, device=device)).view(
@@ -52,12 +48,11 @@ def random_crop(
     images: torch.Tensor,
     padding: int,
     generator: torch.Generator,
-    fill: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Zero-pad by `padding` and crop back at a random offset per sample, like torchvision's
     RandomCrop(size, padding=padding) applied to each image of the batch (B, C, H, W)."""
     offsets = torch.randint(0, 2 * padding + 1, (2, images.shape[0]), generator=generator)
-    return crop(images, padding, offsets[0], offsets[1], fill)
+    return crop(images, padding, offsets[0], offsets[1])
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -67,9 +62,7 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip, images.flip(3), images)
 
 
-def augment_batch(
-    images: torch.Tensor, generator: torch.Generator, fill: torch.Tensor | None = None
-) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The training augmentation: random crop (padding H // 8) then random horizontal flip."""
-    images = random_crop(images, augment_padding(images.shape[2]), generator, fill)
+    images = random_crop(images, augment_padding(images.shape[2]), generator)
     return random_flip(images, generator)

@@ -5,7 +5,8 @@
 
 Everything is checked up front, so a bad file fails before training, not in epoch 3: class
 folders, file extensions, and that every image opens. Images are decoded on the fly by
-DataLoader workers (see FolderLoader) through torchvision transforms.
+DataLoader workers (see FolderLoader) through torchvision transforms, to uint8 tensors that
+FolderLoader augments and normalises on the device, as TensorLoader does.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ STATS_SAMPLE = 2000  # mean/std from at most this many training images: enough f
 
 
 class ImageFiles(Dataset):
-    """Image files decoded on demand: item i is (transform(image) (C, H, W), label)."""
+    """Image files decoded on demand: item i is (uint8 (C, *size) image, label)."""
 
-    def __init__(self, samples: list[Sample], mode: str, transform: transforms.Compose) -> None:
+    def __init__(self, samples: list[Sample], mode: str, size: tuple[int, int]) -> None:
         self.samples = samples
         self.targets = [label for _, label in samples]  # as in torchvision's ImageFolder
         self.mode = mode  # "L" or "RGB": every image is converted to it
-        self.transform = transform
+        self.transform = transforms.Compose([transforms.Resize(size), transforms.PILToTensor()])
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -129,9 +130,8 @@ def folder_stats(
     """Per-channel mean/std (in [0, 1] pixel units) of up to STATS_SAMPLE resized images."""
     picked = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
     subset = [samples[i] for i in sorted(picked[:STATS_SAMPLE].tolist())]
-    to_uint8 = transforms.Compose([transforms.Resize(size), transforms.PILToTensor()])
     loader = DataLoader(
-        ImageFiles(subset, mode, to_uint8),
+        ImageFiles(subset, mode, size),
         batch_size=64,
         num_workers=min(num_workers, (len(subset) + 63) // 64),
     )
@@ -188,16 +188,13 @@ def load_folder(
     else:  # pixels in [0, 1], as ToTensor alone gives
         channels = 1 if mode == "L" else 3
         mean, std = (0.0,) * channels, (1.0,) * channels
-    transform = transforms.Compose(
-        [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
-    )
     return ImageData(
         name=f"folder:{root}",
         class_names=class_names,
         mean=mean,
         std=std,
         input_shape=(1 if mode == "L" else 3, *size),
-        train=ImageFiles(train, mode, transform),
-        test=ImageFiles(test, mode, transform),
+        train=ImageFiles(train, mode, size),
+        test=ImageFiles(test, mode, size),
         location=str(root),
     )

@@ -43,6 +43,21 @@ def default_num_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+class _Normalise:
+    """uint8 pixels -> (pixel / 255 - mean) / std as one fused op, pixel * scale + shift."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int, device):
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need {channels} values, got {mean} and {std}")
+        std_t = torch.tensor(std, dtype=torch.float64)
+        mean_t = torch.tensor(mean, dtype=torch.float64)
+        self.scale = (1 / (255 * std_t)).float().view(1, -1, 1, 1).to(device)  # (1, C, 1, 1)
+        self.shift = (-mean_t / std_t).float().view(1, -1, 1, 1).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
 class _EpochBatches:
     """What both loaders share: epoch and resume bookkeeping, shuffling and sharding."""
 
@@ -115,17 +130,10 @@ class TensorLoader(_EpochBatches):
             len(images), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
             rank=rank, world_size=world_size, augment=augment,
         )  # fmt: skip
-        channels = images.shape[1]
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean and std need {channels} values, got {mean} and {std}")
         self.device = torch.device(device)
+        self.normalise = _Normalise(mean, std, images.shape[1], self.device)
         self.images = images.to(self.device).contiguous()  # (N, C, H, W) uint8, moved once
         self.labels = labels.to(self.device, torch.int64)  # (N,)
-        # (pixel / 255 - mean) / std == pixel * scale + shift, per channel: (1, C, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float64)
-        mean_t = torch.tensor(mean, dtype=torch.float64)
-        self._scale = (1 / (255 * std_t)).float().view(1, -1, 1, 1).to(self.device)
-        self._shift = (-mean_t / std_t).float().view(1, -1, 1, 1).to(self.device)
 
     def __iter__(self) -> Iterator[Batch]:
         epoch, start = self._begin()  # taken now, not at the first next()
@@ -145,12 +153,13 @@ class TensorLoader(_EpochBatches):
                 labels = self.labels.index_select(0, index)
             if self.augment:
                 images = augment_batch(images, self._augment_generator(epoch, batch))
-            yield torch.addcmul(self._shift, images.float(), self._scale), labels
+            yield self.normalise(images), labels
 
 
 class FolderLoader(_EpochBatches):
-    """A torch DataLoader over an image Dataset (yielding normalised (C, H, W) floats), driven
-    by the same per-epoch order as TensorLoader; skipped batches are never loaded."""
+    """A torch DataLoader over an image Dataset of uint8 (C, H, W) images, driven by the same
+    per-epoch order as TensorLoader (skipped batches are never loaded); batches are augmented
+    and normalised on the device as TensorLoader's are."""
 
     def __init__(
         self, dataset: Dataset, *, batch_size: int, mean: Sequence[float],
@@ -165,8 +174,7 @@ class FolderLoader(_EpochBatches):
         self.dataset = dataset
         self.device = torch.device(device)
         self.num_workers = default_num_workers() if num_workers is None else num_workers
-        # the crop pads with black pixels, which after Normalize are -mean / std: (C,)
-        self._fill = -torch.tensor(mean) / torch.tensor(std)
+        self.normalise = _Normalise(mean, std, len(mean), self.device)
 
     def _index_batches(self, epoch: int, start: int) -> list[list[int]]:
         order = self._order(epoch)
@@ -188,11 +196,11 @@ class FolderLoader(_EpochBatches):
 
     def _batches(self, loader: DataLoader, epoch: int, start: int) -> Iterator[Batch]:
         for batch, (images, labels) in enumerate(loader, start):
-            images = images.to(self.device, non_blocking=True)  # (B, C, H, W) float32
+            images = images.to(self.device, non_blocking=True)  # (B, C, H, W) uint8
             labels = labels.to(self.device, torch.int64, non_blocking=True)
             if self.augment:
-                images = augment_batch(images, self._augment_generator(epoch, batch), self._fill)
-            yield images, labels
+                images = augment_batch(images, self._augment_generator(epoch, batch))
+            yield self.normalise(images), labels
 
 
 def make_loader(

@@ -25,17 +25,14 @@ def evaluate_checkpoint(
     """
     from cnnlab.config import TrainConfig
     from cnnlab.data import load_dataset, make_loader
-    from cnnlab.data.types import Split
 
     target = resolve_device(device)
     state = load_checkpoint(checkpoint, map_location=target)
     model = rebuild_model(state, target)
-    cfg = TrainConfig.from_dict(state["config"])
-    data = load_dataset(
-        dataset or state["dataset"], data_dir, download=True, normalize=cfg.normalize
-    )
-    if isinstance(data.test, Split):  # scaled as the model saw its training data
-        data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
+    # normalize=False: scaled below by the checkpoint's mean/std (what the model was trained
+    # on), not by the data's, so there is no need to compute those
+    data = load_dataset(dataset or state["dataset"], data_dir, download=True, normalize=False)
+    data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
     saved_shape = tuple(state["input_shape"])
     if data.num_classes != len(state["class_names"]) or tuple(data.input_shape) != saved_shape:
         raise CheckpointError(
@@ -44,5 +41,6 @@ def evaluate_checkpoint(
             f"at {'×'.join(map(str, data.input_shape))}"
         )
     loader = make_loader(data, "test", batch_size=batch_size, device=target)
+    cfg = TrainConfig.from_dict(state["config"])
     loss_fn = make_loss(cfg, data.num_classes, target)
     return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)

@@ -54,16 +54,16 @@ class _AvgPool2x2(torch.autograd.Function):
 
 
 class FastAvgPool2d(nn.AvgPool2d):
-    """nn.AvgPool2d, with the 2×2 stride-2 case as strided adds on CPU (see the module doc)."""
+    """A 2×2 stride-2 nn.AvgPool2d as strided adds on CPU; made by `use_fast_cpu_ops` only."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and _is_plain_2x2(self) and x.dim() in (3, 4):
+        if x.device.type == "cpu":
             return _AvgPool2x2.apply(x)
         return super().forward(x)
 
 
-def _is_plain_2x2(pool: nn.AvgPool2d) -> bool:
-    return (
+def _pool_fits(pool: nn.Module) -> bool:
+    return type(pool) is nn.AvgPool2d and (
         _pair(pool.kernel_size) == (2, 2)
         and _pair(pool.stride) == (2, 2)
         and _pair(pool.padding) == (0, 0)
@@ -104,23 +104,26 @@ class _OneChannelConv(torch.autograd.Function):
 
 
 class FastConv2d(nn.Conv2d):
-    """nn.Conv2d whose weight gradient, for one input channel on CPU, is a convolution."""
+    """A 1-channel nn.Conv2d whose weight gradient on CPU is a convolution; made by
+    `use_fast_cpu_ops` only (it checks the layer's settings once)."""
 
     def _conv_forward(self, x, weight, bias):
-        if (
-            x.device.type == "cpu"
-            and x.dim() == 4
-            and self.in_channels == 1
-            and self.groups == 1
-            and _pair(self.stride) == (1, 1)
-            and _pair(self.dilation) == (1, 1)
-            and self.padding_mode == "zeros"
-            and not isinstance(self.padding, str)
-            and torch.is_grad_enabled()
-            and weight.requires_grad
-        ):
-            return _OneChannelConv.apply(x, weight, bias, _pair(self.padding))
+        cpu_training = x.device.type == "cpu" and weight.requires_grad and torch.is_grad_enabled()
+        if cpu_training and x.dim() == 4:
+            return _OneChannelConv.apply(x, weight, bias, self.padding)
         return super()._conv_forward(x, weight, bias)
+
+
+def _conv_fits(conv: nn.Module) -> bool:
+    return (
+        type(conv) is nn.Conv2d
+        and conv.in_channels == 1
+        and conv.groups == 1
+        and _pair(conv.stride) == (1, 1)
+        and _pair(conv.dilation) == (1, 1)
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)  # "same" / "valid"
+    )
 
 
 def use_fast_cpu_ops(model: nn.Module) -> list[str]:
@@ -131,11 +134,9 @@ def use_fast_cpu_ops(model: nn.Module) -> list[str]:
     """
     swapped = []
     for name, module in model.named_modules():
-        if type(module) is nn.AvgPool2d and _is_plain_2x2(module):
-            module.__class__ = FastAvgPool2d
-            swapped.append(name)
-        elif type(module) is nn.Conv2d and module.in_channels == 1:
-            module.__class__ = FastConv2d
+        fast = FastAvgPool2d if _pool_fits(module) else FastConv2d if _conv_fits(module) else None
+        if fast is not None:
+            module.__class__ = fast
             swapped.append(name)
     return swapped
 
