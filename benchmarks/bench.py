@@ -3,10 +3,13 @@
     python benchmarks/bench.py --quick          # a few minutes: LeNet 2 epochs, mnist-cnn 1
     python benchmarks/bench.py --write          # full: LeNet 10, mnist-cnn 6, cifar10-cnn 1;
                                                 # writes benchmarks/results/<machine>.md
+    python benchmarks/bench.py --startup-only   # the start-up table alone (about a minute)
 
 Each way runs as its own child process (start-up and data loading count) and reports its test
 accuracy and the wall time of its training loops; this script adds the process's wall time and
 peak RSS, and the fraction of this machine's float32 matmul peak that training reached.
+--quick and --write first time cnnlab's start-up (its commands, a training run's first step)
+against `python -c "import torch"`.
 See benchmarks/README.md for what the numbers mean and what they leave out.
 """
 
@@ -22,6 +25,7 @@ import platform
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -202,10 +207,8 @@ def run_child(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[int,
 
 def way_command(way: str, task: Task, epochs: int, device: str, work: Path) -> list[str]:
     if way == "cnnlab":
-        script = Path(sys.executable).with_name("cnnlab")
-        launcher = [str(script)] if script.exists() else [sys.executable, "-m", "cnnlab"]
         return [
-            *launcher, "train", "--recipe", task.recipe, "--epochs", str(epochs),
+            *cnnlab_launcher(), "train", "--recipe", task.recipe, "--epochs", str(epochs),
             "--out-dir", str(work), "--name", "run", "--progress", "lines", "--device", device,
         ]  # fmt: skip
     cmd = [
@@ -241,6 +244,147 @@ def run_way(way: str, task: Task, epochs: int, device: str, tmp: Path, shared: P
         return Row(way, status=f"failed (exit {code})")
     result = read_result(way, task, work)
     return Row(way, "ok", result["test_accuracy"], wall, result["train_seconds"], rss)
+
+
+# ---------------------------------------------------------------- start-up
+
+
+@dataclass(frozen=True)
+class Probe:
+    label: str
+    args: tuple[str, ...]  # after the cnnlab launcher; () is the `import torch` reference
+    max_ratio: float | None = None  # target: median under this times import torch's
+
+
+PROBES = [
+    Probe('python -c "import torch"', ()),
+    Probe("cnnlab --help", ("--help",), 0.5),
+    Probe("cnnlab train --help", ("train", "--help"), 0.5),
+    Probe("cnnlab models", ("models",), 0.5),
+    Probe("cnnlab datasets", ("datasets",), 0.5),
+]
+FIRST_STEP, TRAIN_WALL = "cnnlab train: first step", "cnnlab train: whole process"
+FIRST_STEP_SLACK = 0.5  # target: first step within import torch + this many seconds
+STARTUP_WARMUPS, STARTUP_RUNS = 1, 5
+
+
+def cnnlab_launcher() -> list[str]:
+    """The console script, as a user runs it; `python -m cnnlab` would add runpy's overhead."""
+    script = Path(sys.executable).with_name("cnnlab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cnnlab"]
+
+
+def probe_command(probe: Probe) -> list[str]:
+    if not probe.args:  # the reference, on the interpreter cnnlab runs on
+        return [sys.executable, "-c", "import torch"]
+    return [*cnnlab_launcher(), *probe.args]
+
+
+def timed(cmd: list[str]) -> float | None:
+    """Wall seconds of cmd as a whole child process, fork to exit; None if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+        print(f"    {shlex.join(cmd[:3])} ... failed (exit {done.returncode}): {last}")
+        return None
+    return wall
+
+
+def write_startup_data(folder: Path) -> None:
+    """Random 28×28 images: the row times start-up, so the data only has to be small and valid."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for split, n in (("train", 2048), ("test", 512)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        np.savez(folder / f"{split}.npz", x=x, y=rng.integers(0, 10, n, dtype=np.int64))
+
+
+def train_startup(tmp: Path, run: int, device: str) -> tuple[float | None, float | None]:
+    """(whole-process wall s, its own startup_seconds) of a 1-epoch `cnnlab train`.
+
+    Only the process knows when it started (before the interpreter) and when its first
+    optimizer step came, so it writes that into the first row of its metrics.jsonl.
+    """
+    wall = timed([
+        *cnnlab_launcher(), "train", "--model", "lenet", "--dataset", f"npz:{tmp / 'data'}",
+        "--epochs", "1", "--progress", "none", "--out-dir", str(tmp / "runs"),
+        "--name", f"r{run}", "--no-tensorboard", "--device", device,
+    ])  # fmt: skip
+    if wall is None:
+        return None, None
+    first = (tmp / "runs" / f"r{run}" / "metrics.jsonl").read_text().split("\n", 1)[0]
+    return wall, json.loads(first).get("startup_seconds")
+
+
+def measure_startup(device: str) -> dict[str, list[float | None]]:
+    """Each command once per round, rounds interleaved (A B A B) so that drift on the machine
+    hits all alike; the warm-up rounds (page cache, .pyc files) are dropped."""
+    times: dict[str, list[float | None]] = {}
+    with tempfile.TemporaryDirectory(prefix="cnnlab-startup-") as tmp_name:
+        tmp = Path(tmp_name)
+        write_startup_data(tmp / "data")
+        for run in range(STARTUP_WARMUPS + STARTUP_RUNS):
+            print(f"start-up: round {run + 1}/{STARTUP_WARMUPS + STARTUP_RUNS} ...", flush=True)
+            got = {probe.label: timed(probe_command(probe)) for probe in PROBES}
+            got[TRAIN_WALL], got[FIRST_STEP] = train_startup(tmp, run, device)
+            for label, seconds in got.items():
+                if run >= STARTUP_WARMUPS:
+                    times.setdefault(label, []).append(seconds)
+    return times
+
+
+def median(values: list[float | None]) -> float | None:
+    return None if not values or None in values else statistics.median(values)
+
+
+def times_text(seconds: float | None, ref: float | None) -> str:
+    return f"{seconds / ref:.2f}×" if seconds is not None and ref else "–"
+
+
+def startup_row(label: str, values: list[float | None], vs: str, target: str, met: str) -> str:
+    if median(values) is None:
+        return f"| {label} | failed | | | {target} | |"
+    spread = f"{min(values):.2f}–{max(values):.2f}"
+    return f"| {label} | {median(values):.2f} | {spread} | {vs} | {target} | {met} |"
+
+
+def probe_row(probe: Probe, values: list[float | None], ref: float | None) -> str:
+    got, vs = median(values), times_text(median(values), ref)
+    if probe.max_ratio is None:
+        return startup_row(probe.label, values, vs, "reference", "")
+    met = "–" if got is None or not ref else "met" if got / ref < probe.max_ratio else "not met"
+    return startup_row(probe.label, values, vs, f"under {probe.max_ratio}× import torch", met)
+
+
+def first_step_row(times: dict[str, list[float | None]], ref: float | None) -> str:
+    target = f"within import torch + {FIRST_STEP_SLACK} s"
+    first = median(times[FIRST_STEP])
+    if median(times[TRAIN_WALL]) is None or ref is None:
+        return f"| {FIRST_STEP} | failed | | | {target} | |"
+    if first is None:  # a cnnlab that does not write startup_seconds yet
+        return f"| {FIRST_STEP} | n/a (metrics.jsonl has no startup_seconds) | | | {target} | |"
+    met = "met" if first - ref <= FIRST_STEP_SLACK else "not met"
+    vs = f"import torch + {first - ref:.2f} s"
+    return startup_row(FIRST_STEP, times[FIRST_STEP], vs, target, met)
+
+
+def startup_table(times: dict[str, list[float | None]]) -> list[str]:
+    """A markdown table: each command's median against `import torch`'s, and its target."""
+    ref, wall = median(times[PROBES[0].label]), median(times[TRAIN_WALL])
+    wall_note = "for reference: 1 epoch of 2,048 images and a test pass"
+    return [
+        f"### Start-up: median of {STARTUP_RUNS} runs after {STARTUP_WARMUPS} warm-up, "
+        "each a whole child process, interleaved",
+        "",
+        "| command | median s | min–max s | vs import torch | target | met |",
+        "|---|---:|---:|---:|---|---|",
+        *(probe_row(probe, times[probe.label], ref) for probe in PROBES),
+        first_step_row(times, ref),
+        startup_row(TRAIN_WALL, times[TRAIN_WALL], times_text(wall, ref), wall_note, ""),
+        "",
+    ]
 
 
 # ---------------------------------------------------------------- the table
@@ -335,6 +479,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (cuda if there), cpu, cuda")
     parser.add_argument("--data-dir", help="folder with mnist/ and cifar10/ (or $CNNLAB_DATA)")
     parser.add_argument("--write", action="store_true", help="write results/<machine>.md")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="print the start-up table alone (writes nothing)")  # fmt: skip
     args = parser.parse_args(argv)
     unknown = {*args.only.split(","), *args.ways.split(",")} - {"", *WAYS, *(t.key for t in TASKS)}
     if args.epochs is not None and args.epochs < 1:
@@ -372,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     device_name = args.device
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.startup_only:
+        print("\n" + "\n".join(startup_table(measure_startup(device_name))))
+        return 0
     device, ways, tasks = torch.device(device_name), choose_ways(args.ways), plan(args)
     for task, _ in tasks:  # the MACs in the comments above, checked against the real layers
         if count_macs(task.make_net(), task.input_shape) != task.macs:
@@ -380,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"float32 matmul peak on {device}: {peak / 1e9:,.1f} GFLOP/s")
     command = shlex.join(["python", "benchmarks/bench.py", *(argv or sys.argv[1:])])
     lines = header(device, peak, command)
+    if args.quick or args.write:  # first, while nothing of the training runs is in the way
+        startup_lines = startup_table(measure_startup(device_name))
+        print("\n" + "\n".join(startup_lines), flush=True)
+        lines += startup_lines
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as tmp_name:
         tmp = Path(tmp_name)
         shared = find_shared_data(args.data_dir)

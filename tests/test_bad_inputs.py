@@ -110,7 +110,7 @@ CASES = [
     ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "weight_decay"),
     ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "label_smoothing"),
     ("nesterov without momentum", lambda e: train(e, "--nesterov"), "nesterov needs momentum"),
-    ("lr not a number", lambda e: train(e, "--lr", "fast"), "'--lr'"),
+    ("lr not a number", lambda e: train(e, "--lr", "fast"), "--lr"),
     ("unknown flag", lambda e: train(e, "--learning-rate", "0.1"), "--learning-rate"),
     ("device that is not there", lambda e: train(e, "--device", "cuda:7"), "cuda:7"),
     ("device that does not exist", lambda e: train(e, "--device", "banana"), "unknown device"),
@@ -215,7 +215,7 @@ CASES = [
         lambda e: ["eval", str(e["ckpt"]), "--dataset", f"npz:{e['tiny']}"],
         "8×8",
     ),
-    ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch-size"),
+    ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch_size"),
 ]
 
 

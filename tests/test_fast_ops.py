@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnlab.models import create_model
 from cnnlab.train.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
-from cnnlab.train.runtime import keep_freed_memory
+from cnnlab.train.process import keep_freed_memory
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 28, 28), (3, 16, 10, 10), (2, 3, 7, 9), (5, 8, 8)])

@@ -1,8 +1,14 @@
-"""TrainConfig: every training setting, its one default, and what it means.
+"""Every setting of every command, its one default, and what it means.
 
-The same dataclass is filled from Python (`TrainConfig(model="lenet")`), from a TOML recipe
-(`[train]` keys or top-level keys with the field names) and from `cnnlab train` flags, which are
-generated from these fields (`--batch-size` is `batch_size`). Flags override the recipe.
+Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), EvalConfig
+(`cnnlab eval`), ModelsConfig, DatasetsConfig. The same dataclass is filled from Python
+(`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys with the
+field names) and from the command's flags, which the CLI generates from these fields
+(`--batch-size` is `batch_size`). Flags override the recipe. What a field is allowed to be
+(choices, a minimum, whether a resumed run may change it) lives in the field's metadata, so
+checks, help texts and resume rules all read it from one place.
+
+Nothing here imports torch: `cnnlab --help` must not wait for it.
 """
 
 from __future__ import annotations
@@ -19,72 +25,160 @@ import tomllib
 
 from cnnlab.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "lbfgs")
 LOSSES = ("cross_entropy",)
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
+# "default": PyTorch's own init, or the seed's own where the seed sets one (net_res_deep)
 INITS = ("default", "xavier", "kaiming")
 PROGRESS = ("auto", "bar", "lines", "none")
+EVAL_BATCH_SIZE = 1024  # no gradients are kept in evaluation, so batches can be larger
 
 
-def opt(help: str, default: Any = None, *, factory: Any = None) -> Any:
-    """A config field with its `--help` text (the CLI flags are generated from these)."""
+def opt(
+    help: str,
+    default: Any = None,
+    *,
+    factory: Any = None,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    resumable: bool = False,
+    argument: bool = False,
+) -> Any:
+    """A config field and its facts: the `--help` text, the allowed `choices`, the `minimum`,
+    whether a resumed run may change it (`resumable`: it decides where and how fast a run goes,
+    not what it learns), and whether the CLI takes it as a positional `argument`."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices),
+        "minimum": minimum,
+        "resumable": resumable,
+        "argument": argument,
+    }
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# Options that several commands share: one definition each, so they cannot drift apart.
+def _device_opt() -> Any:
+    return opt("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps", "auto", resumable=True)
+
+
+def _data_dir_opt() -> Any:
+    return opt("a folder to look in first for the data set files", None, resumable=True)
+
+
+def _dataset_help(default_text: str) -> str:
+    return f"built-in name, npz:PATH or folder:PATH (`cnnlab datasets`){default_text}"
+
+
+class Config:
+    """What every command's config dataclass shares: checks, plain dicts, building from them."""
+
+    def validate(self):
+        """Check every value against its field's facts; one line naming the field if wrong."""
+        for f in dataclasses.fields(self):
+            value, facts = getattr(self, f.name), f.metadata
+            if facts.get("choices") and value not in facts["choices"]:
+                raise ConfigError(
+                    f"unknown {f.name} {value!r}; choose one of: {', '.join(facts['choices'])}"
+                )
+            minimum = facts.get("minimum")
+            if minimum is not None and value is not None and value < minimum:
+                word = "at least" if minimum else ">="
+                raise ConfigError(f"{f.name} must be {word} {minimum}, got {value}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-able values (tuples become lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config"):
+        """Build from plain values, refusing unknown keys and values of the wrong type."""
+        known = field_types(cls)
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; "
+                f"valid keys are listed by `cnnlab {cls.command} --help`"
+            )
+        converted = {k: coerce(v, known[k], f"{source}: {k}") for k, v in values.items()}
+        return cls(**converted)
+
+    command = "COMMAND"  # the `cnnlab` subcommand these options belong to
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """A training run: each field is a `cnnlab train --flag` and a recipe key."""
+
+    command = "train"
 
     # --- what to train, on what ---
     model: str = opt("model name from `cnnlab models`", "lenet")
     model_args: dict[str, Any] = opt("extra builder arguments, n_chans1=32", factory=dict)
-    dataset: str = opt(
-        "built-in name, npz:PATH or folder:PATH (`cnnlab datasets`)", "fashion-mnist"
+    dataset: str = opt(_dataset_help(""), "fashion-mnist")
+    data_dir: str | None = _data_dir_opt()
+    download: bool = opt(
+        "download a built-in data set when it is not found on disk", True, resumable=True
     )
-    data_dir: str | None = opt("a folder to look in first for the data set files", None)
-    download: bool = opt("download a built-in data set when it is not found on disk", True)
     image_size: int | None = opt(
-        "resize folder: images to this size (default: first image's)", None
+        "resize folder: images to this size (default: first image's)", None, minimum=1
+    )
+    val_fraction: float = opt(
+        "folder: data without train/ and test/: share of each class held out to test on", 0.2
     )
     normalize: bool = opt(
         "scale pixels by the data set's mean/std (false: [0, 1] pixels, ToTensor alone)", True
     )
     augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
-    init: str = opt("weight init: default (PyTorch's or the seed's), xavier, kaiming", "default")
+    init: str = opt("weight init (default: PyTorch's or the seed's)", "default", choices=INITS)
 
     # --- how long, how fast ---
-    epochs: int = opt("number of passes over the training set", 10)
-    batch_size: int = opt("training batch size", 256)
-    eval_batch_size: int = opt("evaluation batch size (no gradients, so it can be larger)", 1024)
+    epochs: int = opt("number of passes over the training set", 10, minimum=1, resumable=True)
+    batch_size: int = opt("training batch size", 256, minimum=1)
+    eval_batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)
 
     # --- optimizer (seed 002's table), loss, schedule ---
-    optimizer: str = opt("sgd, adam, adamw, rmsprop, adagrad, adadelta", "sgd")
+    optimizer: str = opt("the torch optimizer", "sgd", choices=OPTIMIZERS)
     lr: float = opt("learning rate", 0.1)
-    momentum: float = opt("sgd / rmsprop momentum", 0.0)
-    dampening: float = opt("sgd dampening for momentum", 0.0)
+    momentum: float = opt("sgd / rmsprop momentum", 0.0, minimum=0)
+    dampening: float = opt("sgd dampening for momentum", 0.0, minimum=0)
     nesterov: bool = opt("sgd Nesterov momentum (needs momentum > 0, dampening 0)", False)
-    weight_decay: float = opt("L2 penalty (decoupled for adamw)", 0.0)
+    weight_decay: float = opt("L2 penalty (decoupled for adamw)", 0.0, minimum=0)
     betas: tuple[float, float] = opt("adam / adamw moment coefficients", (0.9, 0.999))
     eps: float | None = opt("optimizer epsilon (default: the optimizer's own)", None)
     amsgrad: bool = opt("adam / adamw AMSGrad variant", False)
-    loss: str = opt("loss on logits", "cross_entropy")
+    lbfgs_max_iter: int = opt(
+        "lbfgs: iterations (loss evaluations, about) per batch", 20, minimum=1
+    )
+    lbfgs_history_size: int = opt("lbfgs: number of past updates kept", 100, minimum=1)
+    lbfgs_line_search: bool = opt("lbfgs: strong-Wolfe line search (else a fixed lr step)", False)
+    loss: str = opt("loss on logits", "cross_entropy", choices=LOSSES)
     label_smoothing: float = opt("cross-entropy label smoothing in [0, 1)", 0.0)
     class_weights: list[float] | None = opt("cross-entropy weight per class", None)
-    scheduler: str = opt("LR schedule: none, step, cosine, onecycle", "none")
-    step_size: int = opt("step schedule: epochs between LR drops", 30)
+    scheduler: str = opt("LR schedule", "none", choices=SCHEDULERS)
+    step_size: int = opt("step schedule: epochs between LR drops", 30, minimum=1)
     gamma: float = opt("step schedule: LR factor at each drop", 0.1)
 
     # --- where, how reproducibly ---
-    device: str = opt("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps", "auto")
+    device: str = _device_opt()
     seed: int = opt("seeds model init, shuffling and augmentation", 0)
     deterministic: bool = opt(
         "bit-exact reruns and resumes (torch deterministic algorithms)", False
     )
-    threads: int = opt("CPU threads per op for torch (0: 1 with --cpu-slices, else torch's)", 0)
+    threads: int = opt(
+        "CPU threads per op for torch (0: 1 with --cpu-slices, else torch's)",
+        0,
+        minimum=0,
+        resumable=True,
+    )
     cpu_slices: int = opt(
-        "CPU: train slices of each batch in parallel threads (0: one per core; 1: off)", 0
+        "CPU: train slices of each batch in parallel threads (0: one per core; 1: off)",
+        0,
+        minimum=0,
+        resumable=True,
     )
     fast_cpu_ops: bool = opt(
         "CPU: faster exact forms of 2x2 average pooling and 1-channel conv weight gradients", True
@@ -97,63 +191,82 @@ class TrainConfig:
     out_dir: str = opt("parent folder of run directories", "runs")
     name: str | None = opt("run directory name (default: model-dataset-timestamp)", None)
     overwrite: bool = opt("replace an existing run directory of the same name", False)
-    eval_every: int = opt("evaluate on the test split every N epochs (and after the last)", 1)
-    log_every: int = opt("log train_loss to TensorBoard every N steps", 100)
-    checkpoint_every: int = opt("also save last.pt every N steps (0: at epoch ends only)", 0)
-    tensorboard: bool = opt("write TensorBoard event files", True)
+    eval_every: int = opt(
+        "evaluate on the test split every N epochs (and after the last)",
+        1,
+        minimum=1,
+        resumable=True,
+    )
+    log_every: int = opt(
+        "log train_loss to TensorBoard every N steps", 100, minimum=1, resumable=True
+    )
+    checkpoint_every: int = opt(
+        "also save last.pt every N steps (0: at epoch ends only)", 0, minimum=0, resumable=True
+    )
+    tensorboard: bool = opt("write TensorBoard event files", True, resumable=True)
     progress: str = opt(
-        "auto (bar on a terminal, a line per epoch otherwise), bar, lines, none", "auto"
+        "auto: a bar on a terminal, a line per epoch otherwise",
+        "auto",
+        choices=PROGRESS,
+        resumable=True,
     )
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ConfigError with one line naming the field."""
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("scheduler", self.scheduler, SCHEDULERS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("progress", self.progress, PROGRESS)
+        super().validate()
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "momentum",
-            "dampening",
-            "weight_decay",
-            "threads",
-            "cpu_slices",
-            "checkpoint_every",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError("nesterov needs momentum > 0 and dampening 0; set --momentum 0.9")
-        if self.image_size is not None and self.image_size < 1:
-            raise ConfigError(f"image_size must be at least 1, got {self.image_size}")
         if self.name is not None and (not self.name or "/" in self.name or self.name in ".."):
             raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-able values (tuples become lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from plain values, refusing unknown keys and values of the wrong type."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; "
-                f"valid keys are listed by `cnnlab train --help`"
-            )
-        hints = typing.get_type_hints(cls)
-        converted = {k: coerce(v, hints[k], f"{source}: {k}") for k, v in values.items()}
-        return cls(**converted)
+@dataclass
+class EvalConfig(Config):
+    """`cnnlab eval CHECKPOINT`: a saved model's loss and accuracy on a test split."""
+
+    command = "eval"
+
+    checkpoint: str | None = opt("a .pt checkpoint or a run folder", None, argument=True)
+    dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
+    data_dir: str | None = _data_dir_opt()
+    device: str = _device_opt()
+    batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)
+
+    def validate(self) -> EvalConfig:
+        super().validate()
+        if not self.checkpoint:
+            raise ConfigError("give a checkpoint: a .pt file or a run folder")
+        return self
+
+
+@dataclass
+class ModelsConfig(Config):
+    """`cnnlab models [PATTERN]`: the model registry as a table."""
+
+    command = "models"
+
+    pattern: str = opt("shell-style filter, like 'net*' or 'tv_*'", "*", argument=True)
+
+
+@dataclass
+class DatasetsConfig(Config):
+    """`cnnlab datasets`: the built-in data sets and where each is found."""
+
+    command = "datasets"
+
+    data_dir: str | None = _data_dir_opt()
+
+
+def resumable_fields() -> set[str]:
+    """The TrainConfig fields a resumed run may change (see `opt(resumable=...)`)."""
+    return {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"]}
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -174,57 +287,64 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check `value` against a field's type hint; ints pass for floats, lists for tuples."""
+@dataclass(frozen=True)
+class FieldType:
+    """A config field's value type, as the CLI and the recipe reader need it."""
+
+    kind: type  # bool, int, float, str, dict, list or tuple
+    optional: bool  # None is allowed
+
+
+def field_types(cls: type) -> dict[str, FieldType]:
+    """Every field of a config dataclass with its FieldType, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    types_ = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = args[0]
+        origin = typing.get_origin(hint)
+        types_[f.name] = FieldType(origin if origin is not None else hint, optional)
+    return types_
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def coerce(value: Any, kind: FieldType, where: str) -> Any:
+    """Check `value` against a field's type; ints pass for floats, lists for tuples."""
     if value is None:
-        if _allows_none(hint):
+        if kind.optional:
             return None
         raise ConfigError(f"{where} must not be empty")
-    kind = _base_type(hint)
+    numbers = lambda v: (  # noqa: E731
+        isinstance(v, list | tuple)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    )
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
         float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
         str: lambda v: isinstance(v, str),
         dict: lambda v: isinstance(v, dict),
-        list: lambda v: (
-            isinstance(v, list | tuple)
-            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-        ),
-        tuple: lambda v: (
-            isinstance(v, list | tuple)
-            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-        ),
-    }[kind]
+        list: numbers,
+        tuple: numbers,
+    }[kind.kind]
     if not ok(value):
-        raise ConfigError(f"{where} must be {_type_word(kind)}, got {value!r}")
-    if kind is float:
+        raise ConfigError(f"{where} must be {_type_word(kind.kind)}, got {value!r}")
+    if kind.kind is float:
         return float(value)
-    if kind in (list, tuple):
-        return kind(float(x) for x in value)
+    if kind.kind in (list, tuple):
+        return kind.kind(float(x) for x in value)
     return value
-
-
-def _base_type(hint: Any) -> type:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = args[0]
-    origin = typing.get_origin(hint)
-    return origin if origin is not None else hint
-
-
-def _allows_none(hint: Any) -> bool:
-    return type(None) in typing.get_args(hint)
 
 
 def _type_word(kind: type) -> str:
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return words.get(kind, {dict: "a table", list: "a list of numbers"}.get(kind, "a pair"))
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
 def _plain(value: Any) -> Any:

@@ -4,27 +4,36 @@
     loader = make_loader(data, "train", batch_size=256, shuffle=True, device="cuda")
     for x, y in loader: ...                          # float32 (B, C, H, W) normalised, int64 (B,)
 
-Modules: locate (where files are), formats (IDX, CIFAR, npz readers), cache (decode once),
-builtin (mnist, fashion-mnist, cifar10, cifar2), folder (folder:PATH), load (load_dataset),
-loader (TensorLoader, FolderLoader), augment (batched random crop and flip).
+Modules: specs (what the built-ins are, reading a data set name), locate (where files are),
+formats (IDX, CIFAR, npz readers), cache (decode once), builtin, npz, folder (the three kinds
+of data set), datasets (load_dataset), loader (TensorLoader, FolderLoader), augment (batched
+random crop and flip). Names are imported on first use, so `cnnlab datasets` never waits for
+torch.
 """
 
-from cnnlab.data.builtin import BUILTIN_DATASETS, DatasetSpec
-from cnnlab.data.load import find_dataset, list_datasets, load_dataset
-from cnnlab.data.loader import FolderLoader, TensorLoader, make_loader
-from cnnlab.data.locate import search_dirs
-from cnnlab.data.types import ImageData, Split
+from __future__ import annotations
 
-__all__ = [
-    "BUILTIN_DATASETS",
-    "DatasetSpec",
-    "FolderLoader",
-    "ImageData",
-    "Split",
-    "TensorLoader",
-    "find_dataset",
-    "list_datasets",
-    "load_dataset",
-    "make_loader",
-    "search_dirs",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "BUILTIN_DATASETS": "specs",
+    "DatasetSpec": "specs",
+    "list_datasets": "specs",
+    "parse_dataset_name": "specs",
+    "search_dirs": "locate",
+    "find_dataset": "locate",
+    "load_dataset": "datasets",
+    "FolderLoader": "loader",
+    "TensorLoader": "loader",
+    "make_loader": "loader",
+    "ImageData": "types",
+    "Split": "types",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

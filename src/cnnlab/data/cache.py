@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from cnnlab.files import atomic_write
 
 # bump when the layout of the cached arrays changes, so old files are never misread
 CACHE_VERSION = 1
@@ -40,19 +40,10 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> bool:
     """Write `arrays` to `path` atomically; False (and nothing written) if that fails."""
-    tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # a temp file in the same folder, then os.replace: readers see no file or a whole one
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp_name, path)
+        # 0o644: a cache may be shared between users
+        atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o644)
         return True
     except OSError:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
         return False

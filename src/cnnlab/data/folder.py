@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from cnnlab.config import TrainConfig
 from cnnlab.data.loader import default_num_workers
 from cnnlab.data.types import ImageData, channel_histogram, stats_from_histogram
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
@@ -161,12 +162,15 @@ def load_folder(
     path: str | Path,
     *,
     image_size: int | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    val_fraction: float = TrainConfig.val_fraction,
+    seed: int = TrainConfig.seed,
     num_workers: int | None = None,
-    normalize: bool = True,
+    stats: bool = True,
 ) -> ImageData:
-    """An image folder as ImageData whose splits are ImageFiles datasets."""
+    """An image folder as ImageData whose splits are ImageFiles datasets.
+
+    `stats=False` skips measuring mean/std (mean and std are then empty: the caller scales).
+    """
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise DataNotFoundError(
@@ -183,11 +187,7 @@ def load_folder(
     size = (image_size, image_size) if image_size else (height, width)
     if num_workers is None:
         num_workers = default_num_workers()
-    if normalize:
-        mean, std = folder_stats(train, mode, size, seed, num_workers)
-    else:  # pixels in [0, 1], as ToTensor alone gives
-        channels = 1 if mode == "L" else 3
-        mean, std = (0.0,) * channels, (1.0,) * channels
+    mean, std = folder_stats(train, mode, size, seed, num_workers) if stats else ((), ())
     return ImageData(
         name=f"folder:{root}",
         class_names=class_names,

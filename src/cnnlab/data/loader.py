@@ -76,6 +76,7 @@ class _EpochBatches:
         self.num_samples = len(range(rank, num_items, world_size))
         self.epoch = 0
         self._start_batch = 0
+        self.normalise: _Normalise  # set by each loader, which knows its device
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -108,8 +109,11 @@ class _EpochBatches:
         start = batch * self.batch_size
         return start, min(start + self.batch_size, self.num_samples)
 
-    def _augment_generator(self, epoch: int, batch: int) -> torch.Generator:
-        return seeded_generator(self.seed, epoch, batch, self.rank)
+    def _finish(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch: int) -> Batch:
+        """The common ending of both loaders: augment uint8 images, then normalise."""
+        if self.augment:
+            images = augment_batch(images, seeded_generator(self.seed, epoch, batch, self.rank))
+        return self.normalise(images), labels
 
 
 class TensorLoader(_EpochBatches):
@@ -151,9 +155,7 @@ class TensorLoader(_EpochBatches):
                 index = order[lo:hi]
                 images = self.images.index_select(0, index)  # (B, C, H, W) uint8
                 labels = self.labels.index_select(0, index)
-            if self.augment:
-                images = augment_batch(images, self._augment_generator(epoch, batch))
-            yield self.normalise(images), labels
+            yield self._finish(images, labels, epoch, batch)
 
 
 class FolderLoader(_EpochBatches):
@@ -198,9 +200,7 @@ class FolderLoader(_EpochBatches):
         for batch, (images, labels) in enumerate(loader, start):
             images = images.to(self.device, non_blocking=True)  # (B, C, H, W) uint8
             labels = labels.to(self.device, torch.int64, non_blocking=True)
-            if self.augment:
-                images = augment_batch(images, self._augment_generator(epoch, batch))
-            yield self.normalise(images), labels
+            yield self._finish(images, labels, epoch, batch)
 
 
 def make_loader(

@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cnnlab.data.builtin import DatasetSpec
+from cnnlab.data.specs import BUILTIN_DATASETS, DatasetSpec, parse_dataset_name
 
 # Well-known system places. Debian's dataset-fashion-mnist package puts the IDX .gz files in
 # /usr/share/datasets/fashion-mnist/, so the parent is a root. Tests monkeypatch this list.
@@ -109,3 +107,13 @@ def locate(
             if note and note not in notes:
                 notes.append(note)
     return None, notes
+
+
+def find_dataset(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The folder a data set would be loaded from, or None (finds files, decodes nothing)."""
+    parsed = parse_dataset_name(name)
+    if parsed.spec is None:
+        return parsed.path.resolve() if parsed.path.is_dir() else None
+    spec = parsed.spec
+    source, _ = locate(BUILTIN_DATASETS[spec.source] if spec.source else spec, data_dir)
+    return source.path if source else None

@@ -5,32 +5,34 @@
     model = create_model("net_res_deep", n_blocks=20)     # seed 000's deep ResNet, deeper
 
 `registry.py` holds the registry and `create_model`; each family has its own file (lenet, mnist,
-cifar, cifar2, torchvision_models), whose builders register themselves when imported here.
+cifar, cifar2, torchvision_models), whose builders register themselves when the registry is
+first asked. `catalog.py` is the table `cnnlab models` prints, cached so listing needs no torch.
+Names here are imported on first use.
 """
 
-from cnnlab.models import cifar, cifar2, lenet, mnist, torchvision_models  # noqa: F401 (registers)
-from cnnlab.models.init import INIT_SCHEMES, init_weights
-from cnnlab.models.registry import (
-    ModelInfo,
-    count_parameters,
-    create_model,
-    list_models,
-    min_input_size,
-    model_info,
-    register_model,
-)
-from cnnlab.models.shapes import InputTooSmallError, conv_output_size
+from __future__ import annotations
 
-__all__ = [
-    "INIT_SCHEMES",
-    "InputTooSmallError",
-    "ModelInfo",
-    "conv_output_size",
-    "count_parameters",
-    "create_model",
-    "init_weights",
-    "list_models",
-    "min_input_size",
-    "model_info",
-    "register_model",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ModelInfo": "registry",
+    "count_parameters": "registry",
+    "create_model": "registry",
+    "list_models": "registry",
+    "min_input_size": "registry",
+    "model_info": "registry",
+    "register_model": "registry",
+    "INIT_SCHEMES": "init",
+    "init_weights": "init",
+    "InputTooSmallError": "shapes",
+    "conv_output_size": "shapes",
+    "model_catalog": "catalog",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

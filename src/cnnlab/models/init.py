@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.config import INITS as INIT_SCHEMES  # the one list, with the --init flag's help
 from cnnlab.errors import ModelError
-
-# "default": PyTorch's own init, or the seed's own where the seed sets one (net_res_deep).
-INIT_SCHEMES = ("default", "xavier", "kaiming")
 
 
 def check_init(init: str) -> None:

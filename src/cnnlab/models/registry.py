@@ -9,7 +9,7 @@ how it was made, so a checkpoint can rebuild it with `create_model(name, **model
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.models.catalog import name_matches
 from cnnlab.models.init import check_init
 from cnnlab.models.shapes import InputTooSmallError
 
@@ -40,6 +41,13 @@ class ModelInfo:
 
 
 _MODELS: dict[str, ModelInfo] = {}
+# the families of built-in models: each registers its builders when imported
+BUILTIN_FAMILIES = ("cifar", "cifar2", "lenet", "mnist", "torchvision_models")
+
+
+def _register_builtin_models() -> None:
+    for family in BUILTIN_FAMILIES:  # imported once; later calls are dictionary look-ups
+        importlib.import_module(f"cnnlab.models.{family}")
 
 
 def register_model(
@@ -69,7 +77,8 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style `pattern` ("net*", "tv_*"), sorted."""
-    return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern.lower()))
+    _register_builtin_models()
+    return sorted(name for name in _MODELS if name_matches(name, pattern))
 
 
 def model_info(name: str) -> ModelInfo:
@@ -78,6 +87,7 @@ def model_info(name: str) -> ModelInfo:
         raise ModelError(
             f"a model name is a string, got {name!r}; run `cnnlab models` to list them"
         )
+    _register_builtin_models()
     if name in _MODELS:
         return _MODELS[name]
     query = name.lower()

@@ -45,8 +45,11 @@ def conv_output_size(
     return max((size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1, 0)
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value[0], value[-1]) if isinstance(value, tuple) else (value, value)
+def pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
+    """A layer setting as (height, width): 3 → (3, 3), (3,) → (3, 3), (3, 5) → (3, 5)."""
+    if isinstance(value, tuple | list):
+        return (value[0], value[-1])
+    return (value, value)
 
 
 def layers_output_size(layers: Iterable[nn.Module], image_size: tuple[int, int]) -> tuple[int, int]:
@@ -60,9 +63,9 @@ def layers_output_size(layers: Iterable[nn.Module], image_size: tuple[int, int])
             continue  # activations, batch norm, dropout keep H×W
         if layer.padding == "same":
             continue  # so does Conv2d(padding="same")
-        padding = (0, 0) if layer.padding == "valid" else _pair(layer.padding)
-        kernel, dilation = _pair(layer.kernel_size), _pair(getattr(layer, "dilation", 1))
-        stride = _pair(layer.stride or layer.kernel_size)  # a pool's stride defaults to its kernel
+        padding = (0, 0) if layer.padding == "valid" else pair(layer.padding)
+        kernel, dilation = pair(layer.kernel_size), pair(getattr(layer, "dilation", 1))
+        stride = pair(layer.stride or layer.kernel_size)  # a pool's stride defaults to its kernel
         height, width = (
             conv_output_size(side, kernel[i], stride[i], padding[i], dilation[i])
             for i, side in enumerate((height, width))

@@ -2,17 +2,17 @@
 
 A checkpoint is a plain dict of tensors and Python values (no pickled classes), so it loads
 with `torch.load(..., weights_only=True)`: a file whose pickle would run code is refused.
-Every file is written next to its final name, fsynced, then `os.replace`d over it, so a kill
-at any moment leaves either the old good file or the new good file, never a torn one.
+It is written through cnnlab.files, so a kill at any moment leaves the old good file or the new
+good file, never a torn one. Layout: `format`, `version`, the RunInfo fields, `model_state`,
+`optimizer_state`, `scheduler_state`, the TrainState fields, `finished`, `epoch_sums`, `rng`.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import random
-import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +21,28 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError
+from cnnlab.files import atomic_write_bytes
 
 FORMAT = "cnnlab-checkpoint"
-VERSION = 1
+VERSION = 1  # the layout below; files written before the run/session split have the same one
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers only ever see the old or the new whole file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+@dataclass
+class RunInfo:
+    """What a run is: every checkpoint carries it (to rebuild the model and read its data
+    without the recipe), and config.json starts with it."""
 
+    model_name: str
+    model_args: dict[str, Any]  # every builder argument, data-derived ones included
+    class_names: list[str]
+    mean: list[float]  # the normalisation the model was trained with, [0, 1] pixel units
+    std: list[float]
+    input_shape: list[int]  # (C, H, W)
+    dataset: str
+    config: dict[str, Any]  # TrainConfig.to_dict()
 
-def remove_stale_temp_files(folder: Path) -> None:
-    """Delete the temporary files of writes that a kill interrupted (never read by anyone)."""
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -140,17 +133,3 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def _to_tuples(value: Any) -> Any:
     # random.setstate wants tuples; a round trip through some loaders gives lists
     return tuple(_to_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-def _fsync_dir(folder: Path) -> None:
-    # make the rename itself durable; not every platform lets a directory be opened
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -11,6 +11,11 @@ gradients are the full batch's (up to float rounding). With two slices the sum g
 depend on which thread finishes first (float addition is commutative), so runs stay
 bit-for-bit reproducible. With more slices the order can vary, so `--deterministic` uses two.
 
+LBFGS: its step calls the loop's closure several times per batch, and each call runs the
+sliced forward + backward, so every loss and gradient LBFGS sees is the whole batch's, exact
+as for the other optimizers (tests/test_lbfgs.py compares it with the plain step). The slice
+threads need no enable_grad: grad mode is per thread, and LBFGS's no_grad is only in its own.
+
 Models with BatchNorm (statistics would be per slice) or dropout (threads would race for the
 global RNG) are not split: `can_split` says so and the loop falls back to the plain step.
 """

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.models.shapes import pair
+
 
 class _AvgPool2x2(torch.autograd.Function):
     @staticmethod
@@ -64,9 +66,9 @@ class FastAvgPool2d(nn.AvgPool2d):
 
 def _pool_fits(pool: nn.Module) -> bool:
     return type(pool) is nn.AvgPool2d and (
-        _pair(pool.kernel_size) == (2, 2)
-        and _pair(pool.stride) == (2, 2)
-        and _pair(pool.padding) == (0, 0)
+        pair(pool.kernel_size) == (2, 2)
+        and pair(pool.stride) == (2, 2)
+        and pair(pool.padding) == (0, 0)
         and not pool.ceil_mode
         and pool.divisor_override is None
     )
@@ -119,8 +121,8 @@ def _conv_fits(conv: nn.Module) -> bool:
         type(conv) is nn.Conv2d
         and conv.in_channels == 1
         and conv.groups == 1
-        and _pair(conv.stride) == (1, 1)
-        and _pair(conv.dilation) == (1, 1)
+        and pair(conv.stride) == (1, 1)
+        and pair(conv.dilation) == (1, 1)
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)  # "same" / "valid"
     )
@@ -139,7 +141,3 @@ def use_fast_cpu_ops(model: nn.Module) -> list[str]:
             module.__class__ = fast
             swapped.append(name)
     return swapped
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)

@@ -1,8 +1,8 @@
 """The training loop: train_one_epoch and evaluate, the seed's five steps in plain sight.
 
 Loss and accuracy are summed on the device and read once per log interval or epoch, so the hot
-path never waits for the host. `runner.py` builds a run around this loop (checkpoints, logging,
-resume); `on_step` is its one hook into the loop.
+path never waits for the host. `session.py` builds a run around this loop and `trainer.py`
+runs it (checkpoints, logging, resume); `on_step` is its one hook into the loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train.cpu_split import SplitStep
+from cnnlab.train.optim import needs_closure
 
 
 class TrainingDiverged(CnnlabError):
@@ -58,7 +59,17 @@ class EpochSums:
         self.step_counter += 1
         self.seen += n
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        """The sums of a part-done epoch, for a checkpoint (first_bad_step is -1 in any saved
+        checkpoint: a diverged run is never saved)."""
+        return {
+            "loss_sum": self.loss_sum,
+            "correct": self.correct,
+            "seen": self.seen,
+            "seconds": self.seconds,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.loss_sum.copy_(saved["loss_sum"])
         self.correct.copy_(saved["correct"])
         self.seen, self.seconds = saved["seen"], saved["seconds"]
@@ -93,17 +104,21 @@ def train_one_epoch(
 ) -> None:
     """One pass over `loader`, calling `on_step()` after every optimizer step."""
     model.train()
+    lbfgs = needs_closure(optimizer)
     start = time.perf_counter()
     for images, labels in loader:  # (B, C, H, W) float, (B,) int64, already on the device
-        optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
-        if split is None:
-            with autocast or contextlib.nullcontext():
-                logits = model(images)  # 2. forward: (B, num_classes)
-                loss = loss_fn(logits, labels)  # 3. loss (mean over the batch)
-            loss.backward()  # 4. backward: gradients of the loss
-        else:  # 2.-4. on slices of the batch, one CPU core each (see cpu_split.py)
-            logits, loss = split.forward_backward(images, labels)
-        optimizer.step()  # 5. update the weights
+        if lbfgs:  # 1.-5. with a closure LBFGS calls several times (see closure_step)
+            logits, loss = closure_step(model, optimizer, loss_fn, images, labels, autocast, split)
+        else:
+            optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
+            if split is None:
+                with autocast or contextlib.nullcontext():
+                    logits = model(images)  # 2. forward: (B, num_classes)
+                    loss = loss_fn(logits, labels)  # 3. loss (mean over the batch)
+                loss.backward()  # 4. backward: gradients of the loss
+            else:  # 2.-4. on slices of the batch, one CPU core each (see cpu_split.py)
+                logits, loss = split.forward_backward(images, labels)
+            optimizer.step()  # 5. update the weights
         if scheduler is not None:
             scheduler.step()
         sums.add(loss, logits, labels)
@@ -112,6 +127,40 @@ def train_one_epoch(
             on_step()
             start = time.perf_counter()
     sums.seconds += time.perf_counter() - start
+
+
+def closure_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    autocast: torch.autocast | None = None,
+    split: SplitStep | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of an optimizer that re-evaluates the loss along its search (LBFGS).
+
+    Returns the logits and loss of the first evaluation: the batch's loss before the update,
+    as every other optimizer reports it. With `split`, every evaluation is sliced, so the
+    gradient LBFGS sees is the whole batch's.
+    """
+    first: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        if split is None:
+            with autocast or contextlib.nullcontext():
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+            loss.backward()
+        else:
+            logits, loss = split.forward_backward(images, labels)
+        if not first:
+            first.append((logits.detach(), loss.detach()))
+        return loss
+
+    optimizer.step(closure)
+    return first[0]
 
 
 @torch.inference_mode()

@@ -36,7 +36,29 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(params, foreach=True, **common)
     if cfg.optimizer == "adadelta":
         return torch.optim.Adadelta(params, foreach=True, **common)
+    if cfg.optimizer == "lbfgs":
+        # step(closure) re-runs forward + backward several times per batch (train_one_epoch
+        # passes the closure); with --cpu-slices each re-run is sliced, so the gradient LBFGS
+        # sees is still the whole batch's (see cpu_split.py)
+        if cfg.weight_decay > 0:
+            raise ConfigError(
+                "lbfgs has no weight_decay; remove --weight-decay or choose another optimizer"
+            )
+        if "eps" in common:
+            raise ConfigError("lbfgs has no eps; remove --eps or choose another optimizer")
+        return torch.optim.LBFGS(
+            params,
+            lr=cfg.lr,
+            max_iter=cfg.lbfgs_max_iter,
+            history_size=cfg.lbfgs_history_size,
+            line_search_fn="strong_wolfe" if cfg.lbfgs_line_search else None,
+        )
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer.step` must be given a closure that re-evaluates the loss (LBFGS)."""
+    return isinstance(optimizer, torch.optim.LBFGS)
 
 
 def make_loss(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
@@ -62,8 +84,14 @@ def make_scheduler(
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    # one-cycle also cycles momentum (or adam's beta1); adagrad, adadelta and lbfgs have neither
+    cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+        optimizer,
+        max_lr=cfg.lr,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        cycle_momentum=cycle_momentum,
     )
 
 

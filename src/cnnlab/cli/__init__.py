@@ -1,0 +1,63 @@
+"""The `cnnlab` command: train, eval, models, datasets.
+
+Each command's options are generated from its config dataclass (config.py) by options.py, so a
+flag, a recipe key and a Python argument are always the same thing. One module per group of
+commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets). Bad input ends
+in one line on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after
+saving. Nothing here imports torch before a command needs it, so `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cnnlab.cli import catalog, evaluate, train
+from cnnlab.cli.options import Parser, UsageError
+from cnnlab.errors import CnnlabError
+
+COMMANDS = (train, evaluate, catalog)  # each module's `add_commands(subparsers)`
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="cnnlab",
+        description="Train, inspect and compare convolutional image classifiers (PyTorch).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for module in COMMANDS:
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
+    from cnnlab.train.signals import TrainingInterrupted  # no torch in there
+
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if args.command is None:  # plain `cnnlab`: its help
+            parser.print_help()
+            return 0
+        if unknown:  # named here, where the command is known, so the hint is its --help
+            raise UsageError(
+                f"unrecognized arguments: {' '.join(unknown)}; see `cnnlab {args.command} --help`"
+            )
+        return args.run(args) or 0
+    except SystemExit as done:  # --help, and argparse's own exits
+        return done.code if isinstance(done.code, int) else 0
+    except (CnnlabError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

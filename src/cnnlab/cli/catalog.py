@@ -1,0 +1,65 @@
+"""`cnnlab models` and `cnnlab datasets`: what there is to train, and where the data is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cnnlab.cli.options import add_config_options, given_values
+from cnnlab.config import DatasetsConfig, ModelsConfig
+
+
+def add_commands(subparsers: Any) -> None:
+    models = subparsers.add_parser(
+        "models",
+        help="list the models",
+        description="List the models: name, seed, default input, parameters, description.",
+    )
+    add_config_options(models, ModelsConfig)
+    models.set_defaults(run=run_models)
+    datasets = subparsers.add_parser(
+        "datasets",
+        help="list the built-in data sets and where each is found",
+        description="List the built-in data sets and where each is found (or how to get it).",
+    )
+    add_config_options(datasets, DatasetsConfig)
+    datasets.set_defaults(run=run_datasets)
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    from cnnlab.models.catalog import model_catalog
+
+    cfg = ModelsConfig.from_dict(given_values(args, ModelsConfig), "cnnlab models").validate()
+    table = Table("name", "seed", "input", "parameters", "description")
+    for row in model_catalog(cfg.pattern):
+        shape = "×".join(map(str, row["input_shape"]))
+        table.add_row(row["name"], row["seed"], shape, f"{row['parameters']:,}", row["description"])
+    _console().print(table)
+
+
+def run_datasets(args: argparse.Namespace) -> None:
+    from rich.table import Table
+
+    from cnnlab.data.locate import find_dataset, search_dirs
+    from cnnlab.data.specs import BUILTIN_DATASETS
+
+    cfg = DatasetsConfig.from_dict(given_values(args, DatasetsConfig), "cnnlab datasets")
+    table = Table("name", "classes", "found in")
+    for name, spec in BUILTIN_DATASETS.items():
+        where = find_dataset(name, cfg.data_dir)
+        found = str(where) if where else "not on disk: downloaded on first use"
+        table.add_row(name, str(len(spec.class_names)), found)
+    console = _console()
+    console.print(table)
+    console.print("searched, in order: " + ", ".join(str(p) for p in search_dirs(cfg.data_dir)))
+    console.print("your own data: --dataset npz:FOLDER (train.npz, test.npz) or folder:FOLDER")
+
+
+def _console():
+    from rich.console import Console
+
+    # a pipe or a log file gets full-width rows instead of names cut to 80 columns
+    return Console(width=None if sys.stdout.isatty() else 160)

@@ -1,0 +1,36 @@
+"""`cnnlab eval CHECKPOINT`: test loss, accuracy and accuracy per class."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cnnlab.cli.options import add_config_options, given_values
+from cnnlab.config import EvalConfig
+
+
+def add_commands(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a test split",
+        description="Evaluate a checkpoint: test loss, accuracy and accuracy per class.",
+    )
+    add_config_options(parser, EvalConfig)
+    parser.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    from cnnlab.train.evaluation import evaluate_checkpoint
+
+    cfg = EvalConfig.from_dict(given_values(args, EvalConfig), source="cnnlab eval")
+    result, class_names = evaluate_checkpoint(cfg)
+    print(f"test loss      {result.loss:.4f}")
+    print(
+        f"test accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
+        f"/{sum(result.per_class_total)})"
+    )
+    width = max(len(n) for n in class_names)
+    for name, acc, total in zip(
+        class_names, result.per_class_accuracy, result.per_class_total, strict=True
+    ):
+        print(f"  {name:<{width}}  {acc:.4f}  (n={total})")

@@ -1,0 +1,117 @@
+"""Command-line options generated from the config dataclasses (config.py).
+
+`add_config_options(parser, EvalConfig)` adds one option per field (`batch_size` is
+`--batch-size`; a bool is `--flag / --no-flag`; a dict is a repeated `--model-arg KEY=VALUE`; a
+list of numbers is comma-separated; a field marked `argument` is positional), with the field's
+help, choices and default. `given_values(namespace, EvalConfig)` gives back only what the user
+typed, as config values, so a recipe's values are overridden by flags and by nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+from typing import Any
+
+import tomllib
+
+from cnnlab.config import field_default, field_types
+from cnnlab.errors import ConfigError
+
+
+class UsageError(Exception):
+    """The command line itself is malformed (unknown flag, missing argument, not a number)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, raised instead of printed so `main` reports them, and
+    help as wide as the terminal allows (up to 100 columns)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        width = min(shutil.get_terminal_size().columns, 100)
+        super().__init__(prog, max_help_position=32, width=width)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option (or positional argument) per field of the config dataclass `cls`."""
+    kinds = field_types(cls)
+    for f in dataclasses.fields(cls):
+        kind, facts, default = kinds[f.name], f.metadata, field_default(f)
+        help_text = facts["help"].replace("%", "%%")
+        if facts["argument"]:
+            optional = default is not None
+            suffix = f" (default: {default})" if optional else ""
+            parser.add_argument(
+                f.name, nargs="?" if optional else None, default=None, help=help_text + suffix
+            )
+            continue
+        if kind.kind is dict:
+            parser.add_argument(
+                "--model-arg", dest=f.name, action="append", metavar="KEY=VALUE",
+                help=f"{help_text} (repeat for more)",
+            )  # fmt: skip
+            continue
+        options: dict[str, Any] = {"dest": f.name, "default": None}
+        if kind.kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind.kind in (list, tuple):
+            options["metavar"] = "N,N" if kind.kind is tuple else "N,N,..."
+            help_text += " (comma-separated)"
+        else:
+            options["type"] = kind.kind
+            options["metavar"] = "|".join(facts["choices"]) if facts["choices"] else f.name.upper()
+        if default is not None and default != {}:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
+            help_text += f" [default: {shown}]"
+        parser.add_argument(flag_name(f.name), help=help_text, **options)
+
+
+def given_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields the user gave on the command line, as config values (the rest are left out)."""
+    kinds = field_types(cls)
+    values: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        value = getattr(namespace, name, None)
+        if value is None:
+            continue
+        if kind.kind is dict:
+            value = dict(parse_key_value(item) for item in value)
+        elif kind.kind in (list, tuple):
+            value = parse_numbers(name, value)
+        values[name] = value
+    return values
+
+
+def parse_key_value(item: str) -> tuple[str, Any]:
+    """`n_chans1=32` → ("n_chans1", 32): values are TOML literals, else plain strings."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--model-arg expects KEY=VALUE (like n_chans1=32), got {item!r}")
+    try:  # TOML literals: 32, 0.5, true, "text"; anything else is a plain string
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def parse_numbers(name: str, text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{flag_name(name)} expects numbers separated by commas, got {text!r}"
+        ) from None

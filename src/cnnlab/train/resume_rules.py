@@ -1,0 +1,47 @@
+"""What a resumed run may change: where and how fast it runs, never what it learns.
+
+The fields that may change are marked `resumable` in config.py. `epochs` may grow too, unless
+a schedule was planned around the old number of epochs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.errors import ConfigError
+
+PLANNED_SCHEDULES = ("cosine", "onecycle")  # their shape depends on the number of epochs
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The saved config with the few overrides a resume may make; anything else is a conflict."""
+    cfg = TrainConfig.from_dict(saved, source=f"{run_dir}/last.pt config")
+    allowed = resumable_fields()
+    for key, value in overrides.items():
+        if value == saved.get(key) or (key == "betas" and list(value) == saved.get(key)):
+            continue
+        schedule_planned = key == "epochs" and saved.get("scheduler") in PLANNED_SCHEDULES
+        if key not in allowed or schedule_planned:
+            raise ConfigError(
+                f"--resume: {key}={value!r} conflicts with the run's {key}={saved.get(key)!r}; "
+                "resume with the run's settings or start a new run with --name"
+            )
+        setattr(cfg, key, value)
+    cfg.out_dir, cfg.name, cfg.overwrite = str(run_dir.parent), run_dir.name, False
+    return cfg.validate()
+
+
+def check_resumable(saved: dict[str, Any], cfg: TrainConfig, model_args: dict, run_dir: Path):
+    """The checkpoint must be unfinished (or get more epochs) and fit the model built now."""
+    if saved.get("finished") and saved["epoch"] >= cfg.epochs:
+        raise ConfigError(
+            f"run {run_dir} already finished its {saved['epoch']} epochs; pass --epochs N "
+            f"(more than {saved['epoch']}) to train further"
+        )
+    if saved["model_args"] != model_args or saved["model_name"] != cfg.model:
+        raise ConfigError(
+            f"run {run_dir} was trained with other data or model settings; "
+            "resume it with the same data set"
+        )

@@ -1,0 +1,181 @@
+"""Running a run: the epoch loop around train_one_epoch, and resuming it exactly.
+
+`fit(cfg)` builds a Session (session.py: everything that can be wrong fails there, before the
+run folder is touched) and runs its epochs: train (loop.py), evaluate, checkpoint, log, in that
+order. `resume(run_dir)` rebuilds the session from last.pt (model, optimizer, schedule, RNGs,
+data order and running sums), so a resumed run is the run it would have been. Every file and
+line of output goes through RunOutputs (outputs.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.config import TrainConfig
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
+from cnnlab.train.optim import steps_per_batch
+from cnnlab.train.outputs import RunOutputs
+from cnnlab.train.process import seconds_since_process_start, torch_settings_restored
+from cnnlab.train.resume_rules import resume_config
+from cnnlab.train.session import Session, build_session
+from cnnlab.train.signals import StopSignals, TrainingInterrupted
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: nn.Module
+    metrics: list[dict[str, Any]]
+
+
+def fit(cfg: TrainConfig) -> TrainResult:
+    """Train as `cfg` says and leave a run directory behind."""
+    with torch_settings_restored():
+        return run(build_session(cfg))
+
+
+def resume(run_dir: str | Path, **overrides: Any) -> TrainResult:
+    """Continue the run in `run_dir` from its last.pt, step for step as if never stopped.
+
+    `overrides` may change where and how long it runs (device, threads, epochs, ...), not what
+    it learns: a conflicting setting is a ConfigError.
+    """
+    run_dir = Path(run_dir)
+    saved = load_checkpoint(run_dir / "last.pt")
+    cfg = resume_config(saved["config"], overrides, run_dir)
+    with torch_settings_restored():
+        return run(build_session(cfg, saved), resumed=True)
+
+
+def run(session: Session, *, resumed: bool = False) -> TrainResult:
+    """Open the run's outputs, train the remaining epochs, close everything."""
+    cfg = session.cfg
+    outputs = RunOutputs(session.run_dir, cfg)
+    try:
+        outputs.open(resumed_at_step=session.state.step if resumed else None)
+        outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
+        outputs.message(f"run directory: {session.run_dir}")
+        for caveat in session.caveats:
+            outputs.message(f"deterministic: {caveat}")
+        if cfg.threads or session.split is not None:
+            torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
+        with StopSignals() as stop:
+            run_epochs(session, stop, outputs)
+    finally:
+        session.close()
+        outputs.close()
+    outputs.message(f"run directory: {session.run_dir}")
+    return TrainResult(session.run_dir, session.model, session.state.metrics)
+
+
+def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> None:
+    """Write a checkpoint of the run as it stands (refusing to save a diverged model)."""
+    raise_if_diverged(session.sums, session.state.epoch, session.run_dir)
+    outputs.checkpoint(session.state_dict(), filename)
+
+
+class StepHook:
+    """Runs after every optimizer step: counters, progress, train_loss every log interval,
+    mid-epoch checkpoints, and a clean stop (checkpoint first) after SIGINT / SIGTERM."""
+
+    def __init__(
+        self, session: Session, epoch: int, stop: StopSignals, outputs: RunOutputs, *,
+        first_of_process: bool,
+    ):  # fmt: skip
+        self.session, self.epoch, self.stop, self.outputs = session, epoch, stop, outputs
+        self.logged_loss, self.logged_seen = float(session.sums.loss_sum), session.sums.seen
+        self.first_of_process = first_of_process  # time the start-up at this epoch's first step
+        self.startup_seconds: float | None = None
+
+    def __call__(self) -> None:
+        session, state, sums = self.session, self.session.state, self.session.sums
+        cfg = session.cfg
+        if self.first_of_process and self.startup_seconds is None:
+            self.startup_seconds = seconds_since_process_start()
+        state.step += 1
+        state.batch_in_epoch += 1
+        self.outputs.progress.advance()
+        if state.step % cfg.log_every == 0:
+            loss_sum = float(sums.loss_sum)  # the one host sync per log interval
+            raise_if_diverged(sums, state.epoch, session.run_dir)
+            interval_loss = (loss_sum - self.logged_loss) / max(sums.seen - self.logged_seen, 1)
+            self.outputs.scalars({"train_loss": interval_loss}, state.step)
+            self.logged_loss, self.logged_seen = loss_sum, sums.seen
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            save(session, self.outputs)
+        if self.stop.signum is not None:
+            save(session, self.outputs)
+            raise TrainingInterrupted(self.stop.signum, session.run_dir, self.epoch, state.step)
+
+
+def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None:
+    """The epoch loop: train, evaluate, checkpoint, log; from wherever `session.state` is."""
+    cfg, state = session.cfg, session.state
+    per_batch = steps_per_batch(cfg)
+    autocast = torch.autocast(session.device.type, torch.bfloat16) if cfg.amp else None
+    outputs.metrics_rows(state.metrics)  # on resume: drop rows written after the checkpoint
+    first_epoch = state.epoch
+    for epoch in range(state.epoch, cfg.epochs):
+        sums = session.start_epoch()
+        session.train_loader.set_epoch(epoch, start_batch=state.batch_in_epoch)
+        outputs.progress.start_epoch(epoch, len(session.train_loader), state.batch_in_epoch)
+        hook = StepHook(session, epoch, stop, outputs, first_of_process=epoch == first_epoch)
+        train_one_epoch(
+            session.forward_model,
+            session.train_loader,
+            session.optimizer,
+            session.loss_fn,
+            sums,
+            scheduler=session.scheduler if per_batch else None,
+            autocast=autocast,
+            split=session.split,
+            on_step=hook,
+        )
+        raise_if_diverged(sums, state.epoch, session.run_dir)
+        row = epoch_row(epoch, state.step, sums, session.optimizer.param_groups[0]["lr"])
+        if hook.startup_seconds is not None:
+            row["startup_seconds"] = hook.startup_seconds  # process start to first step
+        if session.scheduler is not None and not per_batch:
+            session.scheduler.step()
+        eval_start = time.perf_counter()
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            result = evaluate(
+                session.forward_model,
+                session.test_loader,
+                session.loss_fn,
+                session.num_classes,
+                split=session.split,
+            )
+            row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+        row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
+        state.epoch, state.batch_in_epoch = epoch + 1, 0
+        state.metrics.append(row)
+        improved = row.get("test_accuracy", -1.0) > state.best_accuracy
+        if improved:
+            state.best_accuracy = row["test_accuracy"]
+        save(session, outputs)
+        if improved:
+            save(session, outputs, "best.pt")
+        outputs.end_epoch(row, state.metrics)
+        if stop.signum is not None:
+            raise TrainingInterrupted(stop.signum, session.run_dir, epoch + 1, state.step)
+
+
+def epoch_row(epoch: int, step: int, sums: EpochSums, lr: float) -> dict[str, Any]:
+    seen = max(sums.seen, 1)
+    return {
+        "epoch": epoch + 1,
+        "step": step,
+        "train_loss": float(sums.loss_sum) / seen,
+        "train_accuracy": int(sums.correct) / seen,
+        # wall clock, waiting for batches included (d2l's figure leaves that out)
+        "examples_per_second": sums.seen / sums.seconds if sums.seconds else None,
+        "lr": lr,
+    }
