@@ -1,13 +1,59 @@
-"""Small generated data sets and file helpers shared by the training, CLI and reliability tests."""
+"""Test helpers: the one fake-image generator, the files made from it, and file tools.
+
+Tests import these from here (`from helpers import write_idx`); conftest.py builds its fixtures
+on them.
+
+    learnable_images     images a tiny CNN can tell apart: a bright block whose place and
+                         channel is the class
+    write_learnable_npz  a folder for `npz:PATH` (384 train / 128 test, 28x28, 4 classes)
+    write_idx, write_mnist_files, write_cifar_batch, write_cifar_files
+                         the upstream MNIST (IDX) and CIFAR-10 (pickled batches) formats
+    collect              one pass over a loader, copied
+    checksums            sha256 of every file under a folder
+    relocate_checkpoint  a checkpoint rewritten to say it was saved on a GPU
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import math
+import pickle
+import struct
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+FAKE_TRAIN, FAKE_TEST = 64, 32  # fake MNIST sizes
+PNG_CLASSES = ("ant", "bee", "cat")
+NPZ_CLASSES = ("circle", "square", "cross")
+
+
+def learnable_images(
+    n: int, height: int, width: int, channels: int = 1, num_classes: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, H, W) or (n, H, W, C) uint8 and labels (n,) int64 a tiny CNN can tell apart:
+    dark noise (0-39) with one bright block (180-255) whose place (and, in colour, channel) is
+    the class. The image is cut into a grid of about square cells, one per class (2x2 for up
+    to 4 classes, 3x4 for 10), and class k's block is the middle half of cell k. Classes are
+    balanced. The single generator of every fake data set in the tests."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % num_classes).astype(np.int64)  # balanced classes
+    images = rng.integers(0, 40, size=(n, height, width, channels), dtype=np.uint8)
+    cols = math.ceil(math.sqrt(num_classes))
+    cell_h, cell_w = height // math.ceil(num_classes / cols), width // cols
+    pad_h, pad_w = cell_h // 4, cell_w // 4
+    for i, label in enumerate(labels):  # fixtures only: a loop is fine here
+        top, left = (label // cols) * cell_h + pad_h, (label % cols) * cell_w + pad_w
+        block = images[i, top : top + cell_h - 2 * pad_h, left : left + cell_w - 2 * pad_w]
+        block[..., label % channels] = rng.integers(180, 256)
+    return (images[..., 0] if channels == 1 else images), labels
 
 
 def write_learnable_npz(
@@ -20,26 +66,74 @@ def write_learnable_npz(
     channels: int = 1,
     seed: int = 0,
 ) -> Path:
-    """A folder with train.npz / test.npz where class k is a bright square in place k.
+    """A folder for `npz:PATH`: train.npz / test.npz of learnable_images (seeds `seed` and
+    `seed + 1`), x (N, size, size) or (N, size, size, channels) uint8, y int64 and
+    class_names class0, class1, ...
 
-    Easy enough that a small CNN goes from chance (1/classes) to > 0.8 in a few epochs,
-    noisy enough that it is not solved by the first step.
+    Easy enough that a small CNN goes from chance (1/classes) to > 0.8 in a few epochs.
     """
-    rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
-    cell = size // 2
-    for split, n in (("train", train), ("test", test)):
-        y = rng.integers(0, classes, n)
-        x = rng.integers(0, 90, (n, size, size, channels), dtype=np.int64)
-        for i, label in enumerate(y):
-            r, c = divmod(int(label) % 4, 2)
-            x[i, r * cell + 2 : (r + 1) * cell - 2, c * cell + 2 : (c + 1) * cell - 2] += 150
-        x = np.clip(x, 0, 255).astype(np.uint8)
-        if channels == 1:
-            x = x[..., 0]
-        names = np.array([f"class{k}" for k in range(classes)])
-        np.savez(root / f"{split}.npz", x=x, y=y.astype(np.int64), class_names=names)
+    names = np.array([f"class{k}" for k in range(classes)])
+    for split, n, split_seed in (("train", train, seed), ("test", test, seed + 1)):
+        x, y = learnable_images(n, size, size, channels, classes, seed=split_seed)
+        np.savez(root / f"{split}.npz", x=x, y=y, class_names=names)
     return root
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 array as an IDX file (gzip'ed when `path` ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+    return path
+
+
+def write_mnist_files(folder: Path, seed: int = 0, gz: bool = True) -> Path:
+    """The four upstream MNIST files in `folder`, with learnable fake images."""
+    suffix = ".gz" if gz else ""
+    for prefix, n, split_seed in (("train", FAKE_TRAIN, seed), ("t10k", FAKE_TEST, seed + 1)):
+        images, labels = learnable_images(n, 28, 28, seed=split_seed)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """A CIFAR-10 python batch as the upstream files hold it: a pickled dict with b'data'
+    (N, 3072) uint8 (all red, then green, then blue) and b'labels' (a list of ints)."""
+    batch = {
+        b"batch_label": b"fake batch",
+        b"labels": [int(label) for label in labels],
+        b"data": np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)  # the upstream files are protocol-2 pickles
+    return path
+
+
+def write_cifar_files(folder: Path, per_batch: int = 20, test: int = 40) -> Path:
+    """cifar-10-batches-py contents: data_batch_1..5, test_batch and batches.meta."""
+    images, labels = learnable_images(5 * per_batch + test, 32, 32, channels=3, seed=7)
+    for i in range(5):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        write_cifar_batch(folder / f"data_batch_{i + 1}", images[part], labels[part])
+    write_cifar_batch(folder / "test_batch", images[5 * per_batch :], labels[5 * per_batch :])
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse"]
+    meta = {b"num_cases_per_batch": per_batch, b"label_names": [*names, b"ship", b"truck"]}
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    return folder
+
+
+def collect(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every batch of one pass over `loader`, copied (a loader may reuse its buffers)."""
+    return [(x.clone(), y.clone()) for x, y in loader]
 
 
 def checksums(folder: Path) -> dict[str, str]:

@@ -25,7 +25,15 @@ def write_forever(path: Path) -> None:
     while True:
         counter += 1
         weights = torch.full((256, 1024), float(counter))  # 1 MB, so a save takes a while
-        ckpt.save_checkpoint({"format": ckpt.FORMAT, "counter": counter, "weights": weights}, path)
+        ckpt.save_checkpoint(
+            {
+                "format": ckpt.FORMAT,
+                "version": ckpt.VERSION,
+                "counter": counter,
+                "weights": weights,
+            },
+            path,
+        )
 
 
 def main(folder: Path, kills: int) -> None:

@@ -22,11 +22,6 @@ from helpers import write_learnable_npz
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
 
 
-@pytest.fixture(scope="module")
-def npz_data(tmp_path_factory) -> str:
-    return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("learnable")))
-
-
 def test_recipes_cover_every_seed_experiment():
     names = {p.stem for p in RECIPES}
     assert names == {

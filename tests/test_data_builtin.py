@@ -22,7 +22,7 @@ from cnnlab.data import (
     search_dirs,
 )
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
-from conftest import FAKE_TEST, FAKE_TRAIN, learnable_images, write_cifar_files, write_idx
+from helpers import FAKE_TEST, FAKE_TRAIN, learnable_images, write_cifar_files, write_idx
 
 
 def expected_mnist(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +175,7 @@ def test_download_failure_is_one_line_without_torchvision_traceback(monkeypatch)
 def test_download_goes_to_the_cache_and_is_read_by_our_reader(monkeypatch):
     import torchvision.datasets
 
-    from conftest import write_mnist_files
+    from helpers import write_mnist_files
 
     calls = []
 

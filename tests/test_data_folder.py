@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnlab.data import FolderLoader, find_dataset, load_dataset, make_loader
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
-from conftest import PNG_CLASSES
+from helpers import PNG_CLASSES, collect
 
 
 def pixels(paths: list[Path], mode: str = "RGB") -> np.ndarray:
@@ -20,10 +20,6 @@ def pixels(paths: list[Path], mode: str = "RGB") -> np.ndarray:
     arrays = [np.asarray(Image.open(path).convert(mode), dtype=np.float64) / 255 for path in paths]
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
-
-
-def collect(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x.clone(), y.clone()) for x, y in loader]
 
 
 def test_folder_with_train_and_test(png_folder):

@@ -10,6 +10,7 @@ from torch import nn
 from cnnlab.data import ImageData, Split, TensorLoader, load_dataset, make_loader
 from cnnlab.data.augment import augment_padding, crop, random_crop, random_flip
 from cnnlab.errors import ConfigError
+from helpers import collect
 
 MEAN, STD = (0.2, 0.4, 0.6), (0.3, 0.2, 0.1)
 
@@ -62,10 +63,6 @@ def test_shuffle_covers_every_sample_once_and_depends_on_seed_and_epoch():
     assert epoch_labels(loader_for(fake_split(), shuffle=True, seed=4)) != first
     loader.set_epoch(0)
     assert epoch_labels(loader) == first
-
-
-def collect(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x.clone(), y.clone()) for x, y in loader]
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

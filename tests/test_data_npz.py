@@ -8,7 +8,7 @@ import torch
 
 from cnnlab.data import find_dataset, load_dataset, make_loader
 from cnnlab.errors import DataFormatError, DataNotFoundError
-from conftest import NPZ_CLASSES, learnable_images
+from helpers import NPZ_CLASSES, learnable_images
 
 
 def test_npz_dir_loads_as_nchw_with_its_class_names(npz_root):

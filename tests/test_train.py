@@ -11,12 +11,7 @@ import torch
 import cnnlab
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train import session as session_module
-from helpers import relocate_checkpoint, write_learnable_npz
-
-
-@pytest.fixture(scope="module")
-def npz_data(tmp_path_factory) -> str:
-    return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("learnable")))
+from helpers import relocate_checkpoint
 
 
 def small_config(npz_data: str, out: Path, **overrides) -> cnnlab.TrainConfig:

@@ -6,25 +6,20 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import add_config_options, given_values
+from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import DatasetsConfig, ModelsConfig
 
 
 def add_commands(subparsers: Any) -> None:
-    models = subparsers.add_parser(
-        "models",
-        help="list the models",
+    add_command(
+        subparsers, ModelsConfig, run_models, help="list the models",
         description="List the models: name, seed, default input, parameters, description.",
-    )
-    add_config_options(models, ModelsConfig)
-    models.set_defaults(run=run_models)
-    datasets = subparsers.add_parser(
-        "datasets",
+    )  # fmt: skip
+    add_command(
+        subparsers, DatasetsConfig, run_datasets,
         help="list the built-in data sets and where each is found",
         description="List the built-in data sets and where each is found (or how to get it).",
-    )
-    add_config_options(datasets, DatasetsConfig)
-    datasets.set_defaults(run=run_datasets)
+    )  # fmt: skip
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_config_options, given_values
+from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import EvalConfig
 
 
 def add_commands(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="evaluate a checkpoint on a test split",
+    add_command(
+        subparsers, EvalConfig, run_eval, help="evaluate a checkpoint on a test split",
         description="Evaluate a checkpoint: test loss, accuracy and accuracy per class.",
-    )
-    add_config_options(parser, EvalConfig)
-    parser.set_defaults(run=run_eval)
+    )  # fmt: skip
 
 
 def run_eval(args: argparse.Namespace) -> None:

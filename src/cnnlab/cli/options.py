@@ -42,6 +42,25 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=32, width=width)
 
 
+def add_command(
+    subparsers: Any,
+    cls: type,
+    run: Any,
+    help: str,
+    description: str,
+    leading: tuple[tuple[str, dict[str, Any]], ...] = (),
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand `cls.command` calling `run(namespace)`: the `leading` options that are
+    not config fields (flag, add_argument keywords), then one per field of `cls`."""
+    parser = subparsers.add_parser(cls.command, help=help, description=description, **kwargs)
+    for flag, options in leading:
+        parser.add_argument(flag, **options)
+    add_config_options(parser, cls)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

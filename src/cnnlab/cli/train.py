@@ -6,14 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cnnlab.cli.options import add_config_options, given_values
+from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import TrainConfig, load_recipe
 from cnnlab.errors import ConfigError
 
+RECIPE_HELP = "TOML recipe with defaults; flags override it"
+RESUME_HELP = "continue the run in this folder from last.pt"
+
 
 def add_commands(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "train",
+    add_command(
+        subparsers, TrainConfig, run_train,
         help="train a model from a recipe, flags, or both",
         description=(
             "Train a model. Use a recipe (--recipe recipes/lenet-fashion-mnist.toml), flags, "
@@ -21,18 +24,11 @@ def add_commands(subparsers: Any) -> None:
             "metrics.jsonl, TensorBoard events, last.pt and best.pt."
         ),
         usage="cnnlab train [--recipe FILE | --resume RUN_DIR] [OPTIONS]",
-    )
-    parser.add_argument(
-        "--recipe", type=Path, metavar="FILE", help="TOML recipe with defaults; flags override it"
-    )
-    parser.add_argument(
-        "--resume",
-        type=Path,
-        metavar="RUN_DIR",
-        help="continue the run in this folder from last.pt",
-    )
-    add_config_options(parser, TrainConfig)
-    parser.set_defaults(run=run_train)
+        leading=(
+            ("--recipe", dict(type=Path, metavar="FILE", help=RECIPE_HELP)),
+            ("--resume", dict(type=Path, metavar="RUN_DIR", help=RESUME_HELP)),
+        ),
+    )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> None:

@@ -13,8 +13,7 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cnnlab.lazy import lazy_exports
 
 _WHERE = {
     "BUILTIN_DATASETS": "specs",
@@ -32,8 +31,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

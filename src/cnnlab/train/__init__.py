@@ -1,5 +1,9 @@
 """Training: the loop, the run around it, checkpoints, and what a run writes.
 
+Calling the package trains: `cnnlab.train(TrainConfig(...))`, `cnnlab.train(model="lenet",
+epochs=3)`, or `cnnlab.train(resume="runs/x", epochs=20)` to continue a run from its last.pt,
+step for step (see `trainer.train`).
+
 Modules: loop (train_one_epoch, evaluate), session (building a run: Session, TrainState),
 trainer (running it: fit, resume), checkpoint (safe saves and loads, RunInfo), outputs (every
 file a run writes), resume_rules (what a resumed run may change), optim, cpu_split, fast_ops,
@@ -9,8 +13,11 @@ imported on first use, so the CLI can reach `signals` without importing torch.
 
 from __future__ import annotations
 
-import importlib
+import sys
+import types
 from typing import Any
+
+from cnnlab.lazy import lazy_exports
 
 _WHERE = {
     "load_checkpoint": "checkpoint",
@@ -21,18 +28,26 @@ _WHERE = {
     "TrainResult": "trainer",
     "fit": "trainer",
     "resume": "trainer",
+    "resume_run": "trainer",
     "EvalResult": "loop",
     "TrainingDiverged": "loop",
     "evaluate": "loop",
     "train_one_epoch": "loop",
     "TrainingInterrupted": "signals",
 }
-__all__ = sorted([*_WHERE, "resume_run"])
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "resume_run":  # the name `cnnlab.train` (the function) uses, as `resume` is taken
-        name = "resume"
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+class _CallablePackage(types.ModuleType):
+    """The package `cnnlab.train`, which trains when called (one name for both, and
+    `import cnnlab.train.checkpoint` still works)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from cnnlab.train.trainer import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

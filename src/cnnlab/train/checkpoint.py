@@ -74,6 +74,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cnnlab checkpoint (no '{FORMAT}' marker)")
+    version = state.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{path} has no valid checkpoint version ({version!r}); it is damaged"
+        )
+    if version > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer cnnlab (checkpoint version {version}; this one "
+            f"reads up to {VERSION}); upgrade cnnlab to load it"
+        )
     return state
 
 

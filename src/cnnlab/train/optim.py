@@ -12,48 +12,47 @@ from cnnlab.errors import ConfigError
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """The configured torch optimizer; only the arguments each one accepts are passed."""
     params = [p for p in model.parameters() if p.requires_grad]
-    common = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.eps is not None:
-        common["eps"] = cfg.eps
-    # foreach: one kernel per parameter group instead of one per tensor (faster, same numbers)
-    if cfg.optimizer == "sgd":
-        if "eps" in common:
-            raise ConfigError("sgd has no eps; remove --eps or choose another optimizer")
-        return torch.optim.SGD(
-            params,
-            momentum=cfg.momentum,
-            dampening=cfg.dampening,
-            nesterov=cfg.nesterov,
-            foreach=True,
-            **common,
-        )
-    if cfg.optimizer in ("adam", "adamw"):
-        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, betas=tuple(cfg.betas), amsgrad=cfg.amsgrad, foreach=True, **common)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, momentum=cfg.momentum, foreach=True, **common)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, foreach=True, **common)
-    if cfg.optimizer == "adadelta":
-        return torch.optim.Adadelta(params, foreach=True, **common)
-    if cfg.optimizer == "lbfgs":
-        # step(closure) re-runs forward + backward several times per batch (train_one_epoch
-        # passes the closure); with --cpu-slices each re-run is sliced, so the gradient LBFGS
-        # sees is still the whole batch's (see cpu_split.py)
-        if cfg.weight_decay > 0:
+    optimizer_class, own = _own_arguments(cfg)
+    common = {"lr": cfg.lr}
+    for name in ("weight_decay", "eps"):
+        value = getattr(cfg, name)
+        if name not in own and value:  # eps None or weight decay 0: nothing asked for
             raise ConfigError(
-                "lbfgs has no weight_decay; remove --weight-decay or choose another optimizer"
+                f"{cfg.optimizer} has no {name}; remove --{name.replace('_', '-')} "
+                "or choose another optimizer"
             )
-        if "eps" in common:
-            raise ConfigError("lbfgs has no eps; remove --eps or choose another optimizer")
-        return torch.optim.LBFGS(
-            params,
-            lr=cfg.lr,
-            max_iter=cfg.lbfgs_max_iter,
-            history_size=cfg.lbfgs_history_size,
+        if name in own and value is not None:
+            common[name] = value
+    own = {k: v for k, v in own.items() if k not in common and v is not None}
+    return optimizer_class(params, **common, **own)
+
+
+def _own_arguments(cfg: TrainConfig) -> tuple[type, dict]:
+    """The optimizer class and its own settings from `cfg` (weight_decay and eps: whether it
+    takes them). foreach: one kernel per parameter group instead of one per tensor."""
+    decay_eps = {"weight_decay": cfg.weight_decay, "eps": cfg.eps}
+    optim = torch.optim
+    return {
+        "sgd": (optim.SGD, dict(
+            momentum=cfg.momentum, dampening=cfg.dampening, nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay, foreach=True,
+        )),
+        "adam": (optim.Adam, dict(
+            betas=tuple(cfg.betas), amsgrad=cfg.amsgrad, foreach=True, **decay_eps
+        )),
+        "adamw": (optim.AdamW, dict(
+            betas=tuple(cfg.betas), amsgrad=cfg.amsgrad, foreach=True, **decay_eps
+        )),
+        "rmsprop": (optim.RMSprop, dict(momentum=cfg.momentum, foreach=True, **decay_eps)),
+        "adagrad": (optim.Adagrad, dict(foreach=True, **decay_eps)),
+        "adadelta": (optim.Adadelta, dict(foreach=True, **decay_eps)),
+        # step(closure) re-runs forward + backward several times per batch (see closure_step
+        # in loop.py); no weight decay, no eps
+        "lbfgs": (optim.LBFGS, dict(
+            max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history_size,
             line_search_fn="strong_wolfe" if cfg.lbfgs_line_search else None,
-        )
-    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
+        )),
+    }[cfg.optimizer]  # fmt: skip
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:

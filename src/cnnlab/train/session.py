@@ -119,7 +119,7 @@ class Session:
 def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Session:
     """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it."""
     from cnnlab.data import load_dataset, make_loader
-    from cnnlab.models import count_parameters, create_model
+    from cnnlab.models import count_parameters
 
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -130,17 +130,10 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
         cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
         val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
     )  # fmt: skip
-    channels, height, width = data.input_shape
-    model_args = dict(
-        num_classes=data.num_classes, in_channels=channels, image_size=[height, width],
-        init=cfg.init, **cfg.model_args,
-    )  # fmt: skip
-    model = create_model(cfg.model, **model_args).to(device)
-    if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
-        use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
+    model, info = _build_model(cfg, data, device)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
-        check_resumable(saved, cfg, model_args, run_dir)
+        check_resumable(saved, cfg, info.model_args, run_dir)
     else:
         run_dir = prepare_run_dir(cfg)
     # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
@@ -151,39 +144,43 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
     optimizer = make_optimizer(cfg, model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    info = ckpt.RunInfo(
-        model_name=cfg.model,
-        model_args=model_args,
-        class_names=list(data.class_names),
-        mean=list(data.mean),
-        std=list(data.std),
-        input_shape=list(data.input_shape),
-        dataset=data.name,
-        config=cfg.to_dict(),
-    )
     session = Session(
-        cfg=cfg,
-        info=info,
-        device=device,
-        run_dir=run_dir,
-        model=model,
+        cfg=cfg, info=info, device=device, run_dir=run_dir, model=model,
         forward_model=torch.compile(model) if cfg.compile else model,
         train_loader=train_loader,
         test_loader=make_loader(data, "test", batch_size=cfg.eval_batch_size, device=device),
-        optimizer=optimizer,
-        scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
-        loss_fn=make_loss(cfg, data.num_classes, device),
-        num_classes=data.num_classes,
+        optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
+        loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
         facts={
             "parameters": count_parameters(model),
             "data": {"location": data.location, "train": len(data.train), "test": len(data.test)},
         },
         caveats=caveats,
-    )
+    )  # fmt: skip
     session.split = make_split(session)
     if saved is not None:
         session.load_state_dict(saved)
     return session
+
+
+def _build_model(cfg: TrainConfig, data: Any, device: torch.device):
+    """The model for `data`'s shape and classes, on `device`, and the RunInfo that rebuilds it."""
+    from cnnlab.models import create_model
+
+    channels, height, width = data.input_shape
+    model_args = dict(
+        num_classes=data.num_classes, in_channels=channels, image_size=[height, width],
+        init=cfg.init, **cfg.model_args,
+    )  # fmt: skip
+    model = create_model(cfg.model, **model_args).to(device)
+    if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
+        use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
+    info = ckpt.RunInfo(
+        model_name=cfg.model, model_args=model_args, class_names=list(data.class_names),
+        mean=list(data.mean), std=list(data.std), input_shape=list(data.input_shape),
+        dataset=data.name, config=cfg.to_dict(),
+    )  # fmt: skip
+    return model, info
 
 
 def make_split(session: Session) -> SplitStep | None:

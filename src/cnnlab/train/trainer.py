@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
+from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.train.optim import steps_per_batch
@@ -35,13 +36,27 @@ class TrainResult:
     metrics: list[dict[str, Any]]
 
 
+def train(
+    config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any
+) -> TrainResult:
+    """Train a model: `train(TrainConfig(...))`, `train(model="lenet", epochs=3)`, or
+    `train(resume="runs/x", epochs=20)` to continue a run from its last.pt, step for step.
+    This is `cnnlab.train(...)`."""
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("give either a config or resume=RUN_DIR (with overrides), not both")
+        return resume_run(resume, **overrides)
+    values = {**(config or TrainConfig()).to_dict(), **overrides}
+    return fit(TrainConfig.from_dict(values, source="cnnlab.train"))
+
+
 def fit(cfg: TrainConfig) -> TrainResult:
     """Train as `cfg` says and leave a run directory behind."""
     with torch_settings_restored():
         return run(build_session(cfg))
 
 
-def resume(run_dir: str | Path, **overrides: Any) -> TrainResult:
+def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
     """Continue the run in `run_dir` from its last.pt, step for step as if never stopped.
 
     `overrides` may change where and how long it runs (device, threads, epochs, ...), not what
@@ -79,6 +94,9 @@ def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> No
     """Write a checkpoint of the run as it stands (refusing to save a diverged model)."""
     raise_if_diverged(session.sums, session.state.epoch, session.run_dir)
     outputs.checkpoint(session.state_dict(), filename)
+
+
+resume = resume_run  # `cnnlab.train.resume(...)` in the package, `resume_run` at the top level
 
 
 class StepHook:
@@ -138,34 +156,43 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
             split=session.split,
             on_step=hook,
         )
-        raise_if_diverged(sums, state.epoch, session.run_dir)
-        row = epoch_row(epoch, state.step, sums, session.optimizer.param_groups[0]["lr"])
-        if hook.startup_seconds is not None:
-            row["startup_seconds"] = hook.startup_seconds  # process start to first step
-        if session.scheduler is not None and not per_batch:
-            session.scheduler.step()
-        eval_start = time.perf_counter()
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            result = evaluate(
-                session.forward_model,
-                session.test_loader,
-                session.loss_fn,
-                session.num_classes,
-                split=session.split,
-            )
-            row.update(test_loss=result.loss, test_accuracy=result.accuracy)
-        row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
-        state.epoch, state.batch_in_epoch = epoch + 1, 0
-        state.metrics.append(row)
-        improved = row.get("test_accuracy", -1.0) > state.best_accuracy
-        if improved:
-            state.best_accuracy = row["test_accuracy"]
-        save(session, outputs)
-        if improved:
-            save(session, outputs, "best.pt")
+        row = end_epoch(session, epoch, outputs, hook.startup_seconds)
         outputs.end_epoch(row, state.metrics)
         if stop.signum is not None:
             raise TrainingInterrupted(stop.signum, session.run_dir, epoch + 1, state.step)
+
+
+def end_epoch(
+    session: Session, epoch: int, outputs: RunOutputs, startup_seconds: float | None
+) -> dict[str, Any]:
+    """After an epoch's last step: its row, the schedule's step, evaluation, checkpoints."""
+    cfg, state, sums = session.cfg, session.state, session.sums
+    raise_if_diverged(sums, state.epoch, session.run_dir)
+    row = epoch_row(epoch, state.step, sums, session.optimizer.param_groups[0]["lr"])
+    if startup_seconds is not None:
+        row["startup_seconds"] = startup_seconds  # process start to its first step
+    if session.scheduler is not None and not steps_per_batch(cfg):
+        session.scheduler.step()
+    eval_start = time.perf_counter()
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        result = evaluate(
+            session.forward_model,
+            session.test_loader,
+            session.loss_fn,
+            session.num_classes,
+            split=session.split,
+        )
+        row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+    row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
+    state.epoch, state.batch_in_epoch = epoch + 1, 0
+    state.metrics.append(row)
+    improved = row.get("test_accuracy", -1.0) > state.best_accuracy
+    if improved:
+        state.best_accuracy = row["test_accuracy"]
+    save(session, outputs)
+    if improved:
+        save(session, outputs, "best.pt")
+    return row
 
 
 def epoch_row(epoch: int, step: int, sums: EpochSums, lr: float) -> dict[str, Any]:

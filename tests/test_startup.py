@@ -1,0 +1,73 @@
+"""A quick start-up: the commands that only list or explain things never import torch, and the
+model table they show is the real one (computed once, then read from the cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.models import catalog, count_parameters, create_model, list_models
+
+NO_TORCH = """
+import sys
+from cnnlab.cli import main
+code = main({argv!r})
+heavy = sorted(m for m in ("torch", "numpy", "torchvision") if m in sys.modules)
+print(code, ",".join(heavy) or "-")
+"""
+
+
+def run_cli_in_fresh_python(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH.format(argv=argv)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    code, heavy = done.stdout.strip().splitlines()[-1].split()
+    return int(code), heavy
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "CNNLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "120"}
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["--help"], ["train", "--help"], ["eval", "--help"], ["datasets"]]
+)
+def test_help_and_listing_commands_never_import_torch(argv, env):
+    assert run_cli_in_fresh_python(argv, env) == (0, "-")
+
+
+def test_models_computes_its_table_once_then_answers_without_torch(env):
+    first = run_cli_in_fresh_python(["models"], env)
+    assert first == (0, "numpy,torch,torchvision")  # the first call builds every model (meta)
+    assert run_cli_in_fresh_python(["models", "net*"], env) == (0, "-")
+
+
+def test_the_cached_table_is_the_registry_with_real_parameter_counts(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    rows = catalog.model_catalog()
+    assert [row["name"] for row in rows] == list_models()
+    for row in rows:
+        if row["seed"] != "torchvision" or row["name"] == "tv_resnet18":
+            # built for real, on the CPU: the meta-device count must be the same
+            assert row["parameters"] == count_parameters(create_model(row["name"])), row
+    assert {row["name"] for row in catalog.model_catalog("net_*")} == set(list_models("net_*"))
+    [cached] = (tmp_path / "models").glob("catalog-*.json")
+    assert json.loads(cached.read_text()) == rows
+
+
+def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path))
+    rows = catalog.model_catalog()
+    monkeypatch.setattr(catalog, "_compute", lambda: pytest.fail("the cache was not used"))
+    assert catalog.model_catalog() == rows
+    monkeypatch.setattr(catalog, "_version", lambda package: "0.0-other")
+    monkeypatch.setattr(catalog, "_compute", lambda: [{"name": "recomputed"}])
+    assert catalog.model_catalog() == [{"name": "recomputed"}]
