@@ -1,6 +1,6 @@
 """Side by side, in one run on the same data: the seeds' own loops, PyTorch Lightning, and cnnlab.
 
-    python benchmarks/bench.py --quick          # a few minutes: LeNet 2 epochs, mnist-cnn 1
+    python benchmarks/bench.py --quick          # a few minutes: LeNet 3 epochs, mnist-cnn 1
     python benchmarks/bench.py --write          # full: LeNet 10, mnist-cnn 6, cifar10-cnn 1;
                                                 # writes benchmarks/results/<machine>.md
     python benchmarks/bench.py --startup-only   # the start-up table alone (about a minute)
@@ -73,7 +73,7 @@ TASKS = [
     # LeNet: conv1 6*28*28*(1*5*5) = 117,600; conv2 16*10*10*(6*5*5) = 240,000;
     # fc 400*120 + 120*84 + 84*10 = 58,920  ->  416,520
     Task("lenet", "LeNet on Fashion-MNIST (seed 001)", "recipes/lenet-fashion-mnist.toml",
-         10, 2, 60_000, 416_520, lenet, (1, 28, 28)),
+         10, 3, 60_000, 416_520, lenet, (1, 28, 28)),
     # conv1 10*24*24*(1*5*5) = 144,000; conv2 20*8*8*(10*5*5) = 320,000; fc 320*10 = 3,200
     Task("mnist", "mnist-cnn on MNIST (seed 003)", "recipes/mnist-cnn.toml",
          6, 1, 60_000, 467_200, Model, (1, 28, 28)),
@@ -472,7 +472,7 @@ def header(device: torch.device, peak: float, command: str) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="LeNet 2 epochs, mnist-cnn 1")
+    parser.add_argument("--quick", action="store_true", help="LeNet 3 epochs, mnist-cnn 1")
     parser.add_argument("--epochs", type=int, help="epochs for every task (overrides the mode)")
     parser.add_argument("--only", default="", help="comma-separated: lenet,mnist,cifar")
     parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated: seed,...")

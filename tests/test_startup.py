@@ -71,3 +71,33 @@ def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatc
     monkeypatch.setattr(catalog, "_version", lambda package: "0.0-other")
     monkeypatch.setattr(catalog, "_compute", lambda: [{"name": "recomputed"}])
     assert catalog.model_catalog() == [{"name": "recomputed"}]
+
+
+GC_DURING_STARTUP = """
+import gc
+from cnnlab.train.process import pause_gc_for_startup, startup_finished
+pause_gc_for_startup()
+assert not gc.isenabled()
+import torch
+startup_finished()
+assert gc.isenabled() and gc.get_freeze_count() > 50_000, gc.get_freeze_count()
+print("ok")
+"""
+
+
+def test_the_command_pauses_the_collector_during_start_up_then_freezes_what_it_made():
+    done = subprocess.run(
+        [sys.executable, "-c", GC_DURING_STARTUP], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_python_program_keeps_its_own_collector_settings(npz_data, tmp_path):
+    import gc
+
+    import cnnlab
+
+    frozen = gc.get_freeze_count()
+    cnnlab.train(model="mnist_cnn", dataset=npz_data, epochs=1, batch_size=64,
+                 out_dir=str(tmp_path), progress="none", tensorboard=False)  # fmt: skip
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

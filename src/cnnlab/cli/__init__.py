@@ -10,6 +10,7 @@ saving. Nothing here imports torch before a command needs it, so `--help` answer
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from cnnlab.cli import catalog, evaluate, train
@@ -59,5 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point (`cnnlab`, `python -m cnnlab`)."""
+    from cnnlab.train.process import pause_gc_for_startup
+
+    pause_gc_for_startup()  # a command runs to its end in one go: see process.py
+    code = main()
+    # Python's last collection at exit walks every object torch made (300k+ with dynamo):
+    # frozen objects are skipped, which ends `import torch, torch._dynamo` 0.9 s sooner
+    gc.freeze()
+    sys.exit(code)

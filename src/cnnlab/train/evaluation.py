@@ -11,6 +11,7 @@ from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
 from cnnlab.train.device import resolve_device
 from cnnlab.train.loop import EvalResult, evaluate
 from cnnlab.train.optim import make_loss
+from cnnlab.train.process import startup_finished
 
 
 def evaluate_checkpoint(
@@ -46,6 +47,7 @@ def evaluate_checkpoint(
             f"at {'×'.join(map(str, data.input_shape))}"
         )
     loader = make_loader(data, "test", batch_size=cfg.batch_size, device=target)
+    startup_finished()
     trained_with = TrainConfig.from_dict(state["config"])
     loss_fn = make_loss(trained_with, data.num_classes, target)
     return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)

@@ -23,7 +23,11 @@ from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.train.optim import steps_per_batch
 from cnnlab.train.outputs import RunOutputs
-from cnnlab.train.process import seconds_since_process_start, torch_settings_restored
+from cnnlab.train.process import (
+    seconds_since_process_start,
+    startup_finished,
+    torch_settings_restored,
+)
 from cnnlab.train.resume_rules import resume_config
 from cnnlab.train.session import Session, build_session
 from cnnlab.train.signals import StopSignals, TrainingInterrupted
@@ -117,6 +121,7 @@ class StepHook:
         cfg = session.cfg
         if self.first_of_process and self.startup_seconds is None:
             self.startup_seconds = seconds_since_process_start()
+            startup_finished()
         state.step += 1
         state.batch_in_epoch += 1
         self.outputs.progress.advance()
