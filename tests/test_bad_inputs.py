@@ -127,6 +127,15 @@ CASES = [
         "width",
     ),
     ("eps on sgd", lambda e: train(e, "--eps", "1e-8"), "sgd has no eps"),
+    (
+        "weight decay on lbfgs",
+        lambda e: train(e, "--optimizer", "lbfgs", "--weight-decay", "0.1"),
+        "lbfgs has no weight_decay",
+    ),
+    ("lbfgs without iterations", lambda e: train(e, "--lbfgs-max-iter", "0"), "lbfgs_max_iter"),
+    ("val fraction of 1", lambda e: train(e, "--val-fraction", "1"), "val_fraction"),
+    ("unknown flag after the command", lambda e: ["train", "--bogus"], "cnnlab train --help"),
+    ("eval without a checkpoint", lambda e: ["eval"], "checkpoint"),
     ("name with a slash", lambda e: train(e, "--name", "a/b"), "plain folder name"),
     ("existing run without overwrite", lambda e: train(e, "--name", "done"), "already exists"),
     (

@@ -2,7 +2,7 @@
 
 `fit(cfg)` builds a Session (session.py: everything that can be wrong fails there, before the
 run folder is touched) and runs its epochs: train (loop.py), evaluate, checkpoint, log, in that
-order. `resume(run_dir)` rebuilds the session from last.pt (model, optimizer, schedule, RNGs,
+order. `resume_run(run_dir)` rebuilds the session from last.pt (model, optimizer, schedule, RNGs,
 data order and running sums), so a resumed run is the run it would have been. Every file and
 line of output goes through RunOutputs (outputs.py).
 """
