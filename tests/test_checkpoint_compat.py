@@ -45,7 +45,7 @@ def test_a_checkpoint_from_before_the_session_split_resumes(tmp_path):
         for k, v in saved["optimizer_state"]["state"].items()
     )
     assert (session.state.epoch, session.state.step) == (saved["epoch"], saved["step"]) == (1, 2)
-    result = run(session, resumed=True)
+    result = run(session)
     assert [row["epoch"] for row in result.metrics] == [1, 2]
     assert result.metrics[0] == saved["metrics"][0]  # the old epoch's row, untouched
     assert result.metrics[1]["step"] == 4

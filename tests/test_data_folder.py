@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cnnlab
 from cnnlab.data import FolderLoader, find_dataset, load_dataset, make_loader
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
 from helpers import PNG_CLASSES, collect
@@ -60,6 +62,13 @@ def test_flat_folder_is_split_by_class_with_the_seed(png_folder, tmp_path):
     assert [path for path, _ in other.test.samples] != test
     with pytest.raises(ConfigError, match="val_fraction"):
         load_dataset(f"folder:{flat}", val_fraction=1.0)
+    # --val-fraction reaches the split of a training run
+    result = cnnlab.train(
+        model="mnist_cnn", dataset=f"folder:{flat}", val_fraction=0.5, epochs=1,
+        out_dir=str(tmp_path / "runs"), progress="none", tensorboard=False,
+    )  # fmt: skip
+    facts = json.loads((result.run_dir / "config.json").read_text())
+    assert facts["data"]["train"] == 18 and facts["data"]["test"] == 18  # 12 per class, half
 
 
 def test_grayscale_folder_and_image_size(tmp_path):

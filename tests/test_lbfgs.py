@@ -146,3 +146,13 @@ def test_other_optimizers_take_no_closure_and_onecycle_accepts_lbfgs():
     assert not needs_closure(make_optimizer(TrainConfig(optimizer="sgd"), model))
     optimizer = make_optimizer(lbfgs_config(scheduler="onecycle"), model)
     assert make_scheduler(lbfgs_config(scheduler="onecycle"), optimizer, steps_per_epoch=3)
+
+
+def test_every_lbfgs_setting_reaches_torchs_optimizer():
+    _, _, model = batch_and_model()
+    cfg = TrainConfig(
+        optimizer="lbfgs", lr=0.25, lbfgs_max_iter=3, lbfgs_history_size=7, lbfgs_line_search=True
+    )
+    defaults = make_optimizer(cfg, model).defaults
+    assert (defaults["lr"], defaults["max_iter"], defaults["history_size"]) == (0.25, 3, 7)
+    assert defaults["line_search_fn"] == "strong_wolfe"

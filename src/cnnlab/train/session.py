@@ -74,12 +74,12 @@ class Session:
     caveats: list[str]  # what --deterministic cannot promise here
     split: SplitStep | None = None  # CPU: slices of each batch on parallel threads
     state: TrainState = field(default_factory=TrainState)
-    sums: EpochSums | None = None  # the epoch in progress
+    sums: EpochSums | None = None  # the epoch in progress (saves happen only inside one)
+    resumed: bool = False  # restored from a checkpoint by load_state_dict
     resumed_sums: dict[str, Any] | None = None  # a checkpoint's part-done epoch, used once
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint: the run as it stands, enough to continue it step for step."""
-        sums = self.sums or EpochSums.zeros(torch.device("cpu"), self.state.step)
         return {
             "format": ckpt.FORMAT,
             "version": ckpt.VERSION,
@@ -89,7 +89,7 @@ class Session:
             "scheduler_state": self.scheduler.state_dict() if self.scheduler else None,
             **self.state.state_dict(),
             "finished": self.state.epoch >= self.cfg.epochs,
-            "epoch_sums": sums.state_dict(),
+            "epoch_sums": self.sums.state_dict(),
             "rng": ckpt.rng_state(self.device),
         }
 
@@ -101,6 +101,7 @@ class Session:
             self.scheduler.load_state_dict(saved["scheduler_state"])
         ckpt.set_rng_state(saved["rng"], self.device)
         self.state.load_state_dict(saved)
+        self.resumed = True
         self.resumed_sums = saved["epoch_sums"] if self.state.batch_in_epoch else None
 
     def start_epoch(self) -> EpochSums:

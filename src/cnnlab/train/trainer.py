@@ -70,21 +70,25 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
     saved = load_checkpoint(run_dir / "last.pt")
     cfg = resume_config(saved["config"], overrides, run_dir)
     with torch_settings_restored():
-        return run(build_session(cfg, saved), resumed=True)
+        return run(build_session(cfg, saved))
 
 
-def run(session: Session, *, resumed: bool = False) -> TrainResult:
+resume = resume_run  # the name `cnnlab.train.resume` has always had
+
+
+def run(session: Session) -> TrainResult:
     """Open the run's outputs, train the remaining epochs, close everything."""
     cfg = session.cfg
     outputs = RunOutputs(session.run_dir, cfg)
     try:
-        outputs.open(resumed_at_step=session.state.step if resumed else None)
+        outputs.open(resumed_at_step=session.state.step if session.resumed else None)
         outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
         outputs.message(f"run directory: {session.run_dir}")
         for caveat in session.caveats:
             outputs.message(f"deterministic: {caveat}")
         if cfg.threads or session.split is not None:
             torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
+        startup_finished()  # every module is imported (torch.optim's dynamo too): see process.py
         with StopSignals() as stop:
             run_epochs(session, stop, outputs)
     finally:
@@ -98,9 +102,6 @@ def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> No
     """Write a checkpoint of the run as it stands (refusing to save a diverged model)."""
     raise_if_diverged(session.sums, session.state.epoch, session.run_dir)
     outputs.checkpoint(session.state_dict(), filename)
-
-
-resume = resume_run  # `cnnlab.train.resume(...)` in the package, `resume_run` at the top level
 
 
 class StepHook:
@@ -121,7 +122,6 @@ class StepHook:
         cfg = session.cfg
         if self.first_of_process and self.startup_seconds is None:
             self.startup_seconds = seconds_since_process_start()
-            startup_finished()
         state.step += 1
         state.batch_in_epoch += 1
         self.outputs.progress.advance()
