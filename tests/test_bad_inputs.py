@@ -225,6 +225,94 @@ CASES = [
         "8×8",
     ),
     ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch_size"),
+    # --- summary ---
+    ("summary unknown model", lambda e: ["summary", "lenett"], "did you mean lenet"),
+    ("summary malformed input", lambda e: ["summary", "lenet", "--input", "28x28"], "CxHxW"),
+    ("summary input too small", lambda e: ["summary", "lenet", "--input", "1x8x8"], "12×12"),
+    (
+        "summary checkpoint at a size it cannot take",
+        lambda e: ["summary", str(e["ckpt"]), "--input", "1x40x40"],
+        "cannot take a 1×40×40 input",
+    ),
+    ("summary missing checkpoint", lambda e: ["summary", str(e[R] / "gone.pt")], "does not exist"),
+    ("summary a text file", lambda e: ["summary", str(e[R] / "text.pt")], "not a readable"),
+    (
+        "summary model args for a checkpoint",
+        lambda e: ["summary", str(e["ckpt"]), "--model-arg", "n_chans1=8"],
+        "--model-arg is for a model name",
+    ),
+    ("summary no model", lambda e: ["summary"], "required: model"),
+    ("summary depth -1", lambda e: ["summary", "lenet", "--depth", "-1"], "depth"),
+    # --- convcalc and params ---
+    ("conv output below 1", lambda e: ["convcalc", "--size", "3", "--kernel", "5"], "does not fit"),
+    (
+        "pool padding over half the kernel",
+        lambda e: ["convcalc", "--op", "maxpool", "--size", "8", "--kernel", "3", "--padding", "2"],
+        "more than half the kernel",
+    ),
+    (
+        "convcalc stride 0",
+        lambda e: ["convcalc", "--size", "8", "--kernel", "3", "--stride", "0"],
+        "stride must be at least 1",
+    ),
+    ("malformed size", lambda e: ["convcalc", "--size", "3x", "--kernel", "3"], "--size expects"),
+    ("convcalc without a kernel", lambda e: ["convcalc", "--size", "32"], "--kernel"),
+    (
+        "bad chain step",
+        lambda e: ["convcalc", "--size", "28", "--chain", "conv5,pol2"],
+        "chain step 2 'pol2' is not a layer",
+    ),
+    (
+        "chain step too big",
+        lambda e: ["convcalc", "--size", "10", "--chain", "conv5,conv5,conv5"],
+        "chain step 3 (conv5)",
+    ),
+    (
+        "ceil on a conv",
+        lambda e: ["convcalc", "--size", "8", "--kernel", "3", "--ceil"],
+        "ceil mode is for pools",
+    ),
+    (
+        "same on a strided conv",
+        lambda e: ["convcalc", "--size", "8", "--kernel", "3", "--stride", "2", "--padding=same"],
+        "padding same needs stride 1",
+    ),
+    ("params malformed input", lambda e: ["params", "--in", "32x32"], "--in expects CxHxW"),
+    ("params same with stride 2", lambda e: ["params", "--stride", "2"], "needs stride 1"),
+    # --- features ---
+    ("features missing checkpoint", lambda e: ["features", str(e[R] / "none")], "does not exist"),
+    ("features a text checkpoint", lambda e: ["features", str(e[R] / "text.pt")], "not a readable"),
+    (
+        "features index out of range",
+        lambda e: ["features", str(e["ckpt"]), "--index", "32"],
+        "index 32 is out of range: the test split of npz:",
+    ),
+    ("features negative index", lambda e: ["features", str(e["ckpt"]), "--index", "-1"], "index"),
+    (
+        "features image missing",
+        lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "missing.png")],
+        "does not exist",
+    ),
+    (
+        "features image not an image",
+        lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "bad.toml")],
+        "not an image file",
+    ),
+    (
+        "features broken image",
+        lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "badimg/cat/broken.png")],
+        "broken.png",
+    ),
+    (
+        "features image and index",
+        lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "x.png"), "--index", "1"],
+        "not both",
+    ),
+    (
+        "features out is a file",
+        lambda e: ["features", str(e["ckpt"]), "--out", str(e[R] / "a_file")],
+        "is a file",
+    ),
 ]
 
 

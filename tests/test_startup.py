@@ -38,7 +38,19 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["--help"], ["train", "--help"], ["eval", "--help"], ["datasets"]]
+    "argv",
+    [
+        [],
+        ["--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["summary", "--help"],
+        ["features", "--help"],
+        ["datasets"],
+        ["convcalc", "--size", "32", "--kernel", "3"],
+        ["convcalc", "--size", "28", "--chain", "conv5p2,pool2,conv5,pool2"],
+        ["params"],
+    ],
 )
 def test_help_and_listing_commands_never_import_torch(argv, env):
     assert run_cli_in_fresh_python(argv, env) == (0, "-")

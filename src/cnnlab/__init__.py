@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "list_datasets": "data",
     "load_dataset": "data",
+    "summary": "inspect",
     "create_model": "models",
     "list_models": "models",
     "EvalResult": "train",

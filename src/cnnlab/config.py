@@ -1,7 +1,8 @@
 """Every setting of every command, its one default, and what it means.
 
 Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), EvalConfig
-(`cnnlab eval`), ModelsConfig, DatasetsConfig. The same dataclass is filled from Python
+(`cnnlab eval`), ModelsConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig and
+FeaturesConfig (the inspect commands). The same dataclass is filled from Python
 (`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys with the
 field names) and from the command's flags, which the CLI generates from these fields
 (`--batch-size` is `batch_size`). Flags override the recipe. What a field is allowed to be
@@ -43,16 +44,19 @@ def opt(
     minimum: float | None = None,
     resumable: bool = False,
     argument: bool = False,
+    flag: str | None = None,
 ) -> Any:
     """A config field and its facts: the `--help` text, the allowed `choices`, the `minimum`,
     whether a resumed run may change it (`resumable`: it decides where and how fast a run goes,
-    not what it learns), and whether the CLI takes it as a positional `argument`."""
+    not what it learns), whether the CLI takes it as a positional `argument`, and its `flag`
+    when that is not the field's name (`--in` for `in_shape`: `in` is a Python keyword)."""
     metadata = {
         "help": help,
         "choices": tuple(choices),
         "minimum": minimum,
         "resumable": resumable,
         "argument": argument,
+        "flag": flag,
     }
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -262,6 +266,71 @@ class DatasetsConfig(Config):
     command = "datasets"
 
     data_dir: str | None = _data_dir_opt()
+
+
+@dataclass
+class SummaryConfig(Config):
+    """`cnnlab summary MODEL`: each layer's output shape, parameters, multiply-adds and
+    receptive field."""
+
+    command = "summary"
+
+    model: str | None = opt("a model name, a .pt checkpoint or a run folder", None, argument=True)
+    input: str | None = opt(
+        "input as CxHxW, like 3x64x64 (default: the model's, or the size it was trained at)",
+        None,
+    )
+    batch: int = opt("batch size of the input: shapes and activation memory", 1, minimum=1)
+    depth: int = opt("show modules nested up to this depth", 3, minimum=0)
+    model_args: dict[str, Any] = opt("a model name's builder arguments, n_chans1=32", factory=dict)
+
+
+@dataclass
+class ConvcalcConfig(Config):
+    """`cnnlab convcalc`: the output size of one conv or pool, or of a chain of them."""
+
+    command = "convcalc"
+
+    size: str | None = opt("input side, 32, or HxW like 28x32", None)
+    kernel: str | None = opt("kernel side, 3, or HxW like 3x5", None)
+    stride: str | None = opt("stride (default: 1 for conv, the kernel for pools)", None)
+    padding: str = opt("padding, 1, HxW, or same (conv, stride 1)", "0")
+    dilation: str = opt("spacing between kernel taps", "1")
+    op: str = opt("the layer", "conv", choices=("conv", "maxpool", "avgpool"))
+    ceil: bool = opt("pools: ceil instead of floor (PyTorch's ceil_mode)", False)
+    chain: str | None = opt(
+        "layers in order, like conv5p2,pool2,conv5,pool2, or a model name: size, jump and "
+        "receptive field after each",
+        None,
+    )
+
+
+@dataclass
+class ParamsConfig(Config):
+    """`cnnlab params`: the weights of a convolution vs a fully connected layer."""
+
+    command = "params"
+
+    in_shape: str = opt("input as CxHxW", "3x32x32", flag="--in")
+    out_channels: int = opt("output channels of the convolution", 16, minimum=1)
+    kernel: str = opt("kernel side, 3, or HxW", "3")
+    stride: int = opt("stride of the convolution", 1, minimum=1)
+    padding: str = opt("padding of the convolution, or same", "same")
+
+
+@dataclass
+class FeaturesConfig(Config):
+    """`cnnlab features RUN`: the first conv layer's filters and one image's feature maps."""
+
+    command = "features"
+
+    checkpoint: str | None = opt("a run folder or a .pt checkpoint", None, argument=True)
+    image: str | None = opt("an image file to look at (default: a test image, --index)", None)
+    index: int = opt("which image of the run's test split", 0, minimum=0)
+    out: str | None = opt("folder for the PNG files (default: RUN/features)", None)
+    dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
+    data_dir: str | None = _data_dir_opt()
+    device: str = _device_opt()
 
 
 def resumable_fields() -> set[str]:

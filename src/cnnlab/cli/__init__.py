@@ -1,10 +1,11 @@
-"""The `cnnlab` command: train, eval, models, datasets.
+"""The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features.
 
 Each command's options are generated from its config dataclass (config.py) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
-commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets). Bad input ends
-in one line on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after
-saving. Nothing here imports torch before a command needs it, so `--help` answers at once.
+commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets), summary.py
+(summary), convcalc.py (convcalc, params), features.py (features). Bad input ends in one line
+on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after saving.
+Nothing here imports torch before a command needs it, so `--help` answers at once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import argparse
 import gc
 import sys
 
-from cnnlab.cli import catalog, evaluate, train
+from cnnlab.cli import catalog, convcalc, evaluate, features, summary, train
 from cnnlab.cli.options import Parser, UsageError
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (train, evaluate, catalog)  # each module's `add_commands(subparsers)`
+# each module's `add_commands(subparsers)`
+COMMANDS = (train, evaluate, catalog, summary, convcalc, features)
 
 
 def build_parser() -> argparse.ArgumentParser:

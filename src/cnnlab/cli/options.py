@@ -96,7 +96,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if default is not None and default != {}:
             shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
             help_text += f" [default: {shown}]"
-        parser.add_argument(flag_name(f.name), help=help_text, **options)
+        parser.add_argument(facts["flag"] or flag_name(f.name), help=help_text, **options)
 
 
 def given_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.inspect.arithmetic import output_size
 
 # No model here needs more; a bound keeps the search for the smallest size finite.
 LARGEST_SIDE = 4096
@@ -42,7 +43,7 @@ def conv_output_size(
     """
     if size < 1:
         return 0
-    return max((size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1, 0)
+    return max(output_size(size, kernel, stride, padding, dilation), 0)
 
 
 def pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, int]:

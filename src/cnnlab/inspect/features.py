@@ -1,0 +1,480 @@
+"""What a trained model's conv layers do: the first layer's filters and one image's feature maps.
+
+    from cnnlab.inspect.features import feature_maps, plot_feature_maps, plot_filters
+    model = cnnlab.rebuild_model(cnnlab.load_checkpoint("runs/lenet"))
+    maps = feature_maps(model, x)        # {"0": (6, 28, 28), "3": (16, 10, 10)}: conv outputs
+    plot_filters(model)                  # the first conv layer's weights, a matplotlib Figure
+    plot_feature_maps(maps)              # one Figure per conv layer
+    write_features("runs/lenet", index=3)   # all of it as PNG files: `cnnlab features`
+
+"Every conv layer" is every nn.Conv2d the forward pass calls, in the order it calls them, found
+with forward hooks during one pass and named by module path (`0`, `features.3`, `conv1`; a
+module called twice gets `#2` on its second output). Feature maps are the conv outputs, before
+any activation, batch norm or pooling. At most `max_tiles` (64) tiles are drawn per figure, so
+a resnet's 512-channel layers stay readable and small.
+
+Figures are `matplotlib.figure.Figure` objects made without pyplot: they draw on the Agg canvas
+whatever the backend (no display needed, no backend switched under a notebook, nothing left in
+pyplot's list of open figures to close), and a notebook shows them like any other figure. Their
+pixel size is fixed by `grid_layout` (tiles of TILE inches at DPI), so a report can lay them out
+before reading them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.config import FeaturesConfig, TrainConfig
+from cnnlab.errors import CheckpointError, ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 80  # pixels per inch of every PNG written
+TILE = 1.0  # inches per tile (80 pixels): small maps are drawn with nearest-neighbour pixels
+TITLE = 0.5  # inches above the tiles for the figure's two title lines
+MIN_WIDTH = 4.0  # inches: room for the title when there are few tiles
+MAX_COLUMNS = 8
+MAX_TILES = 64  # tiles per figure: "first 64 of 256 channels" beyond this
+INPUT_SIZE = (4.0, 3.5)  # inches (width, height) of input.png: the image in 3 × 3, the title
+FONT = 7  # points, tile labels; titles are one point larger
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where the tiles of a figure go: `columns` × `rows` tiles under a title band."""
+
+    tiles: int
+    columns: int
+    rows: int
+
+    @property
+    def size(self) -> tuple[float, float]:
+        """(width, height) in inches."""
+        return max(self.columns * TILE, MIN_WIDTH), self.rows * TILE + TITLE
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the PNG in pixels."""
+        width, height = self.size
+        return round(width * DPI), round(height * DPI)
+
+
+def grid_layout(tiles: int, columns: int | None = None) -> GridLayout:
+    """About square (at most MAX_COLUMNS wide), or `columns` wide (one filter per row)."""
+    tiles = max(int(tiles), 1)
+    if columns is None:
+        columns = min(math.ceil(math.sqrt(tiles)), MAX_COLUMNS)
+    columns = max(1, min(columns, tiles))
+    return GridLayout(tiles, columns, math.ceil(tiles / columns))
+
+
+# --- computing --------------------------------------------------------------------------------
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """Every nn.Conv2d of `model` with its module path, in definition order (`feature_maps`
+    gives the order the forward pass calls them in)."""
+    return [(name or "model", m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def feature_maps(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The output of every Conv2d the forward pass calls, by module path, in call order.
+
+    `image` is normalised as the model was trained: (C, H, W) gives maps (C', H', W'), a batch
+    (N, C, H, W) gives (N, C', H', W'). The model runs once in eval mode without gradients (its
+    train/eval mode is restored after) on its own device; the maps come back on the CPU.
+    """
+    maps, _ = run_with_hooks(model, image)
+    return maps
+
+
+def run_with_hooks(
+    model: nn.Module, image: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """`feature_maps` and the model's output for `image` (batched as `image` is; None when
+    the model returns something other than one tensor)."""
+    batched = image.ndim == 4
+    x = image if batched else image.unsqueeze(0)
+    names = {id(m): name for name, m in conv_layers(model)}
+    maps: dict[str, torch.Tensor] = {}
+
+    def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        name = names[id(module)]
+        calls = sum(1 for key in maps if key == name or key.startswith(f"{name}#"))
+        key = name if calls == 0 else f"{name}#{calls + 1}"
+        out = output.detach().float().cpu()
+        maps[key] = out if batched else out[0]
+
+    modes = [(m, m.training) for m in model.modules()]
+    handles = [m.register_forward_hook(keep) for _, m in conv_layers(model)]
+    try:
+        model.eval()
+        with torch.no_grad():
+            output = model(x.to(_device_of(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes:
+            module.training = training
+    if not isinstance(output, torch.Tensor):  # a model returning a tuple or a dict
+        return maps, None
+    output = output.detach().float().cpu()
+    return maps, output if batched else output[0]
+
+
+def conv_filters(model: nn.Module, layer: str | None = None) -> torch.Tensor:
+    """The weights (out, in / groups, kH, kW) of the conv layer named `layer` (default: the
+    first Conv2d defined, which is the first one called in every cnnlab model), on the CPU."""
+    return _conv_weight(model, layer)[1]
+
+
+def _conv_weight(model: nn.Module, layer: str | None) -> tuple[str, torch.Tensor]:
+    convs = conv_layers(model)
+    if not convs:
+        raise ModelError(f"{type(model).__name__} has no Conv2d layer: no filters to show")
+    if layer is None:
+        name, conv = convs[0]
+    else:
+        found = dict(convs).get(layer.split("#")[0])
+        if found is None:
+            raise ModelError(
+                f"no Conv2d named {layer!r}; the conv layers are {', '.join(n for n, _ in convs)}"
+            )
+        name, conv = layer, found
+    return name, conv.weight.detach().float().cpu().clone()
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
+
+
+# --- drawing ----------------------------------------------------------------------------------
+
+
+def plot_filters(model: nn.Module, layer: str | None = None, max_tiles: int = MAX_TILES) -> Figure:
+    """The filters of the first conv layer (or of `layer`) as a grid of small images.
+
+    A layer taking 3 channels shows each filter as one RGB tile, scaled to its own range; any
+    other number of input channels shows one grey tile per (filter, input channel), a filter per
+    row, on one scale for all (mid-grey is 0, white the largest weight, black minus it).
+    """
+    name, weight = _conv_weight(model, layer)
+    out_channels, in_channels, kh, kw = weight.shape
+    rgb = in_channels == 3
+    per_filter = 1 if rgb else min(in_channels, MAX_COLUMNS)
+    shown = max(1, min(out_channels, max_tiles // per_filter))
+    tiles, labels = [], []
+    if rgb:
+        kind = "RGB, each filter scaled to its own range"
+        for f in range(shown):
+            w = weight[f]
+            scaled = (w - w.min()) / (w.max() - w.min()).clamp(min=1e-12)
+            tiles.append((scaled.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+            labels.append(f"filter {f}")
+    else:
+        kind = "grey: 0, white: +max |w|, black: -max |w|"
+        if per_filter < in_channels:
+            kind += f"; input channels 0-{per_filter - 1} of {in_channels}"
+        limit = float(weight[:shown, :per_filter].abs().max())
+        for f in range(shown):
+            for c in range(per_filter):
+                tiles.append(_coloured(weight[f, c], "gray", -limit, limit))
+                labels.append(f"filter {f}" if in_channels == 1 else f"f{f} ch {c}")
+    capped = f" (first {shown} shown)" if shown < out_channels else ""
+    return _tile_figure(
+        grid_layout(len(tiles), None if per_filter == 1 else per_filter),
+        tiles,
+        labels,
+        f"conv layer {name}: {out_channels} filters, each {in_channels}×{kh}×{kw}{capped}",
+        kind,
+    )
+
+
+def plot_feature_maps(maps: dict[str, torch.Tensor], max_tiles: int = MAX_TILES) -> list[Figure]:
+    """One figure per conv layer of `feature_maps` output (of the first image of a batch): a
+    tile per channel (the first `max_tiles`), each scaled to its own range (viridis: yellow is
+    the channel's highest value), or all on the layer's range when the maps are 1×1."""
+    figures = []
+    for name, value in maps.items():
+        out = value[0] if value.ndim == 4 else value  # (C, H, W)
+        channels = out.shape[0]
+        shown = min(channels, max_tiles)
+        which = f"first {shown} of {channels}" if shown < channels else f"all {channels}"
+        single = out.shape[1] * out.shape[2] == 1  # one value per channel: compare channels
+        scale = "one colour scale for all" if single else "each scaled to its own range"
+        low, high = (out[:shown].min(), out[:shown].max()) if single else (None, None)
+        tiles, labels = [], []
+        for c in range(shown):
+            tiles.append(_coloured(out[c], "viridis", low, high))
+            label = f"{name}[{c}]"  # the layer's name and the channel's index, if they fit
+            labels.append(label if len(label) <= 15 else f"channel {c}")
+        figures.append(
+            _tile_figure(
+                grid_layout(shown),
+                tiles,
+                labels,
+                f"conv layer {name}: output {'×'.join(map(str, out.shape))} (C×H×W), "
+                "before activation",
+                f"feature maps, {which} channels, {scale}",
+            )
+        )
+    return figures
+
+
+def plot_image(image: torch.Tensor, title: str = "", subtitle: str = "") -> Figure:
+    """A uint8 (C, H, W) image (1 channel grey, 3 RGB) as the model sees it, in pixels."""
+    from matplotlib.figure import Figure
+
+    width, height = INPUT_SIZE
+    fig = Figure(figsize=INPUT_SIZE, dpi=DPI)
+    side = height - TITLE
+    ax = fig.add_axes(
+        ((width - side) / 2 / width, 0.05 / height, side / width, (side - 0.1) / height)
+    )
+    pixels = image.detach().cpu()
+    if pixels.shape[0] == 1:
+        ax.imshow(pixels[0].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(pixels[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    _titles(fig, title, subtitle)
+    return fig
+
+
+def _coloured(values: torch.Tensor, cmap: str, low: Any = None, high: Any = None) -> np.ndarray:
+    """A 2-D tensor as uint8 RGB (H, W, 3) through a colormap, from `low` to `high` (default:
+    its own range; a constant map gets the colormap's lowest colour, as imshow gives it)."""
+    import matplotlib
+
+    values = values.detach().double()
+    low = float(values.min() if low is None else low)
+    high = float(values.max() if high is None else high)
+    span = high - low
+    norm = ((values - low) / span).clamp(0, 1) if span > 0 else torch.zeros_like(values)
+    return matplotlib.colormaps[cmap](norm.numpy(), bytes=True)[..., :3]
+
+
+def _fit(tile: np.ndarray, box_h: int, box_w: int) -> np.ndarray:
+    """`tile` enlarged by a whole factor (crisp pixels) or shrunk (box filter) to fit a box."""
+    from PIL import Image
+
+    h, w = tile.shape[:2]
+    k = min(box_h // h, box_w // w)
+    if k >= 1:
+        return tile.repeat(k, axis=0).repeat(k, axis=1)
+    scale = min(box_h / h, box_w / w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.BOX))
+
+
+def _tile_figure(
+    layout: GridLayout, tiles: list[np.ndarray], labels: list[str], title: str, subtitle: str
+) -> Figure:
+    """A figure of layout.pixels: the tiles pasted row by row into one image (one axes, fast
+    for 64 tiles), each under its label, below the two title lines."""
+    from matplotlib.figure import Figure
+
+    width, height = layout.pixels
+    tile, band = round(TILE * DPI), round(TITLE * DPI)
+    label_h, pad = 14, 4  # pixels: the label above each tile, the margin around it
+    canvas = np.full((layout.rows * tile, width, 3), 255, dtype=np.uint8)
+    left0 = (width - layout.columns * tile) // 2
+    fig = Figure(figsize=layout.size, dpi=DPI)
+    for i, (pixels, label) in enumerate(zip(tiles, labels, strict=True)):
+        row, col = divmod(i, layout.columns)
+        fitted = _fit(pixels, tile - label_h - pad, tile - 2 * pad)
+        top = row * tile + label_h + (tile - label_h - pad - fitted.shape[0]) // 2
+        left = left0 + col * tile + (tile - fitted.shape[1]) // 2
+        canvas[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+        x, y = (left0 + col * tile + tile / 2) / width, 1 - (band + row * tile + 2) / height
+        fig.text(x, y, label, ha="center", va="top", fontsize=FONT)
+    ax = fig.add_axes((0, 0, 1, layout.rows * tile / height))
+    ax.imshow(canvas, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    _titles(fig, title, subtitle)
+    return fig
+
+
+def _titles(fig: Figure, title: str, subtitle: str) -> None:
+    height = fig.get_figheight()
+    fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=FONT + 1)
+    fig.text(0.5, 1 - 0.24 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
+
+
+def render_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes: RGB (no alpha), white background, of its exact pixel size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(fig)
+    fig.set_facecolor("white")
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="png", optimize=True)
+    return buffer.getvalue()
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def checkpoint_path(checkpoint: str | Path) -> tuple[Path, Path]:
+    """(checkpoint file, run folder): a run folder gives its best.pt, else its last.pt."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        best = path / "best.pt"
+        return (best if best.is_file() else path / "last.pt"), path
+    return path, path.parent
+
+
+def maps_filename(number: int, layer: str) -> str:
+    """`maps-01-features_3.png`: the layer's place in the forward pass, then its name."""
+    return f"maps-{number:02d}-{re.sub(r'[^A-Za-z0-9_-]', '_', layer)}.png"
+
+
+def write_features(
+    checkpoint: str | Path | FeaturesConfig,
+    image: str | Path | None = None,
+    index: int = 0,
+    out: str | Path | None = None,
+    **options: Any,
+) -> list[Path]:
+    """Write input.png, filters.png and maps-NN-<layer>.png of a checkpoint; return the paths.
+
+    `checkpoint` is a run folder (its best.pt, else last.pt) or a .pt file, or a whole
+    FeaturesConfig. The image is test image `index` of the data set the model was trained on
+    (or `dataset=`), or the file `image`, read as cnnlab.data.images reads files (see its
+    channel rule). `out` defaults to RUN/features. Other options: dataset, data_dir, device.
+    Everything is computed before the first file is written, and each file is written
+    atomically, so a failure leaves the folder as it was.
+    """
+    if isinstance(checkpoint, FeaturesConfig):
+        cfg = checkpoint
+    else:
+        values = {"checkpoint": str(checkpoint), "index": index, **options}
+        values.update({"image": str(image)} if image is not None else {})
+        values.update({"out": str(out)} if out is not None else {})
+        cfg = FeaturesConfig.from_dict(values, source="features")
+    cfg.validate()
+    if not cfg.checkpoint:
+        raise ConfigError("give a checkpoint: a run folder or a .pt file")
+    if cfg.image is not None and cfg.index != 0:
+        raise ConfigError("give an image file or a test image index, not both")
+    path, run_dir = checkpoint_path(cfg.checkpoint)
+    folder = Path(cfg.out) if cfg.out else run_dir / "features"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output folder {folder} is a file; give --out a folder")
+    pngs = _render_all(cfg, path)
+    return _write_all(folder, pngs)
+
+
+def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
+    from cnnlab.data.images import normalize, read_image
+    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.train.device import resolve_device
+    from cnnlab.train.process import startup_finished
+
+    target = resolve_device(cfg.device)
+    state = load_checkpoint(path, map_location=target)
+    channels, height, width = (int(n) for n in state["input_shape"])
+    if cfg.image is not None:
+        pixels = read_image(cfg.image, channels, (height, width))
+        title, label = f"input: {_short(Path(cfg.image).name)}", None
+    else:
+        pixels, label, source = _test_image(cfg, state, path)
+        title = f"input: test image {cfg.index} of {_short(source)}"
+    model = rebuild_model(state, target)
+    if not conv_layers(model):
+        raise ModelError(
+            f"{path} holds a {state['model_name']}, which has no Conv2d layer: no filters or "
+            "feature maps to show"
+        )
+    startup_finished()
+    x = normalize(pixels, state["mean"], state["std"])
+    maps, logits = run_with_hooks(model, x)
+    if not maps:
+        raise ModelError(f"the forward pass of {state['model_name']} called no Conv2d layer")
+    seen = f"as the model sees it: {'grey' if channels == 1 else 'RGB'} {height}×{width}"
+    if label is not None:
+        seen += f", label {label}"
+    classes = list(state["class_names"])
+    if logits is not None and logits.ndim == 1 and len(logits) == len(classes):
+        probs = torch.softmax(logits, 0)
+        seen += f", predicted {classes[int(probs.argmax())]} ({float(probs.max()):.0%})"
+    figures = [("input.png", plot_image(pixels, title, seen))]
+    figures.append(("filters.png", plot_filters(model, next(iter(maps)))))
+    names = [maps_filename(n, layer) for n, layer in enumerate(maps, 1)]
+    figures += zip(names, plot_feature_maps(maps), strict=True)
+    return [(name, render_png(fig)) for name, fig in figures]
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """`text`, or its start and end around an ellipsis when it is longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 1) // 2
+    return f"{text[:keep]}…{text[-keep:]}"
+
+
+def _test_image(
+    cfg: FeaturesConfig, state: dict[str, Any], path: Path
+) -> tuple[torch.Tensor, str, str]:
+    """(uint8 (C, H, W), class name, data set name) of test image cfg.index."""
+    from cnnlab.data import Split, load_dataset
+
+    trained = state.get("config") or {}
+    data = load_dataset(
+        cfg.dataset or state["dataset"], cfg.data_dir,
+        image_size=trained.get("image_size"),
+        val_fraction=trained.get("val_fraction", TrainConfig.val_fraction),
+        seed=trained.get("seed", TrainConfig.seed), normalize=False,
+    )  # fmt: skip
+    saved_shape = tuple(state["input_shape"])
+    if tuple(data.input_shape) != saved_shape:
+        raise CheckpointError(
+            f"{path} is a {state['model_name']} for images of {'×'.join(map(str, saved_shape))}; "
+            f"{data.name} has {'×'.join(map(str, data.input_shape))}"
+        )
+    size = len(data.test)
+    if cfg.index >= size:
+        raise ConfigError(
+            f"index {cfg.index} is out of range: the test split of {data.name} has {size} "
+            f"images" + (f" (0 to {size - 1})" if size else "")
+        )
+    if isinstance(data.test, Split):
+        pixels, label = data.test.images[cfg.index], int(data.test.labels[cfg.index])
+    else:
+        pixels, label = data.test[cfg.index]
+    names = list(state["class_names"])
+    label_name = names[label] if 0 <= label < len(names) else str(label)
+    return pixels, label_name, data.name
+
+
+def _write_all(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
+    from cnnlab.files import atomic_write
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create output folder {folder}: {err.strerror or err}") from None
+    paths = []
+    for name, data in pngs:
+        path = folder / name
+        try:  # readable by all, as a picture is meant to be (mkstemp's default: owner only)
+            atomic_write(path, lambda f, data=data: f.write(data), mode=0o644)
+        except OSError as err:
+            raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+        paths.append(path)
+    return paths
