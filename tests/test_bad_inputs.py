@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import cnnlab
 from cnnlab.cli import main
@@ -61,6 +62,8 @@ def env(tmp_path_factory) -> dict[str, Path]:
     (root / "badimg" / "cat").mkdir(parents=True)
     (root / "badimg" / "cat" / "broken.png").write_bytes(b"\x89PNG garbage")
     (root / "a_file").write_text("a file where a folder should be")
+    see_through = np.zeros((8, 8, 4), np.uint8)  # RGBA, every pixel transparent
+    Image.fromarray(see_through).save(root / "transparent.png")  # RGBA
     (root / "bad.toml").write_text("model = [unclosed")
     (root / "unknown_key.toml").write_text('model = "lenet"\nlearning_rate = 0.1\n')
     (root / "wrong_type.toml").write_text('model = "lenet"\nlr = "fast"\n')
@@ -307,6 +310,11 @@ CASES = [
         "features image and index",
         lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "x.png"), "--index", "1"],
         "not both",
+    ),
+    (
+        "features image with transparency",
+        lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "transparent.png")],
+        "transparent pixels",
     ),
     (
         "features out is a file",
