@@ -23,13 +23,17 @@ from cnnlab.inspect import conv_filters, feature_maps, plot_feature_maps, plot_f
 from cnnlab.inspect.features import (
     DPI,
     INPUT_SIZE,
-    checkpoint_path,
     grid_layout,
     maps_filename,
     render_png,
     write_features,
 )
-from cnnlab.train.checkpoint import load_checkpoint, rebuild_model, save_checkpoint
+from cnnlab.train.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    rebuild_model,
+    save_checkpoint,
+)
 from helpers import write_learnable_npz
 
 INPUT_PIXELS = (round(INPUT_SIZE[0] * DPI), round(INPUT_SIZE[1] * DPI))

@@ -111,6 +111,17 @@ class Shuffle(nn.Module):
         return self.b(x)
 
 
+class Stacked(nn.Module):
+    """Two conv paths stacked into a new leading dimension, then summed over it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 5, padding=1)
+
+    def forward(self, x):
+        return torch.stack([self.a(x), self.b(x)]).sum(dim=0)
+
+
 CASES = {
     "reflect padding and dilation": nn.Sequential(
         nn.Conv2d(2, 2, 3, padding=2, dilation=2, padding_mode="reflect"), nn.Conv2d(2, 2, 3)
@@ -129,6 +140,10 @@ CASES = {
     "inception-style concatenation": Branches(
         nn.Conv2d(2, 2, 5, padding=2), nn.MaxPool2d(3, stride=1, padding=1), cat=True
     ),
+    "a 1×1 map broadcast over a map": Branches(  # squeeze-and-excitation's shape of merge
+        nn.Conv2d(2, 2, 3, padding=1), nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(2, 2, (21, 25)))
+    ),
+    "stacked and summed paths": Stacked(),
     "misaligned paths": Branches(nn.AvgPool2d(2, ceil_mode=True), nn.Conv2d(2, 2, 1, stride=2)),
     "channels-last block": ChannelsLast(),
     "channel shuffle": Shuffle(),

@@ -77,7 +77,13 @@ def test_batch_and_input_size_change_shapes_memory_and_the_model_built():
     assert large.rows[1].output_shape == [8, 6, 32, 32]
     assert large.input_shape == (3, 32, 32)
     assert large.total_params == 61_706 + 2 * 6 * 25 + 16 * (36 - 25) * 120  # 3 channels, 6×6
-    assert large.activation_bytes > 8 * small.activation_bytes
+    # every layer's output, counted by running the layers one by one
+    x, floats = torch.zeros(8, 3, 32, 32), 0
+    for layer in cnnlab.create_model("lenet", in_channels=3, image_size=32):
+        x = layer(x)
+        floats += x.numel()
+    assert large.activation_bytes == 4 * floats
+    assert small.activation_bytes == 4 * 15_002  # seed 001's shapes, added up by hand
     assert large.input_bytes == 8 * 3 * 32 * 32 * 4
 
 
@@ -157,3 +163,12 @@ def test_squeeze_and_excitation_makes_every_unit_see_the_whole_image():
     stem = next(row for row in result.rows if row.name == "features.0")
     assert stem.jump == (2, 2) and stem.receptive_field == (3, 3)
     assert "jump 0: every unit of the map sees the same pixels" in str(result)
+
+
+def test_model_args_from_the_command_line_reach_the_builder(capsys):
+    assert main(["summary", "net_width", "--model-arg", "n_chans1=8", "--depth", "0"]) == 0
+    narrow = capsys.readouterr().out
+    built = cnnlab.create_model("net_width", n_chans1=8)
+    count = sum(p.numel() for p in built.parameters())
+    assert f"parameters   {count:,} " in narrow
+    assert count != sum(p.numel() for p in cnnlab.create_model("net_width").parameters())

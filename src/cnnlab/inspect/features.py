@@ -35,6 +35,7 @@ from torch import nn
 
 from cnnlab.config import FeaturesConfig, TrainConfig
 from cnnlab.errors import CheckpointError, ConfigError, ModelError
+from cnnlab.train.device import model_device
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -120,7 +121,7 @@ def run_with_hooks(
     try:
         model.eval()
         with torch.no_grad():
-            output = model(x.to(_device_of(model)))
+            output = model(x.to(model_device(model)))
     finally:
         for handle in handles:
             handle.remove()
@@ -152,12 +153,6 @@ def _conv_weight(model: nn.Module, layer: str | None) -> tuple[str, torch.Tensor
             )
         name, conv = layer, found
     return name, conv.weight.detach().float().cpu().clone()
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -330,15 +325,6 @@ def render_png(fig: Figure) -> bytes:
 # --- files ------------------------------------------------------------------------------------
 
 
-def checkpoint_path(checkpoint: str | Path) -> tuple[Path, Path]:
-    """(checkpoint file, run folder): a run folder gives its best.pt, else its last.pt."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        best = path / "best.pt"
-        return (best if best.is_file() else path / "last.pt"), path
-    return path, path.parent
-
-
 def maps_filename(number: int, layer: str) -> str:
     """`maps-01-features_3.png`: the layer's place in the forward pass, then its name."""
     return f"maps-{number:02d}-{re.sub(r'[^A-Za-z0-9_-]', '_', layer)}.png"
@@ -372,6 +358,8 @@ def write_features(
         raise ConfigError("give a checkpoint: a run folder or a .pt file")
     if cfg.image is not None and cfg.index != 0:
         raise ConfigError("give an image file or a test image index, not both")
+    from cnnlab.train.checkpoint import checkpoint_path
+
     path, run_dir = checkpoint_path(cfg.checkpoint)
     folder = Path(cfg.out) if cfg.out else run_dir / "features"
     if folder.exists() and not folder.is_dir():

@@ -16,7 +16,7 @@ import shutil
 import sys
 import textwrap
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.inspect.receptive import Field, trace
+from cnnlab.train.device import model_device
 
 DEFAULT_DEPTH = 3
 
@@ -73,9 +74,6 @@ class ModelSummary:
     @property
     def shown_rows(self) -> list[LayerRow]:
         return [row for row in self.rows if row.depth <= self.depth]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def __str__(self) -> str:
         return self.render(width=160)
@@ -232,7 +230,7 @@ def _measure(model: nn.Module, input_shape: tuple[int, int, int], batch: int, la
     """torchinfo's statistics for the batch, and the receptive-field trace of one image."""
     import torchinfo
 
-    device = next(model.parameters(), torch.zeros(0)).device
+    device = model_device(model)
     was_training = model.training
     try:
         stats = torchinfo.summary(

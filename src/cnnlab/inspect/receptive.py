@@ -146,12 +146,13 @@ class _Tracker(TorchFunctionMode):
         sources = [(t, self.fields[t]) for t in _tensors((args, kwargs)) if t in self.fields]
         if not sources:
             return out
+        name = _name(func)
         for result in _tensors(out):
-            made = _propagate(func, args, kwargs, sources, result, self.result.unknown)
+            made = _propagate(name, args, kwargs, sources, result, self.result.unknown)
             if made is not None:
                 self.fields[result] = made
-                if _name(func) in SPATIAL_OPS and result.is_floating_point():  # not indices
-                    self._note_spatial(_name(func), made, result)
+                if name in SPATIAL_OPS and result.is_floating_point():  # not a pool's indices
+                    self._note_spatial(name, made, result)
         return out
 
     def _note_spatial(self, kind: str, made: Field, output: torch.Tensor) -> None:
@@ -234,15 +235,15 @@ MIXING = {"group_norm", "instance_norm", "matmul", "bmm", "mm", "baddbmm", "eins
 
 
 def _propagate(
-    func: Any,
+    name: str,
     args: tuple,
     kwargs: dict,
     sources: list[tuple[torch.Tensor, Field]],
     out: torch.Tensor,
     unknown: Counter,
 ) -> Field | None:
-    """The Field of `out`, made by `func` from tracked `sources`; None: not from the input."""
-    name = _name(func)
+    """The Field of `out`, made by the function `name` from tracked `sources`; None: its
+    values do not come from the input."""
     first, field_ = sources[0]
     if name in FACTORIES:
         return None
@@ -263,7 +264,7 @@ def _propagate(
     if name in REDUCTIONS:
         return _reduce(args, kwargs, field_, first, out)
     if name in ("cat", "concat", "concatenate", "stack"):
-        return _concatenate(args, kwargs, sources, out)
+        return _concatenate(name, args, kwargs, sources, out)
     if name in ("permute", "transpose", "swapaxes", "movedim"):
         return _permute(name, args, kwargs, field_, first, out)
     if name in RESHAPES:
@@ -395,14 +396,17 @@ def _reduce(args: tuple, kwargs: dict, field_: Field, source, out) -> Field:
     return _reshape(mixed, source, out)  # keepdim=False: the dimensions after `dim` moved
 
 
-def _concatenate(args: tuple, kwargs: dict, sources, out: torch.Tensor) -> Field:
-    """cat / stack of tensors: along a spatial dimension it mixes it, else a union."""
-    tensors = list(_arg(args, kwargs, 0, "tensors", ()))
+def _concatenate(name: str, args: tuple, kwargs: dict, sources, out: torch.Tensor) -> Field:
+    """cat along a channel (or batch) dimension, or stack into a new leading one: per unit, the
+    union of the fields; cat along a spatial dimension, or stack after one, mixes it."""
     dim = _arg(args, kwargs, 1, "dim", 0)
     first, field_ = sources[0]
-    ndim = first.dim()
-    dim = dim - ndim if dim >= 0 else dim
-    if dim in field_.dims or not tensors:
+    if name == "stack":  # the new dimension, counted from the end of `out`
+        dim = dim - out.dim() if dim >= 0 else dim
+        spatial = [d for d in field_.dims if d is not None]
+        if spatial and dim >= min(spatial):  # it lands among or after the spatial dims
+            return _mixed(field_, first)
+    elif (dim - first.dim() if dim >= 0 else dim) in field_.dims:
         return _mixed(field_, first)
     merged = _pointwise(sources, first) if len(sources) > 1 else field_
     return _reshape(merged, first, out, sizes_may_change=True)

@@ -52,6 +52,16 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def checkpoint_path(checkpoint: str | Path) -> tuple[Path, Path]:
+    """(checkpoint file, run folder) to look at a trained model: a run folder gives its best.pt,
+    else its last.pt (resuming reads last.pt: `load_checkpoint(run_folder)`)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        best = path / "best.pt"
+        return (best if best.is_file() else path / "last.pt"), path
+    return path, path.parent
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a cnnlab checkpoint safely (weights_only) onto `map_location` (default CPU)."""
     path = Path(path)
