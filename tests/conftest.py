@@ -108,3 +108,25 @@ def npz_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     """`npz:PATH` of write_learnable_npz's defaults (384 train / 128 test, 28x28 grey, 4
     classes). Shared by every test of the session: read it, never change it."""
     return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("learnable")))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run folder: mnist_cnn, 3 epochs on write_learnable_npz data (4 classes, 128
+    test images) whose every 8th test image is labelled as the next class, so the model makes
+    16 confident mistakes (true k+1, predicted k). No report, no TensorBoard. Shared by every
+    test of the session: copy it (shutil.copytree) before changing anything."""
+    import cnnlab
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = write_learnable_npz(root / "data")
+    with np.load(data / "test.npz") as test:
+        arrays = dict(test)
+    arrays["y"][::8] = (arrays["y"][::8] + 1) % 4
+    np.savez(data / "test.npz", **arrays)
+    result = cnnlab.train(
+        model="mnist_cnn", dataset=f"npz:{data}", epochs=3, batch_size=32, optimizer="adam",
+        lr=3e-3, out_dir=str(root / "runs"), name="tiny", progress="none", tensorboard=False,
+        report=False,
+    )  # fmt: skip
+    return result.run_dir

@@ -45,8 +45,14 @@ def env(tmp_path_factory) -> dict[str, Path]:
         name="done",
         progress="none",
         lr=0.01,
+        report=False,
     )
     ckpt = runs / "done" / "last.pt"
+    shutil.copytree(runs / "done", runs / "cut")  # metrics.jsonl cut mid-row
+    metrics = (runs / "cut" / "metrics.jsonl").read_bytes()
+    (runs / "cut" / "metrics.jsonl").write_bytes(metrics[: len(metrics) // 2])
+    shutil.copytree(runs / "done", runs / "noconfig")
+    (runs / "noconfig" / "config.json").unlink()
     (root / "text.pt").write_text("this is not a checkpoint")
     (root / "truncated.pt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     torch.save({"format": "cnnlab-checkpoint", "payload": Evil(root / "pwned")}, root / "evil.pt")
@@ -321,6 +327,8 @@ CASES = [
         lambda e: ["features", str(e["ckpt"]), "--out", str(e[R] / "a_file")],
         "is a file",
     ),
+    # --- plot and report ---
+    # --- compare ---
 ]
 
 

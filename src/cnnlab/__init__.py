@@ -19,6 +19,7 @@ from cnnlab.errors import (
     DataFormatError,
     DataNotFoundError,
     ModelError,
+    RunFolderError,
 )
 from cnnlab.lazy import lazy_exports
 
@@ -48,6 +49,7 @@ __all__ = [
     "DataNotFoundError",
     "EvalConfig",
     "ModelError",
+    "RunFolderError",
     "TrainConfig",
     "load_recipe",
     "train",

@@ -208,6 +208,10 @@ class TrainConfig(Config):
         "also save last.pt every N steps (0: at epoch ends only)", 0, minimum=0, resumable=True
     )
     tensorboard: bool = opt("write TensorBoard event files", True, resumable=True)
+    report: bool = opt(
+        "write report.html (plots, model summary, metrics) when the run ends", True,
+        resumable=True,
+    )  # fmt: skip
     progress: str = opt(
         "auto: a bar on a terminal, a line per epoch otherwise",
         "auto",
@@ -331,6 +335,40 @@ class FeaturesConfig(Config):
     dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
     data_dir: str | None = _data_dir_opt()
     device: str = _device_opt()
+
+
+@dataclass
+class PlotConfig(Config):
+    """`cnnlab plot RUN`: a run's curves, predictions, confusion matrix and filters as PNGs."""
+
+    command = "plot"
+
+    run: str | None = opt("a run folder", None, argument=True)
+    out: str | None = opt("folder for the PNG files (default: RUN/plots)", None)
+    data_dir: str | None = _data_dir_opt()
+    device: str = _device_opt()
+
+
+@dataclass
+class ReportConfig(Config):
+    """`cnnlab report RUN`: one self-contained HTML page about a run."""
+
+    command = "report"
+
+    run: str | None = opt("a run folder", None, argument=True)
+    out: str | None = opt("the HTML file to write (default: RUN/report.html)", None)
+    data_dir: str | None = _data_dir_opt()
+    device: str = _device_opt()
+
+
+@dataclass
+class CompareConfig(Config):
+    """`cnnlab compare RUN...`: runs side by side; runs that differ only in seed are one row."""
+
+    command = "compare"
+
+    html: str | None = opt("also write the table and curves as a self-contained HTML page", None)
+    out: str | None = opt("also write the overlaid curves as PNG files in this folder", None)
 
 
 def resumable_fields() -> set[str]:

@@ -31,3 +31,7 @@ class DataFormatError(CnnlabError, ValueError):
 
 class CheckpointError(CnnlabError, ValueError):
     """A checkpoint that is missing, corrupt, unsafe, or for another model."""
+
+
+class RunFolderError(CnnlabError, ValueError):
+    """A run folder that is missing, incomplete, or holds a damaged config.json or metrics."""

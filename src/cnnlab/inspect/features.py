@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.config import FeaturesConfig, TrainConfig
-from cnnlab.errors import CheckpointError, ConfigError, ModelError
+from cnnlab.config import FeaturesConfig
+from cnnlab.errors import ConfigError, ModelError
 from cnnlab.train.device import model_device
 
 if TYPE_CHECKING:
@@ -420,21 +420,10 @@ def _test_image(
     cfg: FeaturesConfig, state: dict[str, Any], path: Path
 ) -> tuple[torch.Tensor, str, str]:
     """(uint8 (C, H, W), class name, data set name) of test image cfg.index."""
-    from cnnlab.data import Split, load_dataset
+    from cnnlab.data import Split
+    from cnnlab.train.evaluation import load_trained_data
 
-    trained = state.get("config") or {}
-    data = load_dataset(
-        cfg.dataset or state["dataset"], cfg.data_dir,
-        image_size=trained.get("image_size"),
-        val_fraction=trained.get("val_fraction", TrainConfig.val_fraction),
-        seed=trained.get("seed", TrainConfig.seed), normalize=False,
-    )  # fmt: skip
-    saved_shape = tuple(state["input_shape"])
-    if tuple(data.input_shape) != saved_shape:
-        raise CheckpointError(
-            f"{path} is a {state['model_name']} for images of {'×'.join(map(str, saved_shape))}; "
-            f"{data.name} has {'×'.join(map(str, data.input_shape))}"
-        )
+    data = load_trained_data(state, path, cfg.dataset, cfg.data_dir)
     size = len(data.test)
     if cfg.index >= size:
         raise ConfigError(

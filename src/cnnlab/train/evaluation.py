@@ -1,12 +1,15 @@
-"""Evaluating a saved model on a data set (`cnnlab eval`)."""
+"""Evaluating a saved model on a data set (`cnnlab eval`), and its predictions one by one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from cnnlab.config import EvalConfig, TrainConfig
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
 from cnnlab.train.device import resolve_device
 from cnnlab.train.loop import EvalResult, evaluate
@@ -24,20 +27,46 @@ def evaluate_checkpoint(
     The checkpoint loads onto whatever device is here (a GPU checkpoint works on a CPU-only
     machine); the data set defaults to the one it was trained on.
     """
-    from cnnlab.data import load_dataset, make_loader
+    from cnnlab.data import make_loader
 
     if isinstance(checkpoint, EvalConfig):
         cfg = checkpoint
     else:
         cfg = EvalConfig.from_dict({"checkpoint": str(checkpoint), **options}, "evaluate")
     cfg.validate()
-    checkpoint = cfg.checkpoint
     target = resolve_device(cfg.device)
-    state = load_checkpoint(checkpoint, map_location=target)
+    state = load_checkpoint(cfg.checkpoint, map_location=target)
     model = rebuild_model(state, target)
-    # normalize=False: scaled below by the checkpoint's mean/std (what the model was trained
-    # on), not by the data's, so there is no need to compute those
-    data = load_dataset(cfg.dataset or state["dataset"], cfg.data_dir, normalize=False)
+    data = load_trained_data(state, cfg.checkpoint, cfg.dataset, cfg.data_dir)
+    loader = make_loader(data, "test", batch_size=cfg.batch_size, device=target)
+    startup_finished()
+    trained_with = TrainConfig.from_dict(state["config"])
+    loss_fn = make_loss(trained_with, data.num_classes, target)
+    return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)
+
+
+def load_trained_data(
+    state: dict[str, Any],
+    checkpoint: str | Path,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+):
+    """The data set a checkpoint was trained on (or `dataset`), split, resized and scaled as
+    it was trained: the test split is the one its test accuracy was measured on.
+
+    The images are scaled by the checkpoint's mean/std (what the model was trained on), not
+    by the data's, so those are not computed. A data set of another shape or number of
+    classes is a CheckpointError.
+    """
+    from cnnlab.data import load_dataset
+
+    trained = state.get("config") or {}
+    data = load_dataset(
+        dataset or state["dataset"], data_dir,
+        image_size=trained.get("image_size"),
+        val_fraction=trained.get("val_fraction", TrainConfig.val_fraction),
+        seed=trained.get("seed", TrainConfig.seed), normalize=False,
+    )  # fmt: skip
     data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
     saved_shape = tuple(state["input_shape"])
     if data.num_classes != len(state["class_names"]) or tuple(data.input_shape) != saved_shape:
@@ -46,8 +75,17 @@ def evaluate_checkpoint(
             f"at {'×'.join(map(str, saved_shape))}; {data.name} has {data.num_classes} classes "
             f"at {'×'.join(map(str, data.input_shape))}"
         )
-    loader = make_loader(data, "test", batch_size=cfg.batch_size, device=target)
-    startup_finished()
-    trained_with = TrainConfig.from_dict(state["config"])
-    loss_fn = make_loss(trained_with, data.num_classes, target)
-    return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)
+    return data
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities (N, K) float32, labels (N,) int64) over `loader`, on the CPU."""
+    model.eval()
+    probs, labels = [], []
+    for images, batch_labels in loader:
+        probs.append(torch.softmax(model(images).float(), dim=1).cpu())
+        labels.append(batch_labels.cpu())
+    if not probs:
+        raise CnnlabError("the evaluation split is empty; give a data set with test images")
+    return torch.cat(probs), torch.cat(labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -66,7 +67,11 @@ class RunOutputs:
                 "torchvision": _version("torchvision"),  # no import: it takes 2+ s
                 "cnnlab": _version("cnnlab"),
             }
-            facts = {**info, "versions": versions, "device": describe_device(device)}
+            started = _read_started(self.run_dir / "config.json")  # kept when resumed
+            facts = {
+                **info, "versions": versions, "device": describe_device(device),
+                "started": started or now(),
+            }  # fmt: skip
             atomic_write_text(self.run_dir / "config.json", json.dumps(facts, indent=2) + "\n")
 
     def checkpoint(self, state: dict[str, Any], filename: str) -> None:
@@ -99,6 +104,18 @@ class RunOutputs:
         self.progress.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def now() -> str:
+    """The local time as ISO 8601 with its UTC offset, to the second."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _read_started(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("started")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _version(package: str) -> str | None:

@@ -22,7 +22,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.train.optim import steps_per_batch
-from cnnlab.train.outputs import RunOutputs
+from cnnlab.train.outputs import RunOutputs, now
 from cnnlab.train.process import (
     seconds_since_process_start,
     startup_finished,
@@ -189,6 +189,7 @@ def end_epoch(
         )
         row.update(test_loss=result.loss, test_accuracy=result.accuracy)
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
+    row["time"] = now()  # when the epoch ended: the report's end time
     state.epoch, state.batch_in_epoch = epoch + 1, 0
     state.metrics.append(row)
     improved = row.get("test_accuracy", -1.0) > state.best_accuracy

@@ -1,0 +1,192 @@
+"""A trained model's predictions on its own test split, computed once and kept in the run folder.
+
+`load_predictions(run)` evaluates the run's best.pt (else last.pt) on the test split it was
+measured on and writes `RUN/predictions.npz`: per test image its label, the predicted class, the
+probability given to that class and to the true one, and the pixels of the few images a report
+shows (the 5×6 grid and the top losses), so plots and reports need neither the model nor the
+data again. The cache names the checkpoint's SHA-256: a run resumed to a new best.pt is
+evaluated again. It is an .npz of plain arrays, read with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.report.run_folder import RunRecord, read_run
+
+CACHE = "predictions.npz"
+CACHE_VERSION = 1
+GRID = (5, 6)  # rows, columns of the prediction grid (seed 003's figure)
+TOP_LOSSES = 16  # images in the top-losses view
+
+
+@dataclass
+class Predictions:
+    """Per test image (index i of the test split): labels[i], predicted[i], confidence[i] (the
+    probability of predicted[i]) and p_true[i]; `images` holds the pixels of `image_index`."""
+
+    checkpoint: str  # the file the predictions came from: best.pt or last.pt
+    digest: str  # its SHA-256
+    class_names: list[str]
+    labels: np.ndarray  # (N,) int64
+    predicted: np.ndarray  # (N,) int64
+    confidence: np.ndarray  # (N,) float32
+    p_true: np.ndarray  # (N,) float32
+    image_index: np.ndarray  # (M,) int64: test indices whose pixels are kept
+    images: np.ndarray  # (M, C, H, W) uint8
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predicted == self.labels).mean())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def image(self, index: int) -> np.ndarray:
+        """Pixels (C, H, W) uint8 of test image `index` (one of `image_index`)."""
+        where = np.flatnonzero(self.image_index == index)
+        if not len(where):
+            raise KeyError(f"test image {index} is not kept in the predictions")
+        return self.images[where[0]]
+
+    def grid_indices(self) -> np.ndarray:
+        """The first rows × columns test images: the prediction grid."""
+        return np.arange(min(GRID[0] * GRID[1], len(self.labels)))
+
+    def top_losses(self, n: int = TOP_LOSSES) -> np.ndarray:
+        """Test indices of the `n` wrong predictions made with the highest confidence."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        order = np.argsort(-self.confidence[wrong], kind="stable")
+        return wrong[order[:n]]
+
+    def confusion(self) -> np.ndarray:
+        """(K, K) counts: row = true class, column = predicted class."""
+        k = self.num_classes
+        return np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
+
+    def per_class_accuracy(self) -> np.ndarray:
+        """Accuracy per true class (NaN for a class with no test image)."""
+        matrix = self.confusion()
+        totals = matrix.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(matrix) / totals
+
+    def most_confused(self, n: int = 5) -> list[tuple[int, int, int]]:
+        """(true class, predicted class, count) of the `n` most frequent mistakes."""
+        matrix = self.confusion().copy()
+        np.fill_diagonal(matrix, 0)
+        order = np.argsort(-matrix, axis=None, kind="stable")[:n]
+        pairs = [(int(i // matrix.shape[1]), int(i % matrix.shape[1])) for i in order]
+        return [(t, p, int(matrix[t, p])) for t, p in pairs if matrix[t, p] > 0]
+
+
+def load_predictions(
+    run: str | Path | RunRecord, *, device: str = "auto", data_dir: str | Path | None = None
+) -> Predictions:
+    """The run's predictions: from RUN/predictions.npz when it matches the checkpoint, else
+    computed now (the model on the test split, once) and written there."""
+    from cnnlab.train.checkpoint import checkpoint_path
+
+    record = run if isinstance(run, RunRecord) else read_run(run)
+    path, _ = checkpoint_path(record.path)
+    digest = _sha256(path)
+    cached = _read_cache(record.path / CACHE, digest)
+    if cached is not None:
+        return cached
+    predictions = compute_predictions(path, digest, device=device, data_dir=data_dir)
+    _write_cache(record.path / CACHE, predictions)
+    return predictions
+
+
+def compute_predictions(
+    path: Path, digest: str, *, device: str = "auto", data_dir: str | Path | None = None
+) -> Predictions:
+    """Run the checkpoint at `path` over the test split it was trained against."""
+    import torch
+
+    from cnnlab.config import EVAL_BATCH_SIZE
+    from cnnlab.data import Split, make_loader
+    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.train.device import resolve_device
+    from cnnlab.train.evaluation import load_trained_data, predict
+    from cnnlab.train.process import startup_finished
+
+    target = resolve_device(device)
+    state = load_checkpoint(path, map_location=target)
+    model = rebuild_model(state, target)
+    data = load_trained_data(state, path, data_dir=data_dir)
+    batch_size = (state.get("config") or {}).get("eval_batch_size") or EVAL_BATCH_SIZE
+    startup_finished()
+    probs, labels = predict(model, make_loader(data, "test", batch_size=batch_size, device=target))
+    confidence, predicted = probs.max(dim=1)
+    p_true = probs.gather(1, labels[:, None])[:, 0]
+    result = Predictions(
+        checkpoint=path.name,
+        digest=digest,
+        class_names=list(state["class_names"]),
+        labels=labels.numpy(),
+        predicted=predicted.numpy(),
+        confidence=confidence.numpy(),
+        p_true=p_true.numpy(),
+        image_index=np.zeros(0, np.int64),
+        images=np.zeros((0, *state["input_shape"]), np.uint8),
+    )
+    kept = np.union1d(result.grid_indices(), result.top_losses()).astype(np.int64)
+    test = data.test
+    if isinstance(test, Split):
+        pixels = test.images[torch.from_numpy(kept)].numpy()
+    else:  # an image folder: decoded one by one
+        pixels = np.stack([test[int(i)][0].numpy() for i in kept]) if len(kept) else result.images
+    result.image_index, result.images = kept, pixels
+    return result
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+ARRAYS = ("labels", "predicted", "confidence", "p_true", "image_index", "images")
+
+
+def _read_cache(path: Path, digest: str) -> Predictions | None:
+    """The cached predictions, or None when absent, stale or unreadable (they are recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if int(saved["version"]) != CACHE_VERSION or str(saved["digest"]) != digest:
+                return None
+            return Predictions(
+                checkpoint=str(saved["checkpoint"]),
+                digest=digest,
+                class_names=[str(n) for n in saved["class_names"]],
+                **{name: saved[name] for name in ARRAYS},
+            )
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def _write_cache(path: Path, predictions: Predictions) -> None:
+    """Write atomically; a read-only run folder only means no cache."""
+    from cnnlab.files import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        version=np.array(CACHE_VERSION),
+        checkpoint=np.array(predictions.checkpoint),
+        digest=np.array(predictions.digest),
+        class_names=np.array(predictions.class_names),
+        **{name: getattr(predictions, name) for name in ARRAYS},
+    )
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, buffer.getvalue())
