@@ -8,10 +8,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnlab-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test demo lint format bench bench-full clean
+.PHONY: setup data browser test demo lint format bench bench-full clean
 
-## setup: make .venv, install cnnlab (editable, with dev tools), make Fashion-MNIST available
-setup: $(STAMP) data
+## setup: make .venv, install cnnlab (editable, with dev tools), make Fashion-MNIST and
+## Chromium (for the HTML report's browser tests) available
+setup: $(STAMP) data browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,20 @@ data:
 	    || echo "Fashion-MNIST: apt-get failed; cnnlab will download it on first use"; \
 	else \
 	  echo "Fashion-MNIST: not installed; cnnlab will download it into ~/.cache/cnnlab on first use"; \
+	fi
+
+## browser: Debian's chromium where apt-get can install it (the report's browser tests skip,
+## saying why, without it); Playwright drives it offline, so its own browser download is unused
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "Chromium: found at $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "Chromium: installing Debian's chromium"; \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 \
+	    || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+	    || echo "Chromium: apt-get failed; the browser tests will skip"; \
+	else \
+	  echo "Chromium: not installed; the browser tests will skip"; \
 	fi
 
 ## test: set up, then run the whole test suite (a few minutes on 2 CPU cores)

@@ -328,7 +328,54 @@ CASES = [
         "is a file",
     ),
     # --- plot and report ---
+    ("plot a missing run", lambda e: ["plot", str(e[R] / "gone")], "does not exist"),
+    (
+        "plot a truncated metrics.jsonl",
+        lambda e: ["plot", str(e["runs"] / "cut")],
+        "is not a complete JSON row",
+    ),
+    ("plot a run without config", lambda e: ["plot", str(e["runs"] / "noconfig")], "no config"),
+    ("plot a folder that is no run", lambda e: ["plot", str(e[R] / "empty")], "not a cnnlab run"),
+    (
+        "plot out is a file",
+        lambda e: ["plot", str(e["runs"] / "done"), "--out", str(e[R] / "a_file")],
+        "is a file",
+    ),
+    ("plot no run", lambda e: ["plot"], "required: run"),
     # --- compare ---
+    ("compare a missing folder", lambda e: ["compare", str(e[R] / "nope")], "does not exist"),
+    (
+        "compare a truncated run",
+        lambda e: ["compare", str(e["runs"] / "done"), str(e["runs"] / "cut")],
+        "not a complete JSON row",
+    ),
+    (
+        "compare a folder without config.json",
+        lambda e: ["compare", str(e["runs"] / "noconfig")],
+        "no config.json",
+    ),
+    ("compare without runs", lambda e: ["compare"], "RUN"),
+    (
+        "compare --out a file",
+        lambda e: ["compare", str(e["runs"] / "done"), "--out", str(e[R] / "a_file")],
+        "is a file",
+    ),
+    (
+        "compare --html in a missing folder",
+        lambda e: ["compare", str(e["runs"] / "done"), "--html", str(e[R] / "nowhere" / "c.html")],
+        "does not exist",
+    ),
+    ("seeds not numbers", lambda e: train(e, "--seeds", "0,x"), "--seeds expects whole numbers"),
+    ("seeds empty", lambda e: train(e, "--seeds", ""), "--seeds expects whole numbers"),
+    ("seeds repeated", lambda e: train(e, "--seeds", "0,1,0"), "seed 0 is given twice"),
+    ("seeds negative", lambda e: train(e, "--seeds=-1,2"), "0 or more"),
+    ("seeds and seed", lambda e: train(e, "--seeds", "0,1", "--seed", "3"), "not both"),
+    (
+        "seeds and resume",
+        lambda e: ["train", "--resume", str(e["runs"] / "done"), "--seeds", "0,1"],
+        "--seeds or --resume",
+    ),
+    ("seeds with a bad lr", lambda e: train(e, "--seeds", "0,1", "--lr", "0"), "lr must be"),
 ]
 
 

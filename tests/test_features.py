@@ -19,13 +19,13 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.data.images import normalize, read_image
 from cnnlab.errors import DataFormatError, ModelError
+from cnnlab.figures import render_png
 from cnnlab.inspect import conv_filters, feature_maps, plot_feature_maps, plot_filters
 from cnnlab.inspect.features import (
     DPI,
     INPUT_SIZE,
     grid_layout,
     maps_filename,
-    render_png,
     write_features,
 )
 from cnnlab.train.checkpoint import (

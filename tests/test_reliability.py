@@ -54,6 +54,7 @@ def argv(data: str, out: Path, name: str, *extra: str) -> list[str]:
         "lines",
         "--log-every",
         "8",
+        "--no-report",
         *extra,
     ]
 
@@ -146,8 +147,9 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
 
 def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, tmp_path):
     process = subprocess.Popen(
-        argv(data, tmp_path, "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        argv(data, tmp_path, "run", "--report"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "metrics.jsonl").exists() and time.monotonic() < deadline:
         time.sleep(0.01)  # the run directory exists: training has started
@@ -157,6 +159,7 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, t
     assert process.returncode == 143, err
     assert f"Resume with: cnnlab train --resume {tmp_path / 'run'}" in err
     assert read_step(tmp_path / "run" / "last.pt")[0] > 0
+    assert not (tmp_path / "run" / "report.html").exists()  # written when the run ends
     resumed = subprocess.run(
         [sys.executable, "-m", "cnnlab", "train", "--resume", str(tmp_path / "run")],
         capture_output=True,
@@ -165,6 +168,7 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, t
     )
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(straight, tmp_path / "run")
+    assert (tmp_path / "run" / "report.html").is_file()
 
 
 def test_sigint_exits_130_with_a_checkpoint(data, tmp_path):

@@ -1,11 +1,13 @@
-"""The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features.
+"""The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features,
+plot, report and compare.
 
 Each command's options are generated from its config dataclass (config.py) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
 commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets), summary.py
-(summary), convcalc.py (convcalc, params), features.py (features). Bad input ends in one line
-on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after saving.
-Nothing here imports torch before a command needs it, so `--help` answers at once.
+(summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot), report.py
+(report), compare.py (compare). Bad input ends in one line on stderr and exit code 2; a run
+stopped by SIGINT / SIGTERM exits 130 / 143 after saving. Nothing here imports torch before a
+command needs it, so `--help` answers at once.
 """
 
 from __future__ import annotations
@@ -14,12 +16,22 @@ import argparse
 import gc
 import sys
 
-from cnnlab.cli import catalog, convcalc, evaluate, features, summary, train
+from cnnlab.cli import (
+    catalog,
+    compare,
+    convcalc,
+    evaluate,
+    features,
+    plot,
+    report,
+    summary,
+    train,
+)  # fmt: skip
 from cnnlab.cli.options import Parser, UsageError
 from cnnlab.errors import CnnlabError
 
 # each module's `add_commands(subparsers)`
-COMMANDS = (train, evaluate, catalog, summary, convcalc, features)
+COMMANDS = (train, evaluate, catalog, summary, convcalc, features, plot, report, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"unrecognized arguments: {' '.join(unknown)}; see `cnnlab {args.command} --help`"
             )
-        return args.run(args) or 0
+        return args.handler(args) or 0
     except SystemExit as done:  # --help, and argparse's own exits
         return done.code if isinstance(done.code, int) else 0
     except (CnnlabError, UsageError) as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 from typing import Any
 
@@ -51,13 +52,14 @@ def add_command(
     leading: tuple[tuple[str, dict[str, Any]], ...] = (),
     **kwargs: Any,
 ) -> argparse.ArgumentParser:
-    """The subcommand `cls.command` calling `run(namespace)`: the `leading` options that are
-    not config fields (flag, add_argument keywords), then one per field of `cls`."""
+    """The subcommand `cls.command` calling `run(namespace)` (kept as `namespace.handler`):
+    the `leading` options that are not config fields (flag, add_argument keywords), then one
+    per field of `cls`."""
     parser = subparsers.add_parser(cls.command, help=help, description=description, **kwargs)
     for flag, options in leading:
         parser.add_argument(flag, **options)
     add_config_options(parser, cls)
-    parser.set_defaults(run=run)
+    parser.set_defaults(handler=run)  # not `run`: a command may have a RUN argument
     return parser
 
 
@@ -134,3 +136,56 @@ def parse_numbers(name: str, text: str) -> list[float]:
         raise ConfigError(
             f"{flag_name(name)} expects numbers separated by commas, got {text!r}"
         ) from None
+
+
+def command_line(
+    cls: type, values: dict[str, Any], leave_out: tuple[str, ...] = (), always: tuple[str, ...] = ()
+) -> list[str]:
+    """The flags that give `values` (those that differ from the defaults, and the `always`
+    ones): the inverse of `given_values`, so a report can print the command that runs a config
+    again."""
+    kinds = field_types(cls)
+    argv: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name in leave_out or f.name not in values:
+            continue
+        value, default = values[f.name], field_default(f)
+        if _same(value, default) and f.name not in always:
+            continue
+        kind, flag = kinds[f.name].kind, f.metadata["flag"] or flag_name(f.name)
+        if f.metadata["argument"]:
+            argv.append(str(value))
+        elif kind is bool:
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif kind is dict:
+            for key, item in value.items():
+                argv += ["--model-arg", f"{key}={_toml_literal(item)}"]
+        elif kind in (list, tuple):
+            argv += [flag, ",".join(_number(v) for v in value)]
+        elif value is not None:
+            argv += [flag, _number(value) if kind is float else str(value)]
+    return argv
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, list | tuple) and isinstance(default, list | tuple):
+        return list(value) == list(default)
+    return value == default
+
+
+def _number(value: Any) -> str:
+    """1.0 → "1", 0.001 → "0.001": the shortest text that reads back as the same float."""
+    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _toml_literal(value: Any) -> str:
+    """A --model-arg value parse_key_value reads back as `value`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        try:  # a plain word reads back as itself; anything TOML would parse is quoted
+            tomllib.loads(f"v = {value}")
+        except tomllib.TOMLDecodeError:
+            return value
+        return json.dumps(value)
+    return json.dumps(value)

@@ -1,4 +1,4 @@
-"""`cnnlab train`: one flag per TrainConfig field, plus --recipe and --resume."""
+"""`cnnlab train`: one flag per TrainConfig field, plus --recipe, --resume and --seeds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from cnnlab.errors import ConfigError
 
 RECIPE_HELP = "TOML recipe with defaults; flags override it"
 RESUME_HELP = "continue the run in this folder from last.pt"
+SEEDS_HELP = (
+    "train once per seed, one run folder each (NAME-seedK), then compare them: mean ± std of "
+    "test accuracy over seeds"
+)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -21,25 +25,36 @@ def add_commands(subparsers: Any) -> None:
         description=(
             "Train a model. Use a recipe (--recipe recipes/lenet-fashion-mnist.toml), flags, "
             "or both; flags override the recipe. Writes runs/NAME/: config.json, "
-            "metrics.jsonl, TensorBoard events, last.pt and best.pt."
+            "metrics.jsonl, TensorBoard events, last.pt and best.pt. --seeds 0,1,2 trains "
+            "the same config once per seed (runs/NAME-seed0, ...) and prints their accuracy "
+            "as mean ± std."
         ),
-        usage="cnnlab train [--recipe FILE | --resume RUN_DIR] [OPTIONS]",
+        usage="cnnlab train [--recipe FILE | --resume RUN_DIR] [--seeds 0,1,2] [OPTIONS]",
         leading=(
             ("--recipe", dict(type=Path, metavar="FILE", help=RECIPE_HELP)),
             ("--resume", dict(type=Path, metavar="RUN_DIR", help=RESUME_HELP)),
+            ("--seeds", dict(metavar="0,1,2", help=SEEDS_HELP)),
         ),
     )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> None:
+    overrides = given_values(args, TrainConfig)
+    if args.seeds is not None:
+        run_seeds(args, overrides)
+        return
     from cnnlab.train import fit, resume_run
 
-    overrides = given_values(args, TrainConfig)
     if args.resume is not None:
         if args.recipe is not None:
             raise ConfigError("give --recipe or --resume, not both (a run keeps its own recipe)")
         resume_run(args.resume, **overrides)
         return
+    fit(TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train"))
+
+
+def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's values (if any), its run name, then the flags on top."""
     values: dict[str, Any] = load_recipe(args.recipe) if args.recipe is not None else {}
     if args.recipe is not None and "name" not in values and "name" not in overrides:
         from cnnlab.train.run_dir import timestamp
@@ -47,4 +62,25 @@ def run_train(args: argparse.Namespace) -> None:
         # a recipe names its runs, with a timestamp so running it again starts a new run
         values["name"] = f"{args.recipe.stem}-{timestamp()}"
     values.update(overrides)
-    fit(TrainConfig.from_dict(values, source="cnnlab train"))
+    return values
+
+
+def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """--seeds: every check first (seeds, config, every run folder), then one run per seed,
+    then the compare table of those runs."""
+    from cnnlab.train.seeds import parse_seeds
+
+    if args.resume is not None:
+        raise ConfigError(
+            "give --seeds or --resume, not both; resume each seed's run folder on its own"
+        )
+    if "seed" in overrides:
+        raise ConfigError("give --seeds or --seed, not both (--seeds 0,1,2 sets each run's seed)")
+    seeds = parse_seeds(args.seeds)
+    cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train").validate()
+
+    from cnnlab.report.compare import compare
+    from cnnlab.train.seeds import train_seeds
+
+    results = train_seeds(cfg, seeds)  # checks every seed's run folder before the first trains
+    print(compare([result.run_dir for result in results]))

@@ -6,6 +6,7 @@
     plot_filters(model)                  # the first conv layer's weights, a matplotlib Figure
     plot_feature_maps(maps)              # one Figure per conv layer
     write_features("runs/lenet", index=3)   # all of it as PNG files: `cnnlab features`
+    feature_figures(model, state, pixels, "test image 0")   # the same figures, of pixels in hand
 
 "Every conv layer" is every nn.Conv2d the forward pass calls, in the order it calls them, found
 with forward hooks during one pass and named by module path (`0`, `features.3`, `conv1`; a
@@ -22,7 +23,6 @@ before reading them.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from torch import nn
 
 from cnnlab.config import FeaturesConfig
 from cnnlab.errors import ConfigError, ModelError
+from cnnlab.figures import render_png
 from cnnlab.train.device import model_device
 
 if TYPE_CHECKING:
@@ -308,20 +309,6 @@ def _titles(fig: Figure, title: str, subtitle: str) -> None:
     fig.text(0.5, 1 - 0.24 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
 
 
-def render_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes: RGB (no alpha), white background, of its exact pixel size."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    canvas = FigureCanvasAgg(fig)
-    fig.set_facecolor("white")
-    canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="png", optimize=True)
-    return buffer.getvalue()
-
-
 # --- files ------------------------------------------------------------------------------------
 
 
@@ -365,11 +352,11 @@ def write_features(
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output folder {folder} is a file; give --out a folder")
     pngs = _render_all(cfg, path)
-    return _write_all(folder, pngs)
+    return write_pngs(folder, pngs)
 
 
 def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
-    from cnnlab.data.images import normalize, read_image
+    from cnnlab.data.images import read_image
     from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.train.device import resolve_device
     from cnnlab.train.process import startup_finished
@@ -379,10 +366,10 @@ def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
     channels, height, width = (int(n) for n in state["input_shape"])
     if cfg.image is not None:
         pixels = read_image(cfg.image, channels, (height, width))
-        title, label = f"input: {_short(Path(cfg.image).name)}", None
+        title, label = f"input: {shorten(Path(cfg.image).name)}", None
     else:
         pixels, label, source = _test_image(cfg, state, path)
-        title = f"input: test image {cfg.index} of {_short(source)}"
+        title = f"input: test image {cfg.index} of {shorten(source)}"
     model = rebuild_model(state, target)
     if not conv_layers(model):
         raise ModelError(
@@ -390,6 +377,24 @@ def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
             "feature maps to show"
         )
     startup_finished()
+    figures = feature_figures(model, state, pixels, title, label)
+    return [(name, render_png(fig)) for name, fig in figures]
+
+
+def feature_figures(
+    model: nn.Module,
+    state: dict[str, Any],
+    pixels: torch.Tensor | np.ndarray,
+    title: str,
+    label: str | None = None,
+) -> list[tuple[str, Figure]]:
+    """input.png, filters.png and maps-NN-<layer>.png of one uint8 (C, H, W) image that is
+    already in hand, through `model` (rebuilt from the checkpoint `state`, whose mean, std and
+    class names it reads). `title` names the image; `label` is its class, if known."""
+    from cnnlab.data.images import normalize
+
+    pixels = torch.as_tensor(pixels)
+    channels, height, width = pixels.shape
     x = normalize(pixels, state["mean"], state["std"])
     maps, logits = run_with_hooks(model, x)
     if not maps:
@@ -405,10 +410,10 @@ def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
     figures.append(("filters.png", plot_filters(model, next(iter(maps)))))
     names = [maps_filename(n, layer) for n, layer in enumerate(maps, 1)]
     figures += zip(names, plot_feature_maps(maps), strict=True)
-    return [(name, render_png(fig)) for name, fig in figures]
+    return figures
 
 
-def _short(text: str, limit: int = 40) -> str:
+def shorten(text: str, limit: int = 40) -> str:
     """`text`, or its start and end around an ellipsis when it is longer than `limit`."""
     if len(text) <= limit:
         return text
@@ -439,7 +444,9 @@ def _test_image(
     return pixels, label_name, data.name
 
 
-def _write_all(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
+def write_pngs(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
+    """Write each (file name, PNG bytes) into `folder` (made if needed), each file atomically,
+    readable by all; a ConfigError names the file that could not be written."""
     from cnnlab.files import atomic_write
 
     try:

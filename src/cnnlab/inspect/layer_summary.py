@@ -27,6 +27,9 @@ from cnnlab.inspect.receptive import Field, trace
 from cnnlab.train.device import model_device
 
 DEFAULT_DEPTH = 3
+COLUMNS = (
+    "layer", "type", "output shape", "params", "mult-adds", "receptive field", "jump", "start",
+)  # fmt: skip
 
 
 @dataclass
@@ -97,17 +100,15 @@ class ModelSummary:
         from rich import box
         from rich.table import Table
 
-        table = Table(
-            "layer", "type", "output shape", "params", "mult-adds", "receptive field", "jump",
-            "start", box=box.SIMPLE_HEAD, title=self._title(),
-        )  # fmt: skip
+        table = Table(*COLUMNS, box=box.SIMPLE_HEAD, title=self.title())
         for column in table.columns[3:]:
             column.justify = "right"
         for row in self.shown_rows:
-            table.add_row(*self._cells(row))
+            table.add_row(*self.cells(row))
         return table
 
-    def _cells(self, row: LayerRow) -> list[str]:
+    def cells(self, row: LayerRow) -> list[str]:
+        """The row's table cells, as text (one per COLUMNS)."""
         at_limit = row.depth == self.depth
         show_totals = row.leaf or at_limit
         params = "(repeated)" if row.repeated and row.params else _count(row.params, show_totals)
@@ -132,7 +133,7 @@ class ModelSummary:
             text += "*"
         return text + ("" if row.aligned else "!")
 
-    def _title(self) -> str:
+    def title(self) -> str:
         source = f" from {self.source}" if self.source else ""
         return f"{self.model_name}{source}, input {self.batch}×" + "×".join(
             map(str, self.input_shape)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.errors import RunFolderError
 from cnnlab.report.run_folder import RunRecord, read_run
 
 CACHE = "predictions.npz"
@@ -96,6 +97,10 @@ def load_predictions(
 
     record = run if isinstance(run, RunRecord) else read_run(run)
     path, _ = checkpoint_path(record.path)
+    if not path.is_file():
+        raise RunFolderError(
+            f"{record.path} has no best.pt or last.pt: there is no trained model to look at"
+        )
     digest = _sha256(path)
     cached = _read_cache(record.path / CACHE, digest)
     if cached is not None:

@@ -50,11 +50,9 @@ class RunRecord:
 
     @property
     def wall_seconds(self) -> float:
-        """Training and evaluation time over all epochs, plus the start-up of the first."""
-        rows = self.metrics
-        return sum(r.get("epoch_seconds") or 0.0 for r in rows) + sum(
-            r.get("startup_seconds") or 0.0 for r in rows
-        )
+        """Training and evaluation time over all epochs (the process's start-up left out:
+        it depends on how the run was started, not on what it trained)."""
+        return sum(row.get("epoch_seconds") or 0.0 for row in self.metrics)
 
     @property
     def examples_per_second(self) -> float | None:

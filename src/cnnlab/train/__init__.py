@@ -34,6 +34,7 @@ _WHERE = {
     "evaluate": "loop",
     "train_one_epoch": "loop",
     "TrainingInterrupted": "signals",
+    "train_seeds": "seeds",
 }
 __all__ = sorted(_WHERE)
 

@@ -97,6 +97,21 @@ class RunOutputs:
             self.tensorboard.flush()
         self.progress.end_epoch(row)
 
+    def report(self, device: str, data_dir: str | None) -> None:
+        """report.html of the finished run; a report that cannot be made (its data set gone,
+        say) is a message, not a failure: the trained run is there either way."""
+        if not self.writes:
+            return
+        from cnnlab.errors import CnnlabError
+        from cnnlab.report.run_report import write_report
+
+        try:
+            path = write_report(self.run_dir, device=device, data_dir=data_dir)
+        except CnnlabError as err:
+            self.message(f"report not written: {err}; try `cnnlab report {self.run_dir}`")
+            return
+        self.message(f"report: {path}")
+
     def message(self, text: str) -> None:
         self.progress.message(text)
 

@@ -91,3 +91,16 @@ def seconds_since_process_start() -> float | None:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
+
+
+_first_step_taken = False
+
+
+def startup_seconds_once() -> float | None:
+    """seconds_since_process_start() at the first training step of this process, and None for
+    every later run in it (`--seeds`, a loop in Python): their wait is not the process's."""
+    global _first_step_taken
+    if _first_step_taken:
+        return None
+    _first_step_taken = True
+    return seconds_since_process_start()

@@ -24,8 +24,8 @@ from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_
 from cnnlab.train.optim import steps_per_batch
 from cnnlab.train.outputs import RunOutputs, now
 from cnnlab.train.process import (
-    seconds_since_process_start,
     startup_finished,
+    startup_seconds_once,
     torch_settings_restored,
 )
 from cnnlab.train.resume_rules import resume_config
@@ -94,6 +94,8 @@ def run(session: Session) -> TrainResult:
     finally:
         session.close()
         outputs.close()
+    if cfg.report:  # only when every epoch ran: an interrupted run reports when resumed
+        outputs.report(cfg.device, cfg.data_dir)
     outputs.message(f"run directory: {session.run_dir}")
     return TrainResult(session.run_dir, session.model, session.state.metrics)
 
@@ -121,7 +123,7 @@ class StepHook:
         session, state, sums = self.session, self.session.state, self.session.sums
         cfg = session.cfg
         if self.first_of_process and self.startup_seconds is None:
-            self.startup_seconds = seconds_since_process_start()
+            self.startup_seconds = startup_seconds_once()
         state.step += 1
         state.batch_in_epoch += 1
         self.outputs.progress.advance()

@@ -1,0 +1,32 @@
+"""`cnnlab report RUN`: one self-contained HTML page about a run (RUN/report.html)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cnnlab.cli.options import add_command, given_values
+from cnnlab.config import ReportConfig
+
+
+def add_commands(subparsers: Any) -> None:
+    add_command(
+        subparsers, ReportConfig, run_report,
+        help="write a run's HTML report: settings, summary, epochs, plots, per-class accuracy",
+        description=(
+            "Write one self-contained HTML page about a run (RUN/report.html): what ran and "
+            "the command that runs it again, the environment, the model summary with "
+            "receptive fields, the per-epoch table, the plots of `cnnlab plot`, accuracy per "
+            "class and the checkpoints. Images are embedded and nothing is fetched from a "
+            "network, so the page opens offline, mails as one file and prints. `cnnlab train` "
+            "writes it when a run ends."
+        ),
+    )  # fmt: skip
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from cnnlab.report.run_report import write_report
+
+    cfg = ReportConfig.from_dict(given_values(args, ReportConfig), source="cnnlab report")
+    path = write_report(cfg)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

@@ -1,0 +1,471 @@
+"""Runs side by side: `cnnlab compare RUN...`, and the table `cnnlab train --seeds` ends with.
+
+    c = compare(["runs/lenet-seed0", "runs/lenet-seed1", "runs/lenet-wd-seed0"], html="c.html")
+    print(c)                        # the table, then the warnings
+    c.rows[0].final.mean, c.rows[0].final.std, c.differing
+
+Runs whose TrainConfig values differ only in `seed` are one row (a group): its n, and the mean
+± sample standard deviation (n - 1) of the runs' final and best test accuracy. Settings that
+decide where and how fast a run goes, not what it learns (`resumable_fields()` but epochs),
+and the run's name, folder and --overwrite, are not settings here: two runs that differ only
+in them are seeds of one experiment too. The table shows the settings that differ between rows,
+and nothing else, so what changed is what you read. Rows are sorted by mean final accuracy,
+best first, and the warnings say when that order may be seed noise (spreads that overlap) or
+cannot be judged (a single run has no measured spread).
+
+Only files are read (config.json, metrics.jsonl): no torch, no model, no data. matplotlib is
+imported only when curves are drawn (`html=` or `out=`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.errors import ConfigError
+from cnnlab.figures import render_png
+from cnnlab.files import atomic_write
+from cnnlab.report import html as H
+from cnnlab.report.run_folder import RunRecord, read_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+CURVES = "compare-curves.png"  # the file `out=` gets
+DPI = 100
+# not what a run learns: runs differing only in these (and seed) are one experiment
+NOT_SETTINGS = frozenset((resumable_fields() - {"epochs"}) | {"name", "out_dir", "overwrite"})
+SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$")
+STYLES = ("-", "--", ":", "-.")  # after ten rows the colours come back with another line style
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation of `values` (std is None for fewer than two)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.mean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) >= 2 else None
+
+    def __str__(self) -> str:
+        if self.mean is None:
+            return "-"
+        return f"{self.mean:.4f}" + (f" ± {self.std:.4f}" if self.std is not None else "")
+
+
+@dataclass
+class Row:
+    """One experiment: runs that differ only in seed."""
+
+    label: str
+    runs: list[RunRecord]
+    settings: dict[str, Any]  # the TrainConfig values they share (seed and NOT_SETTINGS left out)
+    final: Spread  # final test accuracy of each run
+    best: Spread  # best test accuracy of each run
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[Any]:
+        return [run.config.get("seed") for run in self.runs]
+
+    @property
+    def parameters(self) -> int | None:
+        return self.runs[0].info.get("parameters")
+
+    @property
+    def epochs(self) -> str:
+        """Epochs done; `3/10` for a run that stopped early, `5,10` when its runs disagree."""
+        done = []
+        for run in self.runs:
+            planned, finished = run.config.get("epochs"), len(run.metrics)
+            text = str(finished) if planned in (None, finished) else f"{finished}/{planned}"
+            if text not in done:
+                done.append(text)
+        return ",".join(done)
+
+    @property
+    def wall_seconds(self) -> float:
+        return statistics.mean(run.wall_seconds for run in self.runs)
+
+    @property
+    def examples_per_second(self) -> float | None:
+        speeds = [s for s in (run.examples_per_second for run in self.runs) if s]
+        return statistics.mean(speeds) if speeds else None
+
+
+@dataclass
+class Comparison:
+    """The rows (best mean final accuracy first), the settings that differ between them, the
+    warnings, and the files written. `str(comparison)` is the table and the warnings."""
+
+    rows: list[Row]
+    differing: list[str]
+    warnings: list[str]
+    written: list[Path] = field(default_factory=list)
+
+    NUMERIC = ("n", "parameters", "epochs", "wall time", "examples/s")
+
+    @property
+    def header(self) -> list[str]:
+        return [
+            "run", "n", "final test acc", "best test acc", "parameters", "epochs", "wall time",
+            "examples/s", *self.differing,
+        ]  # fmt: skip
+
+    def cells(self) -> list[list[str]]:
+        """The table's rows as text, in the order of `header`."""
+        return [
+            [
+                row.label, str(row.n), str(row.final), str(row.best),
+                _thousands(row.parameters), row.epochs, _duration(row.wall_seconds),
+                _thousands(row.examples_per_second),
+                *(_setting(row.settings.get(name)) for name in self.differing),
+            ]
+            for row in self.rows
+        ]  # fmt: skip
+
+    def numeric_columns(self) -> list[int]:
+        return [i for i, name in enumerate(self.header) if name in self.NUMERIC]
+
+    def table(self) -> str:
+        """The aligned plain-text table: numbers right-aligned, text left."""
+        header, cells, right = self.header, self.cells(), set(self.numeric_columns())
+        widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+
+        def line(values: Sequence[str]) -> str:
+            parts = [
+                v.rjust(w) if i in right else v.ljust(w)
+                for i, (v, w) in enumerate(zip(values, widths, strict=True))
+            ]
+            return "  ".join(parts).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([line(header), rule, *(line(r) for r in cells)])
+
+    def __str__(self) -> str:
+        return "\n".join([self.table(), *(f"warning: {w}" for w in self.warnings)])
+
+
+def compare(
+    runs: Iterable[str | Path | RunRecord],
+    *,
+    html: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Comparison:
+    """Compare run folders: the table (and warnings), and, when asked, the overlaid curves as
+    `out/compare-curves.png` and a self-contained HTML page `html`.
+
+    Every folder is read first and every output place checked before anything is computed or
+    written: a bad folder is a RunFolderError, a bad place a ConfigError, both in one line.
+    """
+    records = _read_all(runs)
+    html_path, out_dir = _check_outputs(html, out)
+    comparison = build_comparison(records)
+    if html_path is None and out_dir is None:
+        return comparison
+    png = render_png(plot_curves(comparison))
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create {out_dir}: {err.strerror}; choose another --out"
+            ) from None
+        _write(out_dir / CURVES, png)
+        comparison.written.append(out_dir / CURVES)
+    if html_path is not None:
+        _write(html_path, html_page(comparison, png).encode("utf-8"))
+        comparison.written.append(html_path)
+    return comparison
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically, readable by all (mkstemp's default is owner only), or a one-line error."""
+    try:
+        atomic_write(path, lambda f: f.write(data), mode=0o644)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _read_all(runs: Iterable[str | Path | RunRecord]) -> list[RunRecord]:
+    records: list[RunRecord] = []
+    seen: set[Path] = set()
+    for run in runs:
+        record = run if isinstance(run, RunRecord) else read_run(run)
+        where = record.path.resolve()
+        if where not in seen:  # a folder given twice (a glob and its name) is one run
+            seen.add(where)
+            records.append(record)
+    if not records:
+        raise ConfigError("give at least one run folder to compare")
+    return records
+
+
+def _check_outputs(
+    html: str | Path | None, out: str | Path | None
+) -> tuple[Path | None, Path | None]:
+    html_path = Path(html) if html is not None else None
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir} is a file; give a folder for the PNG files")
+        for parent in out_dir.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ConfigError(f"--out {out_dir}: {parent} is a file; give another folder")
+                break
+    if html_path is not None:
+        if html_path.is_dir():
+            raise ConfigError(f"--html {html_path} is a folder; give a file name like compare.html")
+        parent = html_path.parent
+        if not parent.is_dir():
+            what = "is a file" if parent.exists() else "does not exist"
+            raise ConfigError(f"--html {html_path}: the folder {parent} {what}; create it first")
+    return html_path, out_dir
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def settings_of(run: RunRecord) -> dict[str, Any]:
+    """What a run learns from: its TrainConfig values (defaults filling keys an older cnnlab did
+    not write), without seed and NOT_SETTINGS."""
+    values = {**TrainConfig().to_dict(), **run.config}
+    return {k: v for k, v in values.items() if k not in NOT_SETTINGS and k != "seed"}
+
+
+def build_comparison(records: Sequence[RunRecord]) -> Comparison:
+    """Group the runs, sort the rows, find the differing settings, write the warnings."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        key = json.dumps(settings_of(record), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda r: (_seed_order(r.config.get("seed")), r.name))
+        rows.append(
+            Row(
+                label=_label(members),
+                runs=members,
+                settings=settings_of(members[0]),
+                final=Spread(tuple(v for v in map(_final_accuracy, members) if v is not None)),
+                best=Spread(tuple(r.best_accuracy for r in members if r.best_accuracy is not None)),
+            )
+        )
+    rows.sort(key=lambda r: (r.final.mean is None, -(r.final.mean or 0.0), r.label))
+    _unique_labels(rows)
+    return Comparison(rows, differing_settings(rows), warnings_for(rows))
+
+
+def differing_settings(rows: Sequence[Row]) -> list[str]:
+    """The settings whose values are not the same in every row, in TrainConfig's order (epochs
+    has its own column)."""
+    names = list(TrainConfig().to_dict())
+    names += sorted({k for row in rows for k in row.settings} - set(names))
+    return [
+        name
+        for name in names
+        if name != "epochs"
+        and len({json.dumps(row.settings.get(name), sort_keys=True, default=str) for row in rows})
+        > 1
+    ]
+
+
+def warnings_for(rows: Sequence[Row]) -> list[str]:
+    """Where the table's order may mislead: overlapping spreads, single runs, unfinished runs."""
+    warnings = []
+    spread = [r for r in rows if r.final.n >= 2]
+    for i, a in enumerate(spread):
+        for b in spread[i + 1 :]:
+            assert a.final.mean is not None and b.final.mean is not None
+            assert a.final.std is not None and b.final.std is not None
+            if abs(a.final.mean - b.final.mean) <= a.final.std + b.final.std:
+                warnings.append(
+                    f"{a.label} and {b.label} overlap ({_short(a.final)} vs {_short(b.final)}): "
+                    "their order may be seed noise"
+                )
+    single = [r.label for r in rows if r.n == 1]
+    if single:
+        which = "it has" if len(single) == 1 else "they have"
+        warnings.append(
+            f"single run{'s' if len(single) > 1 else ''} ({', '.join(single)}): {which} no "
+            "measured spread, so an order against it may be seed noise; train with several "
+            "seeds to measure it (`cnnlab train --seeds 0,1,2 ...`)"
+        )
+    for row in rows:
+        for run in row.runs:
+            planned = run.config.get("epochs")
+            if planned is not None and len(run.metrics) < planned:
+                warnings.append(
+                    f"{run.name} stopped after {len(run.metrics)} of {planned} epochs; finish "
+                    f"it with `cnnlab train --resume {run.path}`"
+                )
+    return warnings
+
+
+def _final_accuracy(run: RunRecord) -> float | None:
+    """The last test accuracy the run measured (its last epoch's, unless it stopped between
+    evaluations)."""
+    values = [v for v in run.column("test_accuracy") if v is not None]
+    return values[-1] if values else None
+
+
+def _label(runs: Sequence[RunRecord]) -> str:
+    """The runs' common name: `lenet` for lenet-seed0 and lenet-seed1, the name of a lone run."""
+    if len(runs) == 1:
+        return runs[0].name
+    stems = {SEED_SUFFIX.sub("", run.name) or run.name for run in runs}
+    if len(stems) == 1:
+        return stems.pop()
+    prefix = _common_prefix([run.name for run in runs]).rstrip("-_. ")
+    return prefix if len(prefix) >= 3 else f"{runs[0].name} (+{len(runs) - 1})"
+
+
+def _common_prefix(names: Sequence[str]) -> str:
+    first, last = min(names), max(names)
+    size = 0
+    while size < min(len(first), len(last)) and first[size] == last[size]:
+        size += 1
+    return first[:size]
+
+
+def _unique_labels(rows: Sequence[Row]) -> None:
+    """Two rows of the same name (same run names in two folders) get `#2`, `#3`..."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[row.label] = seen.get(row.label, 0) + 1
+        if seen[row.label] > 1:
+            row.label = f"{row.label} #{seen[row.label]}"
+
+
+def _seed_order(seed: Any) -> tuple[int, str]:
+    return (seed, "") if isinstance(seed, int) else (1 << 62, str(seed))
+
+
+def _short(spread: Spread) -> str:
+    return f"{spread.mean:.3f} ± {spread.std:.3f}"
+
+
+def _thousands(value: float | None) -> str:
+    return "-" if value is None else f"{round(value):,}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _setting(value: Any) -> str:
+    """A setting as the table shows it: `0.0005`, `true`, `0.9,0.999`, `n_chans1=32`, `-`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_setting(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_setting(v)}" for k, v in sorted(value.items())) or "-"
+    return str(value)
+
+
+# --- curves and the page --------------------------------------------------------------------
+
+
+def plot_curves(comparison: Comparison) -> Figure:
+    """Test accuracy and train loss per epoch of every run, overlaid; one colour per row."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    colours = colormaps["tab10"].colors
+    fig = Figure(figsize=(12, 4.2), dpi=DPI, layout="constrained")
+    accuracy, loss = fig.subplots(1, 2)
+    handles = []
+    last_epoch = max(r["epoch"] for row in comparison.rows for run in row.runs for r in run.metrics)
+    for i, row in enumerate(comparison.rows):
+        colour, style = colours[i % len(colours)], STYLES[i // len(colours) % len(STYLES)]
+        for j, run in enumerate(row.runs):
+            label = f"{row.label} (n={row.n})" if j == 0 else None
+            kw = dict(color=colour, linestyle=style, linewidth=1.4, alpha=0.85)
+            points = [(r["epoch"], r["test_accuracy"]) for r in run.metrics
+                      if r.get("test_accuracy") is not None]  # fmt: skip
+            marker = "o" if len(run.metrics) <= 30 else None
+            if points:
+                (line,) = accuracy.plot(*zip(*points, strict=True), marker=marker, ms=3, **kw)
+                if label:
+                    line.set_label(label)
+                    handles.append(line)
+            losses = [(r["epoch"], r["train_loss"]) for r in run.metrics
+                      if r.get("train_loss") is not None]  # fmt: skip
+            if losses:
+                loss.plot(*zip(*losses, strict=True), marker=marker, ms=3, **kw)
+    for axes, title in ((accuracy, "test accuracy"), (loss, "train loss")):
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        if last_epoch <= 1:  # one point per run: an axis of one whole epoch, not 0.96-1.04
+            axes.set_xlim(0.5, 1.5)
+            axes.set_xticks([1])
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+def html_page(comparison: Comparison, png: bytes) -> str:
+    """One self-contained page: the table, the warnings, the curves, and every run."""
+    rows = comparison.rows
+    table = H.table(comparison.header, comparison.cells(), comparison.numeric_columns())
+    notes = "".join(H.paragraph(w, "warn") for w in comparison.warnings)
+    runs_header = ["row", "run", "seed", "final test acc", "best test acc", "epochs", "wall time",
+                   "started", "device", "folder"]  # fmt: skip
+    runs_rows = [
+        [
+            row.label, run.name, _setting(run.config.get("seed")),
+            _accuracy(_final_accuracy(run)), _accuracy(run.best_accuracy), len(run.metrics),
+            _duration(run.wall_seconds), run.started or "-", _setting(run.info.get("device")),
+            str(run.path),
+        ]
+        for row in rows
+        for run in row.runs
+    ]  # fmt: skip
+    body = (
+        H.section("Table", table + notes)
+        + H.section("Curves", H.image(png, "test accuracy and train loss per epoch",
+                                      "one colour per row; every run of a row is drawn"))
+        + H.section("Runs", H.table(runs_header, runs_rows, numeric=(2, 3, 4, 5, 6)))
+    )  # fmt: skip
+    n_runs = sum(row.n for row in rows)
+    title = f"Comparison of {n_runs} run{'s' if n_runs != 1 else ''}"
+    plural = "s" if len(rows) != 1 else ""
+    subtitle = f"{len(rows)} row{plural}: runs that differ only in seed are one row"
+    return H.page(title, body, subtitle)
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

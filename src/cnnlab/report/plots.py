@@ -1,0 +1,370 @@
+"""A run's pictures: training curves, predictions, confusion matrix, per-class accuracy, the most
+confident mistakes, and the first conv layer's filters and feature maps.
+
+    record = read_run("runs/lenet")
+    predictions = load_predictions(record)
+    curves_figure(record.metrics)        # loss, accuracy and learning rate per epoch
+    prediction_grid(predictions)         # the first 30 test images, mistakes titled in red
+    run_figures(record, predictions)     # all of them: (file name, caption, Figure), report order
+    write_plots("runs/lenet")            # all of them as PNGs in runs/lenet/plots: `cnnlab plot`
+
+Figures are made without pyplot, as inspect/features.py makes them (see there why), and each has
+a fixed size in pixels (its *_SIZE in inches × DPI), so a report can lay them out before drawing
+them. Everything but the filters and feature maps comes from metrics.jsonl and the cached
+predictions (report/predictions.py): no figure needs the data set again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cnnlab.config import PlotConfig
+from cnnlab.errors import ConfigError
+from cnnlab.figures import render_png
+from cnnlab.inspect.features import conv_layers, feature_figures, shorten, write_pngs
+from cnnlab.report.predictions import GRID, TOP_LOSSES, Predictions, load_predictions
+from cnnlab.report.run_folder import RunRecord, read_run
+
+DPI = 100  # pixels per inch: axis text at FONT points is 11 pixels high
+FONT = 8  # points
+CURVES_SIZE = (10.0, 3.0)  # inches: three panels, loss, accuracy, learning rate
+CONFUSION_SIZE = (11.0, 5.2)  # two square matrices side by side, with their colour bars
+PER_CLASS_SIZE = (6.0, 4.0)
+GRID_TILE = (1.35, 1.45)  # inches per image of the prediction grid: the image and two lines
+TOP_TILE = (2.0, 1.45)  # wider: "pred / true" is one line
+TOP_COLUMNS = 4
+IMAGE = 1.0  # inches: the side of the box each image is drawn in
+HEADER = 0.45  # inches above an image grid for its two title lines
+NAME = 16  # characters of a class name in an image's title (longer ones get an ellipsis)
+MAX_CELL_NUMBERS = 15  # classes up to which the confusion matrix has numbers in its cells
+MAX_TICK_LABELS = 30  # class names on an axis; with more classes every k-th one is named
+RIGHT, WRONG = "black", "tab:red"
+CAPTIONS = {
+    "curves": "Loss, accuracy and learning rate per epoch.",
+    "predictions": "The first 30 test images and what the model predicts; mistakes in red.",
+    "confusion": "Confusion matrix: rows are the true class, columns the predicted one.",
+    "per_class": "Test accuracy of each class.",
+    "top_losses": "The mistakes the model was most sure of.",
+    "filters": "The first conv layer's filters.",
+    "maps": "Test image 0 (top left of the predictions) out of conv layer {} of {}.",
+}
+TRAIN, TEST = "tab:blue", "tab:orange"
+
+
+# --- the figures ------------------------------------------------------------------------------
+
+
+def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
+    """Per epoch: train and test loss, train and test accuracy (d2l's Animator shows train loss,
+    train accuracy and test accuracy), and the learning rate. An epoch that was not evaluated has
+    no test point; markers show every point, so a one-epoch run still shows something."""
+    fig = _figure(CURVES_SIZE, layout="constrained")
+    loss, accuracy, lr = fig.subplots(1, 3)
+    _lines(loss, metrics, (("train_loss", "train", TRAIN), ("test_loss", "test", TEST)), "loss")
+    _lines(
+        accuracy,
+        metrics,
+        (("train_accuracy", "train", TRAIN), ("test_accuracy", "test", TEST)),
+        "accuracy",
+    )
+    best = _best(metrics)
+    if best is not None:
+        title = f"accuracy (best test {best[1]:.4f}, epoch {best[0]})"
+        accuracy.set_title(title, fontsize=FONT + 1)
+    lr_title = "learning rate (at the epoch's last step)"
+    rates = _lines(lr, metrics, (("lr", None, "tab:green"),), lr_title)
+    if rates and min(rates) > 0 and max(rates) > 10 * min(rates):
+        lr.set_yscale("log")  # a schedule spanning decades is flat on a linear axis
+    elif rates and min(rates) == max(rates):  # a flat line's axis would only show noise digits
+        lr.set_title(f"learning rate: {rates[0]:g} throughout", fontsize=FONT + 1)
+    return fig
+
+
+def prediction_grid(predictions: Predictions) -> Figure:
+    """The first 5 × 6 test images, each titled with its predicted class; a mistake's title also
+    gives the true class, in red (seed 003's grid, titled as its `show_images` titles)."""
+    names, tiles = predictions.class_names, []
+    for i in predictions.grid_indices():
+        predicted, true = int(predictions.predicted[i]), int(predictions.labels[i])
+        title = shorten(names[predicted], NAME)
+        if predicted != true:
+            title += f"\n(true: {shorten(names[true], NAME)})"
+        tiles.append((predictions.image(i), title, RIGHT if predicted == true else WRONG))
+    wrong = sum(colour == WRONG for _, _, colour in tiles)
+    return _image_grid(
+        tiles,
+        GRID,
+        GRID_TILE,
+        f"predictions on the first {len(tiles)} test images: {len(tiles) - wrong} right, "
+        f"{wrong} wrong",
+        "titled with the predicted class; in red, a mistake, with the true class",
+    )
+
+
+def confusion_figure(predictions: Predictions) -> Figure:
+    """Counts (rows: true class, columns: predicted) and the same rows normalised to sum to 1,
+    side by side: counts show where most test images go, rates how each class fares."""
+    counts = predictions.confusion()
+    with np.errstate(invalid="ignore", divide="ignore"):  # a class with no test image: NaN
+        rates = counts / counts.sum(axis=1, keepdims=True)
+    fig = _figure(CONFUSION_SIZE, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    names = predictions.class_names
+    _matrix(left, counts, names, "counts", max(int(counts.max()), 1), lambda v: f"{int(v)}")
+    _matrix(right, rates, names, "each row divided by its total", 1.0, lambda v: f"{v:.2f}")
+    fig.suptitle(
+        f"confusion matrix of {len(predictions.labels)} test images "
+        f"(accuracy {predictions.accuracy:.4f})",
+        fontsize=FONT + 1,
+    )
+    return fig
+
+
+def per_class_figure(predictions: Predictions) -> Figure:
+    """Test accuracy of each class as a horizontal bar, the overall accuracy as a dashed line."""
+    accuracy = predictions.per_class_accuracy()
+    counts = predictions.confusion()
+    totals, right = counts.sum(axis=1), np.diag(counts)
+    fig = _figure(PER_CLASS_SIZE, layout="constrained")
+    ax = fig.subplots()
+    rows = np.arange(predictions.num_classes)
+    ax.barh(rows, np.nan_to_num(accuracy), color=TRAIN, height=0.7)
+    ax.axvline(predictions.accuracy, color="0.3", linestyle="--", linewidth=1)
+    _class_ticks(ax.set_yticks, rows, predictions.class_names)
+    ax.invert_yaxis()  # class 0 on top, as in the confusion matrix
+    ax.set_xlim(0, 1.15)  # room for the numbers right of a bar at 1.0
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.tick_params(labelsize=FONT)
+    ax.set_xlabel("test accuracy", fontsize=FONT)
+    ax.set_title(
+        f"accuracy per class (dashed: all classes, {predictions.accuracy:.4f})", fontsize=FONT + 1
+    )
+    if predictions.num_classes <= MAX_CELL_NUMBERS:
+        for row in rows:
+            value, total = accuracy[row], totals[row]
+            text = "no test image" if total == 0 else f"{value:.2f} ({right[row]}/{total})"
+            x = 0.01 if total == 0 else value + 0.01
+            # on white, so the dashed line does not run through the digits
+            box = {"facecolor": "white", "edgecolor": "none", "pad": 1}
+            ax.text(x, row, text, va="center", fontsize=FONT - 1, bbox=box)
+    return fig
+
+
+def top_losses_figure(predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
+    """The `n` mistakes made with the highest confidence, most confident first, each titled
+    "predicted / true" and the probability of the prediction (fastai's plot_top_losses). Only
+    images whose pixels predictions.npz keeps are shown (the first TOP_LOSSES)."""
+    wrong = int((predictions.predicted != predictions.labels).sum())
+    kept = set(predictions.image_index.tolist())
+    indices = [i for i in predictions.top_losses(n) if i in kept]
+    if not indices:  # a perfect model: say so instead of an empty grid
+        fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
+        text = f"no mistakes: all {len(predictions.labels)} test images are predicted right"
+        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
+        return fig
+    names, tiles = predictions.class_names, []
+    for i in indices:
+        predicted, true = names[predictions.predicted[i]], names[predictions.labels[i]]
+        confidence = predictions.confidence[i]
+        title = f"{shorten(predicted, NAME)} / {shorten(true, NAME)}\n{confidence:.3f}"
+        tiles.append((predictions.image(i), title, WRONG))
+    return _image_grid(
+        tiles,
+        (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS),
+        TOP_TILE,
+        f"the {len(tiles)} most confident of {wrong} mistakes",
+        "predicted / true class, then the probability given to the prediction",
+    )
+
+
+def run_figures(
+    record: RunRecord, predictions: Predictions, *, device: str = "auto"
+) -> list[tuple[str, str, Figure]]:
+    """Every figure of a run as (file name, caption, Figure), in the order a report shows them:
+    curves, predictions, confusion, per_class, top_losses, filters, then maps-NN-<layer>, one
+    per conv layer. Only the filters and maps load the model (onto `device`)."""
+    figures = [
+        ("curves.png", CAPTIONS["curves"], curves_figure(record.metrics)),
+        ("predictions.png", CAPTIONS["predictions"], prediction_grid(predictions)),
+        ("confusion.png", CAPTIONS["confusion"], confusion_figure(predictions)),
+        ("per_class.png", CAPTIONS["per_class"], per_class_figure(predictions)),
+        ("top_losses.png", CAPTIONS["top_losses"], top_losses_figure(predictions)),
+    ]
+    return figures + _conv_figures(record, predictions, device)
+
+
+def _conv_figures(
+    record: RunRecord, predictions: Predictions, device: str
+) -> list[tuple[str, str, Figure]]:
+    """filters.png and the maps of test image 0, from the checkpoint the predictions came from;
+    its pixels are in the predictions already, so the data set is not loaded again."""
+    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.train.device import resolve_device
+
+    if not len(predictions.image_index):  # an empty test split: no image to look at
+        return []
+    target = resolve_device(device)
+    state = load_checkpoint(record.path / predictions.checkpoint, map_location=target)
+    model = rebuild_model(state, target)
+    if not conv_layers(model):  # a model without convs has nothing to show here
+        return []
+    label = predictions.class_names[int(predictions.labels[0])]
+    source = shorten(str(record.info.get("dataset") or "the test split"))
+    title = f"input: test image 0 of {source}"
+    # input.png is left out: the image is the first of the prediction grid already
+    _, (name, fig), *maps = feature_figures(model, state, predictions.image(0), title, label)
+    figures = [(name, CAPTIONS["filters"], fig)]
+    for n, (name, fig) in enumerate(maps, 1):
+        figures.append((name, CAPTIONS["maps"].format(n, len(maps)), fig))
+    return figures
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def write_plots(
+    run: str | Path | PlotConfig,
+    out: str | Path | None = None,
+    *,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+) -> list[Path]:
+    """Write every figure of `run_figures` as a PNG into `out` (default RUN/plots); return the
+    paths. `run` is a run folder or a whole PlotConfig. The run folder is read first and the
+    PNGs are all drawn before the first is written, each atomically, so a damaged run or a
+    failure leaves the files as they were (but for RUN/predictions.npz, the cache)."""
+    if isinstance(run, PlotConfig):
+        cfg = run
+    else:
+        values = {"run": str(run), "device": device}
+        values.update({"out": str(out)} if out is not None else {})
+        values.update({"data_dir": str(data_dir)} if data_dir is not None else {})
+        cfg = PlotConfig.from_dict(values, source="plot")
+    return plot_run(cfg)[0]
+
+
+def plot_run(cfg: PlotConfig) -> tuple[list[Path], Predictions]:
+    """`write_plots`, also giving back the predictions (for `cnnlab plot`'s summary lines)."""
+    from cnnlab.train.process import startup_finished
+
+    cfg.validate()
+    if not cfg.run:
+        raise ConfigError("give a run folder")
+    record = read_run(cfg.run)  # first: a damaged folder must fail before anything is computed
+    folder = Path(cfg.out) if cfg.out else record.path / "plots"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output folder {folder} is a file; give --out a folder")
+    predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir)
+    startup_finished()
+    figures = run_figures(record, predictions, device=cfg.device)
+    pngs = [(name, render_png(fig)) for name, _, fig in figures]
+    return write_pngs(folder, pngs), predictions
+
+
+# --- drawing helpers --------------------------------------------------------------------------
+
+
+def _figure(size: tuple[float, float], **options: Any) -> Figure:
+    return Figure(figsize=size, dpi=DPI, **options)
+
+
+def _lines(ax: Any, metrics: list[dict[str, Any]], series: tuple, title: str) -> list[float]:
+    """One line per (key, label, colour) over the epochs that recorded it; the values drawn."""
+    drawn: list[float] = []
+    for key, label, colour in series:
+        points = [
+            (row["epoch"], float(row[key]))
+            for row in metrics
+            if isinstance(row.get(key), int | float) and math.isfinite(row[key])
+        ]
+        if points:
+            epochs, values = zip(*points, strict=True)
+            ax.plot(epochs, values, marker="o", markersize=3, color=colour, label=label)
+            drawn += values
+    if not drawn:
+        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+    elif sum(label is not None for _, label, _ in series) > 1:
+        ax.legend(fontsize=FONT - 1)
+    ax.set_title(title, fontsize=FONT + 1)
+    ax.set_xlabel("epoch", fontsize=FONT)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
+    ax.tick_params(labelsize=FONT)
+    ax.grid(alpha=0.3)
+    return drawn
+
+
+def _best(metrics: list[dict[str, Any]]) -> tuple[int, float] | None:
+    """(epoch, test accuracy) of the best evaluated epoch (the first of equals, as best.pt)."""
+    scored = [(row["epoch"], row.get("test_accuracy")) for row in metrics]
+    scored = [(epoch, value) for epoch, value in scored if value is not None]
+    return max(scored, key=lambda pair: pair[1]) if scored else None
+
+
+def _image_grid(
+    tiles: list[tuple[np.ndarray, str, str]],
+    shape: tuple[int, int],
+    tile: tuple[float, float],
+    title: str,
+    subtitle: str,
+) -> Figure:
+    """(pixels, title, colour) tiles row by row in `shape` (rows, columns) cells of `tile`
+    inches, under two title lines. One axes per image, so each keeps its title and colour."""
+    rows, columns = shape
+    width, height = columns * tile[0], rows * tile[1] + HEADER
+    fig = _figure((width, height))
+    for k, (pixels, text, colour) in enumerate(tiles):
+        row, column = divmod(k, columns)
+        left = column * tile[0] + (tile[0] - IMAGE) / 2
+        bottom = height - HEADER - (row + 1) * tile[1] + 0.05
+        ax = fig.add_axes((left / width, bottom / height, IMAGE / width, IMAGE / height))
+        _show(ax, pixels)
+        ax.set_title(text, color=colour, fontsize=FONT, pad=3)
+    fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=FONT + 1)
+    fig.text(0.5, 1 - 0.25 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
+    return fig
+
+
+def _show(ax: Any, pixels: np.ndarray) -> None:
+    """A uint8 (C, H, W) image: one channel in grey, three as RGB (more: the first three)."""
+    if pixels.shape[0] >= 3:
+        ax.imshow(np.transpose(pixels[:3], (1, 2, 0)))
+    else:
+        ax.imshow(pixels[0], cmap="gray", vmin=0, vmax=255)
+    ax.set_axis_off()
+
+
+def _matrix(
+    ax: Any, values: np.ndarray, names: list[str], title: str, top: float, text: Callable
+) -> None:
+    """`values` (K, K) as a colour matrix from 0 to `top`, class names on both axes, and each
+    cell's number (`text(value)`) while K is small enough for it to fit."""
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=top)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=FONT - 1)
+    ticks = np.arange(len(names))
+    _class_ticks(ax.set_xticks, ticks, names, rotation=45, ha="right", rotation_mode="anchor")
+    _class_ticks(ax.set_yticks, ticks, names)
+    ax.tick_params(labelsize=FONT - (len(names) > 10))
+    ax.set_xlabel("predicted class", fontsize=FONT)
+    ax.set_ylabel("true class", fontsize=FONT)
+    ax.set_title(title, fontsize=FONT + 1)
+    if len(names) > MAX_CELL_NUMBERS:
+        return
+    size = FONT - 1 if len(names) <= 10 else FONT - 2
+    for (row, column), value in np.ndenumerate(values):
+        if np.isfinite(value):  # a class with no test image has an empty row
+            colour = "white" if value > top / 2 else "black"  # readable on dark blue too
+            ax.text(column, row, text(value), ha="center", va="center", fontsize=size, color=colour)
+
+
+def _class_ticks(set_ticks: Any, ticks: np.ndarray, names: list[str], **options: Any) -> None:
+    """Class names at `ticks`, every k-th one when there are more than MAX_TICK_LABELS."""
+    step = math.ceil(len(names) / MAX_TICK_LABELS)
+    shown = ticks[::step]
+    set_ticks(shown, [shorten(names[i], NAME) for i in shown], **options)

@@ -1,0 +1,220 @@
+"""`cnnlab report RUN` → RUN/report.html: one self-contained page about a run.
+
+What ran (model, data, settings, the command that runs it again), the environment, the model
+summary with receptive fields, the per-epoch table, every plot of `cnnlab plot`, accuracy per
+class and the checkpoints. Predictions come from RUN/predictions.npz (computed once), so writing
+the page again is quick. `cnnlab train` writes it when a run ends (`--no-report` to skip).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import ReportConfig, TrainConfig
+from cnnlab.errors import ConfigError
+from cnnlab.report import html
+from cnnlab.report.predictions import Predictions, load_predictions
+from cnnlab.report.run_folder import RunRecord, read_run
+
+FILENAME = "report.html"
+# every section of the page, by id, in order: the browser test checks each is there
+SECTIONS = (
+    "what-ran", "environment", "model", "epochs", "plots", "per-class-accuracy", "checkpoints",
+)  # fmt: skip
+
+
+def write_report(
+    run: str | Path | ReportConfig,
+    out: str | Path | None = None,
+    *,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+) -> Path:
+    """Write the run's report (default RUN/report.html) and return its path.
+
+    The run folder is read and checked first, and the page is written atomically, so a bad
+    folder changes nothing and a failure never leaves half a page.
+    """
+    from cnnlab.files import atomic_write
+
+    if isinstance(run, ReportConfig):
+        cfg = run
+    else:
+        values = {"run": str(run), "device": device}
+        values.update({"out": str(out)} if out is not None else {})
+        values.update({"data_dir": str(data_dir)} if data_dir is not None else {})
+        cfg = ReportConfig.from_dict(values, source="report")
+    cfg.validate()
+    if not cfg.run:
+        raise ConfigError("give a run folder")
+    record = read_run(cfg.run)
+    path = Path(cfg.out) if cfg.out else record.path / FILENAME
+    if path.is_dir() or not path.parent.is_dir():
+        why = "is a folder" if path.is_dir() else "is in a folder that does not exist"
+        raise ConfigError(f"report file {path} {why}; give --out a file in an existing folder")
+    predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir)
+    text = render_report(record, predictions, device=cfg.device)
+    try:  # readable by all, as a page is meant to be (mkstemp's default: owner only)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=0o644)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def render_report(record: RunRecord, predictions: Predictions, *, device: str = "auto") -> str:
+    """The whole page, as text."""
+    config = record.config
+    sections = [
+        html.section("What ran", what_ran(record), "what-ran"),
+        html.section("Environment", environment(record), "environment"),
+        html.section("Model", model_summary(record), "model"),
+        html.section("Epochs", epoch_table(record), "epochs"),
+        html.section("Plots", plots(record, predictions, device), "plots"),
+        html.section("Per-class accuracy", per_class(predictions), "per-class-accuracy"),
+        html.section("Checkpoints", checkpoints(record), "checkpoints"),
+    ]
+    accuracy = record.final_accuracy
+    subtitle = f"{config.get('model')} on {config.get('dataset')}, {len(record.metrics)} epochs"
+    if accuracy is not None:
+        subtitle += f", final test accuracy {accuracy:.4f}"
+    return html.page(f"cnnlab run {record.name}", "".join(sections), subtitle)
+
+
+def rerun_command(config: dict[str, Any]) -> str:
+    """The `cnnlab train` command that runs this config again, into a new run folder."""
+    from cnnlab.cli.options import command_line
+
+    flags = command_line(
+        TrainConfig, config, leave_out=("name", "overwrite"), always=("model", "dataset", "epochs")
+    )
+    return shlex.join(["cnnlab", "train", *flags])
+
+
+def what_ran(record: RunRecord) -> str:
+    info, config = record.info, record.config
+    data = info.get("data") or {}
+    facts = [
+        ("run folder", str(record.path)),
+        ("model", f"{info.get('model_name')} ({_count(info.get('parameters'))} parameters)"),
+        ("data", f"{info.get('dataset')} from {data.get('location', '?')}"),
+        ("images", f"{data.get('train', '?')} train, {data.get('test', '?')} test, "
+                   f"{'×'.join(map(str, info.get('input_shape') or []))}, "
+                   f"{len(record.class_names)} classes"),
+        ("epochs", f"{len(record.metrics)} of {config.get('epochs')}"),
+    ]  # fmt: skip
+    defaults = TrainConfig().to_dict()
+    changed = [
+        (key, _plain(value))
+        for key, value in config.items()
+        if key not in ("name", "out_dir") and value != defaults.get(key)
+    ]
+    return (
+        html.table(None, facts)
+        + html.paragraph("Run it again (into a new run folder):")
+        + html.preformatted(rerun_command(config))
+        + html.paragraph("Settings other than the defaults:")
+        + html.table(("setting", "value"), changed)
+    )
+
+
+def environment(record: RunRecord) -> str:
+    info = record.info
+    versions = info.get("versions") or {}
+    rows = [(name, version or "-") for name, version in versions.items()]
+    rows += [
+        ("device", info.get("device", "-")),
+        ("started", record.started or "-"),
+        ("ended", record.ended or "-"),
+        ("training time", f"{record.wall_seconds:.1f} s"),
+    ]
+    return html.table(None, rows)
+
+
+def model_summary(record: RunRecord) -> str:
+    from cnnlab.inspect.layer_summary import COLUMNS, summary
+
+    result = summary(str(record.path), verbose=False)
+    rows = [result.cells(row) for row in result.shown_rows]
+    return (
+        html.paragraph(result.title())
+        + html.table(COLUMNS, rows, numeric=range(3, len(COLUMNS)))
+        + html.preformatted("\n".join(result.footer()))
+    )
+
+
+EPOCH_COLUMNS = (
+    ("epoch", "epoch", "{}"),
+    ("train loss", "train_loss", "{:.4f}"),
+    ("train accuracy", "train_accuracy", "{:.4f}"),
+    ("test loss", "test_loss", "{:.4f}"),
+    ("test accuracy", "test_accuracy", "{:.4f}"),
+    ("examples/s", "examples_per_second", "{:,.0f}"),
+    ("seconds", "epoch_seconds", "{:.1f}"),
+    ("learning rate", "lr", "{:.3g}"),
+)
+
+
+def epoch_table(record: RunRecord) -> str:
+    rows = [
+        [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in EPOCH_COLUMNS]
+        for row in record.metrics
+    ]
+    return html.table([title for title, _, _ in EPOCH_COLUMNS], rows, numeric=range(8))
+
+
+def plots(record: RunRecord, predictions: Predictions, device: str) -> str:
+    from cnnlab.figures import render_png
+    from cnnlab.report.plots import run_figures
+
+    return "".join(
+        html.image(render_png(figure), alt=name, caption=caption)
+        for name, caption, figure in run_figures(record, predictions, device=device)
+    )
+
+
+def per_class(predictions: Predictions) -> str:
+    names = predictions.class_names
+    matrix = predictions.confusion()
+    rows = []
+    for k, accuracy in enumerate(predictions.per_class_accuracy()):
+        mistakes = matrix[k].copy()
+        mistakes[k] = 0
+        worst = int(mistakes.argmax())
+        confused = f"{names[worst]} ({mistakes[worst]})" if mistakes[worst] else "-"
+        shown = "-" if accuracy != accuracy else f"{accuracy:.4f}"  # NaN: no test image
+        rows.append((names[k], shown, int(matrix[k].sum()), confused))
+    pairs = [f"{names[t]} → {names[p]} ({count}×)" for t, p, count in predictions.most_confused(5)]
+    text = (
+        f"{predictions.checkpoint} on the test split: accuracy {predictions.accuracy:.4f} "
+        f"({int((predictions.predicted == predictions.labels).sum())}/{len(predictions.labels)})"
+    )
+    most = "most confused (true → predicted): " + ("; ".join(pairs) if pairs else "none")
+    header = ("class", "accuracy", "test images", "most often taken for")
+    return html.paragraph(text) + html.table(header, rows, numeric=(1, 2)) + html.paragraph(most)
+
+
+def checkpoints(record: RunRecord) -> str:
+    rows = [(name, _size(size)) for name, size in record.checkpoints()]
+    return html.table(("file", "size"), rows, numeric=(1,))
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _size(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
