@@ -52,6 +52,7 @@ def env(tmp_path_factory) -> dict[str, Path]:
     metrics = (runs / "cut" / "metrics.jsonl").read_bytes()
     (runs / "cut" / "metrics.jsonl").write_bytes(metrics[: len(metrics) // 2])
     shutil.copytree(runs / "done", runs / "noconfig")
+    shutil.copytree(runs / "done", runs / "nockpt", ignore=shutil.ignore_patterns("*.pt"))
     (runs / "noconfig" / "config.json").unlink()
     (root / "text.pt").write_text("this is not a checkpoint")
     (root / "truncated.pt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
@@ -342,6 +343,33 @@ CASES = [
         "is a file",
     ),
     ("plot no run", lambda e: ["plot"], "required: run"),
+    (
+        "plot a run without checkpoints",
+        lambda e: ["plot", str(e["runs"] / "nockpt")],
+        "has no best.pt or last.pt",
+    ),
+    ("report a missing run", lambda e: ["report", str(e[R] / "gone")], "does not exist"),
+    (
+        "report a truncated metrics.jsonl",
+        lambda e: ["report", str(e["runs"] / "cut")],
+        "is not a complete JSON row",
+    ),
+    ("report a run without config", lambda e: ["report", str(e["runs"] / "noconfig")], "no config"),
+    (
+        "report a run without checkpoints",
+        lambda e: ["report", str(e["runs"] / "nockpt")],
+        "has no best.pt or last.pt",
+    ),
+    (
+        "report out is a folder",
+        lambda e: ["report", str(e["runs"] / "done"), "--out", str(e[R] / "empty")],
+        "is a folder",
+    ),
+    (
+        "report out in a missing folder",
+        lambda e: ["report", str(e["runs"] / "done"), "--out", str(e[R] / "no/such/r.html")],
+        "folder that does not exist",
+    ),
     # --- compare ---
     ("compare a missing folder", lambda e: ["compare", str(e[R] / "nope")], "does not exist"),
     (

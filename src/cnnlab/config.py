@@ -110,6 +110,17 @@ class Config:
         converted = {k: coerce(v, known[k], f"{source}: {k}") for k, v in values.items()}
         return cls(**converted)
 
+    @classmethod
+    def from_call(cls, source: str, **arguments: Any):
+        """From a Python function's keyword arguments: None leaves a field at its default, a
+        path becomes its text. `write_report(run, out=None)` builds its ReportConfig so."""
+        values = {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in arguments.items()
+            if value is not None
+        }
+        return cls.from_dict(values, source=source)
+
     command = "COMMAND"  # the `cnnlab` subcommand these options belong to
 
 

@@ -333,13 +333,13 @@ def write_features(
     Everything is computed before the first file is written, and each file is written
     atomically, so a failure leaves the folder as it was.
     """
-    if isinstance(checkpoint, FeaturesConfig):
-        cfg = checkpoint
-    else:
-        values = {"checkpoint": str(checkpoint), "index": index, **options}
-        values.update({"image": str(image)} if image is not None else {})
-        values.update({"out": str(out)} if out is not None else {})
-        cfg = FeaturesConfig.from_dict(values, source="features")
+    cfg = (
+        checkpoint
+        if isinstance(checkpoint, FeaturesConfig)
+        else FeaturesConfig.from_call(
+            "features", checkpoint=checkpoint, image=image, index=index, out=out, **options
+        )
+    )
     cfg.validate()
     if not cfg.checkpoint:
         raise ConfigError("give a checkpoint: a run folder or a .pt file")
@@ -428,7 +428,8 @@ def _test_image(
     from cnnlab.data import Split
     from cnnlab.train.evaluation import load_trained_data
 
-    data = load_trained_data(state, path, cfg.dataset, cfg.data_dir)
+    # any data set of the model's image size will do: a picture needs no class of its own
+    data = load_trained_data(state, path, cfg.dataset, cfg.data_dir, same_classes=False)
     size = len(data.test)
     if cfg.index >= size:
         raise ConfigError(

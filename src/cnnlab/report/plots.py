@@ -240,13 +240,11 @@ def write_plots(
     paths. `run` is a run folder or a whole PlotConfig. The run folder is read first and the
     PNGs are all drawn before the first is written, each atomically, so a damaged run or a
     failure leaves the files as they were (but for RUN/predictions.npz, the cache)."""
-    if isinstance(run, PlotConfig):
-        cfg = run
-    else:
-        values = {"run": str(run), "device": device}
-        values.update({"out": str(out)} if out is not None else {})
-        values.update({"data_dir": str(data_dir)} if data_dir is not None else {})
-        cfg = PlotConfig.from_dict(values, source="plot")
+    cfg = (
+        run
+        if isinstance(run, PlotConfig)
+        else PlotConfig.from_call("write_plots", run=run, out=out, device=device, data_dir=data_dir)
+    )
     return plot_run(cfg)[0]
 
 

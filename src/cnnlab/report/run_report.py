@@ -39,13 +39,13 @@ def write_report(
     """
     from cnnlab.files import atomic_write
 
-    if isinstance(run, ReportConfig):
-        cfg = run
-    else:
-        values = {"run": str(run), "device": device}
-        values.update({"out": str(out)} if out is not None else {})
-        values.update({"data_dir": str(data_dir)} if data_dir is not None else {})
-        cfg = ReportConfig.from_dict(values, source="report")
+    cfg = (
+        run
+        if isinstance(run, ReportConfig)
+        else ReportConfig.from_call(
+            "write_report", run=run, out=out, device=device, data_dir=data_dir
+        )
+    )
     cfg.validate()
     if not cfg.run:
         raise ConfigError("give a run folder")

@@ -50,13 +50,15 @@ def load_trained_data(
     checkpoint: str | Path,
     dataset: str | None = None,
     data_dir: str | Path | None = None,
+    *,
+    same_classes: bool = True,
 ):
     """The data set a checkpoint was trained on (or `dataset`), split, resized and scaled as
     it was trained: the test split is the one its test accuracy was measured on.
 
     The images are scaled by the checkpoint's mean/std (what the model was trained on), not
-    by the data's, so those are not computed. A data set of another shape or number of
-    classes is a CheckpointError.
+    by the data's, so those are not computed. A data set of another image shape, or (when
+    `same_classes`) another number of classes, is a CheckpointError.
     """
     from cnnlab.data import load_dataset
 
@@ -69,7 +71,8 @@ def load_trained_data(
     )  # fmt: skip
     data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
     saved_shape = tuple(state["input_shape"])
-    if data.num_classes != len(state["class_names"]) or tuple(data.input_shape) != saved_shape:
+    other_classes = same_classes and data.num_classes != len(state["class_names"])
+    if other_classes or tuple(data.input_shape) != saved_shape:
         raise CheckpointError(
             f"{checkpoint} is a {state['model_name']} for {len(state['class_names'])} classes "
             f"at {'×'.join(map(str, saved_shape))}; {data.name} has {data.num_classes} classes "

@@ -1,0 +1,79 @@
+"""Cached test-split predictions: right numbers, kept pixels, refreshed when best.pt changes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from cnnlab.report import predictions as predictions_module
+from cnnlab.report.predictions import CACHE, GRID, load_predictions
+from cnnlab.report.run_folder import read_run
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path):
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def test_accuracy_is_the_best_epochs_test_accuracy(run):
+    predictions = load_predictions(run)
+    assert predictions.checkpoint == "best.pt"
+    assert predictions.accuracy == read_run(run).best_accuracy
+    assert predictions.confusion().sum() == len(predictions.labels) == 128
+    assert np.allclose(predictions.confidence, predictions.confidence.clip(0.25, 1.0))
+    right = predictions.predicted == predictions.labels
+    assert np.all(predictions.p_true[right] == predictions.confidence[right])
+    assert np.all(predictions.p_true[~right] < predictions.confidence[~right])
+
+
+def test_the_mistakes_are_the_relabelled_images(run):
+    predictions = load_predictions(run)
+    wrong = np.flatnonzero(predictions.predicted != predictions.labels)
+    assert set(wrong.tolist()) <= set(range(0, 128, 8))  # tiny_run relabels every 8th image
+    top = predictions.top_losses()
+    assert set(top.tolist()) == set(wrong.tolist())
+    assert np.all(np.diff(predictions.confidence[top]) <= 0)
+    for true, predicted, count in predictions.most_confused():
+        assert predicted == (true - 1) % 4 and count > 0  # relabelled as the next class
+
+
+def test_kept_pixels_are_the_test_images(run):
+    predictions = load_predictions(run)
+    data_dir = read_run(run).config["dataset"].removeprefix("npz:")
+    with np.load(f"{data_dir}/test.npz") as test:
+        images = test["x"]
+    kept = set(predictions.image_index.tolist())
+    assert set(range(GRID[0] * GRID[1])) <= kept
+    assert set(predictions.top_losses().tolist()) <= kept
+    for i in kept:
+        assert np.array_equal(predictions.image(i)[0], images[i])
+    with pytest.raises(KeyError):
+        predictions.image(next(i for i in range(128) if i not in kept))
+
+
+def test_the_cache_is_used_until_best_pt_changes(run, monkeypatch):
+    first = load_predictions(run)
+    assert (run / CACHE).is_file()
+    calls = []
+    real = predictions_module.compute_predictions
+    monkeypatch.setattr(
+        predictions_module,
+        "compute_predictions",
+        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs),
+    )
+    again = load_predictions(run)
+    assert calls == [] and np.array_equal(again.predicted, first.predicted)
+    shutil.copy(run / "last.pt", run / "best.pt")  # as a resumed run's better epoch would
+    load_predictions(run)
+    assert calls == [1]
+
+
+def test_a_damaged_cache_is_computed_again(run):
+    load_predictions(run)
+    (run / CACHE).write_bytes(b"not an npz")
+    assert load_predictions(run).accuracy == read_run(run).best_accuracy
+    assert (run / CACHE).read_bytes()[:2] == b"PK"  # rewritten as a zip (.npz)
