@@ -294,15 +294,14 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
     """Where the table's order may mislead: overlapping spreads, single runs, unfinished runs."""
     warnings = []
     spread = [r for r in rows if r.final.n >= 2]
-    for i, a in enumerate(spread):
-        for b in spread[i + 1 :]:
-            assert a.final.mean is not None and b.final.mean is not None
-            assert a.final.std is not None and b.final.std is not None
-            if abs(a.final.mean - b.final.mean) <= a.final.std + b.final.std:
-                warnings.append(
-                    f"{a.label} and {b.label} overlap ({_short(a.final)} vs {_short(b.final)}): "
-                    "their order may be seed noise"
-                )
+    for i, a in enumerate(spread):  # one line per row: the rows below it it overlaps
+        below = [b for b in spread[i + 1 :] if _overlap(a.final, b.final)]
+        if below:
+            others = ", ".join(b.label for b in below)
+            warnings.append(
+                f"{a.label} overlaps {others} (final test accuracy, mean ± std): their order "
+                "may be seed noise"
+            )
     single = [r.label for r in rows if r.n == 1]
     if single:
         which = "it has" if len(single) == 1 else "they have"
@@ -320,6 +319,12 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
                     f"it with `cnnlab train --resume {run.path}`"
                 )
     return warnings
+
+
+def _overlap(a: Spread, b: Spread) -> bool:
+    """Whether mean ± std of `a` and of `b` share values."""
+    assert a.mean is not None and b.mean is not None and a.std is not None and b.std is not None
+    return abs(a.mean - b.mean) <= a.std + b.std
 
 
 def _final_accuracy(run: RunRecord) -> float | None:
@@ -359,10 +364,6 @@ def _unique_labels(rows: Sequence[Row]) -> None:
 
 def _seed_order(seed: Any) -> tuple[int, str]:
     return (seed, "") if isinstance(seed, int) else (1 << 62, str(seed))
-
-
-def _short(spread: Spread) -> str:
-    return f"{spread.mean:.3f} ± {spread.std:.3f}"
 
 
 def _thousands(value: float | None) -> str:
