@@ -77,3 +77,21 @@ def test_a_damaged_cache_is_computed_again(run):
     (run / CACHE).write_bytes(b"not an npz")
     assert load_predictions(run).accuracy == read_run(run).best_accuracy
     assert (run / CACHE).read_bytes()[:2] == b"PK"  # rewritten as a zip (.npz)
+
+
+def test_an_image_folder_run_keeps_the_decoded_pixels(png_folder, tmp_path):
+    import cnnlab
+    from cnnlab.data import load_dataset
+
+    result = cnnlab.train(
+        model="mnist_cnn", dataset=f"folder:{png_folder}", epochs=1, batch_size=8,
+        out_dir=str(tmp_path), name="folder", progress="none", tensorboard=False,
+    )  # fmt: skip
+    predictions = load_predictions(result.run_dir)
+    test = load_dataset(f"folder:{png_folder}", normalize=False).test
+    assert len(predictions.labels) == len(test) == 12
+    assert predictions.images.shape[1:] == (3, 32, 32)
+    for i in predictions.image_index:
+        pixels, label = test[int(i)]
+        assert np.array_equal(predictions.image(int(i)), np.asarray(pixels))
+        assert predictions.labels[i] == label

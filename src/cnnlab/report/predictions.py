@@ -15,6 +15,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,10 +115,8 @@ def compute_predictions(
     path: Path, digest: str, *, device: str = "auto", data_dir: str | Path | None = None
 ) -> Predictions:
     """Run the checkpoint at `path` over the test split it was trained against."""
-    import torch
-
     from cnnlab.config import EVAL_BATCH_SIZE
-    from cnnlab.data import Split, make_loader
+    from cnnlab.data import make_loader
     from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.train.device import resolve_device
     from cnnlab.train.evaluation import load_trained_data, predict
@@ -144,13 +143,21 @@ def compute_predictions(
         images=np.zeros((0, *state["input_shape"]), np.uint8),
     )
     kept = np.union1d(result.grid_indices(), result.top_losses()).astype(np.int64)
-    test = data.test
-    if isinstance(test, Split):
-        pixels = test.images[torch.from_numpy(kept)].numpy()
-    else:  # an image folder: decoded one by one
-        pixels = np.stack([test[int(i)][0].numpy() for i in kept]) if len(kept) else result.images
-    result.image_index, result.images = kept, pixels
+    if len(kept):
+        result.image_index, result.images = kept, _pixels(data.test, kept)
     return result
+
+
+def _pixels(test: Any, indices: np.ndarray) -> np.ndarray:
+    """uint8 (M, C, H, W) of the test images at `indices`: an in-memory Split's rows, or an
+    image folder's files decoded one by one."""
+    import torch
+
+    from cnnlab.data import Split
+
+    if isinstance(test, Split):
+        return test.images[torch.from_numpy(indices)].numpy()
+    return np.stack([np.asarray(test[int(i)][0]) for i in indices])
 
 
 def _sha256(path: Path) -> str:
