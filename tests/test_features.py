@@ -4,9 +4,6 @@ the Python API behind it, and the image reading it shares with other commands (d
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -308,17 +305,3 @@ def test_wide_layers_are_capped_at_64_tiles():
     assert texts[:3] == ["f0 ch 0", "f0 ch 1", "f1 ch 0"] and "f31 ch 1" in texts
     assert any("first 32 shown" in t for t in texts)
     assert grid_layout(64, 2).pixels == (320, 2600)
-
-
-def test_features_help_does_not_import_torch(tmp_path):
-    code = (
-        "import sys; from cnnlab.cli import main; main(['features', '--help']); "
-        "print(sorted(m for m in ('torch', 'matplotlib', 'PIL') if m in sys.modules))"
-    )
-    env = {**os.environ, "CNNLAB_CACHE": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "--image" in done.stdout and "--index" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "[]"

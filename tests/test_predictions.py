@@ -95,3 +95,31 @@ def test_an_image_folder_run_keeps_the_decoded_pixels(png_folder, tmp_path):
         pixels, label = test[int(i)]
         assert np.array_equal(predictions.image(int(i)), np.asarray(pixels))
         assert predictions.labels[i] == label
+
+
+def test_counts_match_a_count_made_by_hand(run):
+    predictions = load_predictions(run)
+    labels, predicted = predictions.labels.tolist(), predictions.predicted.tolist()
+    for true in range(4):
+        for guess in range(4):
+            by_hand = sum(t == true and p == guess for t, p in zip(labels, predicted, strict=True))
+            assert predictions.confusion()[true, guess] == by_hand
+        total = labels.count(true)
+        hits = sum(t == p == true for t, p in zip(labels, predicted, strict=True))
+        assert predictions.per_class_accuracy()[true] == hits / total
+    assert predictions.correct == sum(t == p for t, p in zip(labels, predicted, strict=True))
+
+
+def test_the_data_is_looked_for_where_the_run_found_it_or_in_data_dir(fake_data_root, tmp_path):
+    import cnnlab
+
+    result = cnnlab.train(
+        model="mnist_cnn", dataset="mnist", data_dir=str(fake_data_root), epochs=1,
+        batch_size=16, out_dir=str(tmp_path), name="m", progress="none", tensorboard=False,
+    )  # fmt: skip
+    assert len(load_predictions(result.run_dir).labels) == 32  # the run's own --data-dir
+    moved = shutil.move(fake_data_root, tmp_path / "moved")
+    (result.run_dir / CACHE).unlink()
+    with pytest.raises(cnnlab.DataNotFoundError):
+        load_predictions(result.run_dir)
+    assert len(load_predictions(result.run_dir, data_dir=moved).labels) == 32

@@ -15,7 +15,9 @@ NO_TORCH = """
 import sys
 from cnnlab.cli import main
 code = main({argv!r})
-heavy = sorted(m for m in ("torch", "numpy", "torchvision") if m in sys.modules)
+heavy = sorted(
+    m for m in ("torch", "numpy", "torchvision", "matplotlib", "PIL") if m in sys.modules
+)
 print(code, ",".join(heavy) or "-")
 """
 
@@ -61,7 +63,7 @@ def test_help_and_listing_commands_never_import_torch(argv, env):
 
 def test_models_computes_its_table_once_then_answers_without_torch(env):
     first = run_cli_in_fresh_python(["models"], env)
-    assert first == (0, "numpy,torch,torchvision")  # the first call builds every model (meta)
+    assert first == (0, "PIL,numpy,torch,torchvision")  # the first call builds every model
     assert run_cli_in_fresh_python(["models", "net*"], env) == (0, "-")
 
 

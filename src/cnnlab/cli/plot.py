@@ -36,8 +36,8 @@ def run_plot(args: argparse.Namespace) -> None:
     names = predictions.class_names
     pairs = [f"{names[t]} → {names[p]} {n}×" for t, p, n in predictions.most_confused(3)]
     print(f"most confused: {', '.join(pairs) or 'nothing (no mistakes)'}")
-    right = int((predictions.predicted == predictions.labels).sum())
+    total = len(predictions.labels)
     print(
-        f"accuracy: {predictions.accuracy:.4f} ({right} of {len(predictions.labels)} test "
-        f"images, {predictions.checkpoint})"
+        f"accuracy: {predictions.accuracy:.4f} ({predictions.correct} of {total} test images, "
+        f"{predictions.checkpoint})"
     )

@@ -1,5 +1,6 @@
 """After training: a run's plots (`cnnlab plot`), its HTML report (`cnnlab report`) and runs
-compared (`cnnlab compare`), all read from run folders. Names are imported on first use."""
+compared (`cnnlab compare`: `from cnnlab.report.compare import compare`), all read from run
+folders. Names are imported on first use."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ _WHERE: dict[str, str] = {
     "run_figures": "plots",
     "write_plots": "plots",
     "write_report": "run_report",
-    "compare": "compare",
 }
 __getattr__ = lazy_exports(__name__, _WHERE)
 __all__ = list(_WHERE)

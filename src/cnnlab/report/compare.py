@@ -20,6 +20,7 @@ imported only when curves are drawn (`html=` or `out=`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -225,14 +226,8 @@ def _check_outputs(
 ) -> tuple[Path | None, Path | None]:
     html_path = Path(html) if html is not None else None
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"--out {out_dir} is a file; give a folder for the PNG files")
-        for parent in out_dir.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise ConfigError(f"--out {out_dir}: {parent} is a file; give another folder")
-                break
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a folder for the PNG files")
     if html_path is not None:
         if html_path.is_dir():
             raise ConfigError(f"--html {html_path} is a folder; give a file name like compare.html")
@@ -341,16 +336,9 @@ def _label(runs: Sequence[RunRecord]) -> str:
     stems = {SEED_SUFFIX.sub("", run.name) or run.name for run in runs}
     if len(stems) == 1:
         return stems.pop()
-    prefix = _common_prefix([run.name for run in runs]).rstrip("-_. ")
+    # run names, not paths: their common start character by character is what is wanted
+    prefix = os.path.commonprefix([run.name for run in runs]).rstrip("-_. ")  # noqa: RUF071
     return prefix if len(prefix) >= 3 else f"{runs[0].name} (+{len(runs) - 1})"
-
-
-def _common_prefix(names: Sequence[str]) -> str:
-    first, last = min(names), max(names)
-    size = 0
-    while size < min(len(first), len(last)) and first[size] == last[size]:
-        size += 1
-    return first[:size]
 
 
 def _unique_labels(rows: Sequence[Row]) -> None:

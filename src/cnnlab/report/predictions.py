@@ -44,8 +44,12 @@ class Predictions:
     images: np.ndarray  # (M, C, H, W) uint8
 
     @property
+    def correct(self) -> int:
+        return int((self.predicted == self.labels).sum())
+
+    @property
     def accuracy(self) -> float:
-        return float((self.predicted == self.labels).mean())
+        return self.correct / len(self.labels)
 
     @property
     def num_classes(self) -> int:

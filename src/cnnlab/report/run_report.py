@@ -8,6 +8,7 @@ the page again is quick. `cnnlab train` writes it when a run ends (`--no-report`
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def per_class(predictions: Predictions) -> str:
     pairs = [f"{names[t]} → {names[p]} ({count}×)" for t, p, count in predictions.most_confused(5)]
     text = (
         f"{predictions.checkpoint} on the test split: accuracy {predictions.accuracy:.4f} "
-        f"({int((predictions.predicted == predictions.labels).sum())}/{len(predictions.labels)})"
+        f"({predictions.correct}/{len(predictions.labels)})"
     )
     most = "most confused (true → predicted): " + ("; ".join(pairs) if pairs else "none")
     header = ("class", "accuracy", "test images", "most often taken for")
@@ -205,11 +206,10 @@ def _count(value: Any) -> str:
 
 
 def _size(size: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
+    if size < 1024:
+        return f"{size:,} bytes"
+    exponent = min(int(math.log(size, 1024)), 3)
+    return f"{size / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"
 
 
 def _plain(value: Any) -> str:

@@ -54,7 +54,8 @@ def load_trained_data(
     same_classes: bool = True,
 ):
     """The data set a checkpoint was trained on (or `dataset`), split, resized and scaled as
-    it was trained: the test split is the one its test accuracy was measured on.
+    it was trained: the test split is the one its test accuracy was measured on. It is looked
+    for in `data_dir`, else in the run's own --data-dir, then where data sets always are.
 
     The images are scaled by the checkpoint's mean/std (what the model was trained on), not
     by the data's, so those are not computed. A data set of another image shape, or (when
@@ -64,7 +65,7 @@ def load_trained_data(
 
     trained = state.get("config") or {}
     data = load_dataset(
-        dataset or state["dataset"], data_dir,
+        dataset or state["dataset"], data_dir or trained.get("data_dir"),
         image_size=trained.get("image_size"),
         val_fraction=trained.get("val_fraction", TrainConfig.val_fraction),
         seed=trained.get("seed", TrainConfig.seed), normalize=False,
