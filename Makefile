@@ -10,14 +10,14 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data browser test demo lint format bench bench-full clean
 
-## setup: make .venv, install cnnlab (editable, with dev tools), make Fashion-MNIST and
+## setup: make .venv, install cnnlab (editable, with dev tools and ONNX), make Fashion-MNIST and
 ## Chromium (for the HTML report's browser tests) available
 setup: $(STAMP) data browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx]'
 	touch $(STAMP)
 
 ## data: Fashion-MNIST from Debian's dataset-fashion-mnist where apt-get can install it

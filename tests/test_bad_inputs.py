@@ -404,6 +404,9 @@ CASES = [
         "--seeds or --resume",
     ),
     ("seeds with a bad lr", lambda e: train(e, "--seeds", "0,1", "--lr", "0"), "lr must be"),
+    # --- fine-tuning ---
+    # --- predict ---
+    # --- export ---
 ]
 
 

@@ -38,6 +38,9 @@ _WHERE = {
     "fit": "train",
     "load_checkpoint": "train",
     "rebuild_model": "train",
+    "Predictor": "deploy",
+    "export_model": "deploy",
+    "load_model_file": "deploy",
 }
 __getattr__ = lazy_exports(__name__, _WHERE)
 

@@ -2,8 +2,9 @@
 
 Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), EvalConfig
 (`cnnlab eval`), ModelsConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig and
-FeaturesConfig (the inspect commands). The same dataclass is filled from Python
-(`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys with the
+FeaturesConfig (the inspect commands), PlotConfig, ReportConfig and CompareConfig (after
+training), PredictConfig and ExportConfig (using what was trained). The same dataclass is filled
+from Python (`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys with the
 field names) and from the command's flags, which the CLI generates from these fields
 (`--batch-size` is `batch_size`). Flags override the recipe. What a field is allowed to be
 (choices, a minimum, whether a resumed run may change it) lives in the field's metadata, so
@@ -150,6 +151,28 @@ class TrainConfig(Config):
     augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
     init: str = opt("weight init (default: PyTorch's or the seed's)", "default", choices=INITS)
 
+    # --- fine-tuning (tv_* models; the freezing options work for any model) ---
+    pretrained: bool = opt(
+        "tv_* models: start from torchvision's DEFAULT ImageNet weights (torch's cache, else "
+        "downloaded)",
+        False,
+    )
+    weights_file: str | None = opt(
+        "start from this state dict file (.pth/.pt, or .safetensors) instead of the download",
+        None,
+    )
+    freeze_backbone: bool = opt(
+        "train only the classifier head; every other parameter is frozen", False
+    )
+    unfreeze_epoch: int | None = opt(
+        "with --freeze-backbone: the epoch (0-based) from which the backbone trains too",
+        None,
+        minimum=0,
+    )
+    backbone_lr_scale: float = opt(
+        "the backbone's learning rate as a share of --lr (the new head gets --lr)", 1.0
+    )
+
     # --- how long, how fast ---
     epochs: int = opt("number of passes over the training set", 10, minimum=1, resumable=True)
     batch_size: int = opt("training batch size", 256, minimum=1)
@@ -243,6 +266,15 @@ class TrainConfig(Config):
             raise ConfigError("nesterov needs momentum > 0 and dampening 0; set --momentum 0.9")
         if self.name is not None and (not self.name or "/" in self.name or self.name in ".."):
             raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
+        if self.unfreeze_epoch is not None and not self.freeze_backbone:
+            raise ConfigError("unfreeze_epoch needs --freeze-backbone (nothing is frozen)")
+        if not (0 < self.backbone_lr_scale <= 1 and math.isfinite(self.backbone_lr_scale)):
+            raise ConfigError(
+                f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}; use "
+                "--freeze-backbone to stop the backbone learning"
+            )
+        if self.pretrained and self.weights_file:
+            raise ConfigError("give --pretrained or --weights-file, not both")
         return self
 
 
@@ -380,6 +412,35 @@ class CompareConfig(Config):
 
     html: str | None = opt("also write the table and curves as a self-contained HTML page", None)
     out: str | None = opt("also write the overlaid curves as PNG files in this folder", None)
+
+
+@dataclass
+class PredictConfig(Config):
+    """`cnnlab predict MODEL_FILE INPUT...`: the top classes of image files (the model file
+    and the inputs are the command's leading arguments, cli/predict.py)."""
+
+    command = "predict"
+
+    top_k: int = opt("how many classes to show per image", 3, minimum=1)
+    csv: str | None = opt("also write every image's row to this CSV file", None)
+    batch_size: int = opt("images per forward pass", 256, minimum=1)
+    device: str = _device_opt()
+
+
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+@dataclass
+class ExportConfig(Config):
+    """`cnnlab export CHECKPOINT --format F`: a trained model as a file to deploy."""
+
+    command = "export"
+
+    checkpoint: str | None = opt("a run folder (its best.pt) or a .pt checkpoint", None,
+                                 argument=True)  # fmt: skip
+    format: str = opt("the file format", "onnx", choices=EXPORT_FORMATS)
+    out: str | None = opt("the file to write (default: beside the checkpoint, best.onnx ...)", None)
+    data_dir: str | None = _data_dir_opt()
 
 
 def resumable_fields() -> set[str]:

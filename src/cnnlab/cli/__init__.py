@@ -1,11 +1,11 @@
 """The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features,
-plot, report and compare.
+plot, report, compare, predict and export.
 
 Each command's options are generated from its config dataclass (config.py) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
 commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets), summary.py
 (summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot), report.py
-(report), compare.py (compare). Bad input ends in one line on stderr and exit code 2; a run
+(report), compare.py (compare), predict.py (predict), export.py (export). Bad input ends in one line on stderr and exit code 2; a run
 stopped by SIGINT / SIGTERM exits 130 / 143 after saving. Nothing here imports torch before a
 command needs it, so `--help` answers at once.
 """
@@ -21,8 +21,10 @@ from cnnlab.cli import (
     compare,
     convcalc,
     evaluate,
+    export,
     features,
     plot,
+    predict,
     report,
     summary,
     train,
@@ -31,7 +33,9 @@ from cnnlab.cli.options import Parser, UsageError
 from cnnlab.errors import CnnlabError
 
 # each module's `add_commands(subparsers)`
-COMMANDS = (train, evaluate, catalog, summary, convcalc, features, plot, report, compare)
+COMMANDS = (
+    train, evaluate, catalog, summary, convcalc, features, plot, report, compare, predict, export,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,11 +97,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Create the checkpoint's model from its saved name and arguments and load its weights."""
+def rebuild_model(
+    state: dict[str, Any] | str | Path, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The trained model, from a loaded checkpoint or from a file: a run folder, a .pt
+    checkpoint, or an exported .safetensors (with its sidecar .json) or TorchScript file."""
+    from cnnlab.deploy.model_card import architecture_args
     from cnnlab.models import create_model
 
-    model = create_model(state["model_name"], **state["model_args"])
+    if isinstance(state, (str, Path)):
+        from cnnlab.deploy.model_file import load_model_file
+
+        loaded = load_model_file(state, device)
+        if loaded.module is None:
+            raise CheckpointError(
+                f"{state} is an ONNX file: onnxruntime runs it, PyTorch cannot load it; use "
+                "cnnlab.Predictor, or the checkpoint or .safetensors file it was exported from"
+            )
+        return loaded.module
+    # weights come from the checkpoint: no pretrained download, no --weights-file read again
+    model = create_model(state["model_name"], **architecture_args(state["model_args"]))
     load_model_state(model, state)
     return model.to(device)
 

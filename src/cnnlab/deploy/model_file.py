@@ -1,0 +1,213 @@
+"""Any model file as one thing that turns a batch of images into logits.
+
+    model = load_model_file("runs/x")                # its best.pt (else last.pt)
+    model = load_model_file("runs/x/best.onnx")      # run by onnxruntime
+    logits = model.logits(normalize(images, model.mean, model.std))
+
+What each kind of file is, and what runs it:
+
+* a run folder or a cnnlab checkpoint (.pt): the model rebuilt from its name and arguments,
+  its weights loaded with `torch.load(weights_only=True)`; runs in PyTorch on `device`.
+* `.safetensors` (+ its sidecar `<stem>.json`, or the sidecar itself): the same, the weights
+  read by safetensors, which holds tensors only (nothing to unpickle).
+* `.onnx`: onnxruntime on the CPU; the card is read from the file's own metadata.
+* `.torchscript.pt`: `torch.jit.load`, TorchScript's own reader, which builds TorchScript types
+  only and never runs Python's unpickler; the card is the file's extra file "cnnlab.json".
+
+Every one of them gives the same class scores for the same images (tests/test_export.py).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.deploy.model_card import (
+    SUFFIXES,
+    architecture_args,
+    card_from_checkpoint,
+    parse_card,
+    read_sidecar,
+    sidecar_path,
+)
+from cnnlab.errors import CheckpointError
+
+KINDS = ("checkpoint", "safetensors", "onnx", "torchscript")
+ONNX_CARD_KEY = "cnnlab"  # metadata_props key of the card in an exported ONNX file
+TORCHSCRIPT_CARD_FILE = "cnnlab.json"  # the card's name among a TorchScript file's extra files
+
+
+@dataclass
+class LoadedModel:
+    """A model file, loaded once: its card and a function from normalised images to logits."""
+
+    path: Path  # the file read (a run folder's best.pt, a sidecar's .safetensors)
+    kind: str  # one of KINDS
+    card: dict[str, Any]  # model_card.py: classes, input shape, normalisation, metrics
+    device: torch.device  # where the images must be (the CPU for ONNX)
+    run: Callable[[torch.Tensor], torch.Tensor]
+    module: nn.Module | None = None  # the PyTorch model (checkpoint, safetensors, TorchScript)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card["class_names"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        channels, height, width = self.card["input_shape"]
+        return channels, height, width
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.card["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.card["std"])
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised float32 images (N, C, H, W) → logits (N, classes), float32 on the CPU."""
+        return self.run(images.to(self.device)).float().cpu()
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """The model in `path` (see the module docstring), ready to run on `device`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"model file {path} does not exist; give a run folder, a .pt checkpoint, or an "
+            "exported .onnx, .safetensors or .torchscript.pt file"
+        )
+    kind = model_file_kind(path)
+    device = torch.device(device)
+    if kind == "onnx":
+        return _load_onnx(path)
+    if kind == "torchscript":
+        return _load_torchscript(path, device)
+    if kind == "safetensors":
+        return _load_safetensors(path, device)
+    return _load_checkpoint(path, device)
+
+
+def model_file_kind(path: Path) -> str:
+    """One of KINDS, from the name, and for .pt files from what the archive holds."""
+    name = path.name
+    if name.endswith(SUFFIXES["onnx"]):
+        return "onnx"
+    if name.endswith(SUFFIXES["safetensors"]) or name.endswith(".json"):
+        return "safetensors"
+    if path.is_file() and _is_torchscript(path):
+        return "torchscript"
+    return "checkpoint"
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (`<name>/code/`); torch.save's hold data only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in entry for entry in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
+    from cnnlab.train.checkpoint import checkpoint_path, load_checkpoint, load_model_state
+
+    file, _ = checkpoint_path(path)
+    state = load_checkpoint(file, map_location=device)
+    card = card_from_checkpoint(state)
+    model = _architecture(card)
+    load_model_state(model, state)
+    model = model.to(device).eval()
+    return LoadedModel(file, "checkpoint", card, device, model, module=model)
+
+
+def _load_safetensors(path: Path, device: torch.device) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    if path.name.endswith(".json"):  # the sidecar: its weights are beside it
+        card = parse_card(_read_bytes(path), path)
+        path = path.with_name(path.name[: -len(".json")] + SUFFIXES["safetensors"])
+        if not path.is_file():
+            raise CheckpointError(f"{path}, the weights of model card {path.with_suffix('.json')}, "
+                                  "is missing")  # fmt: skip
+    else:
+        card = read_sidecar(path)
+    model = _architecture(card)
+    try:
+        load_model(model, path, strict=True, device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    except RuntimeError:
+        raise CheckpointError(
+            f"{path} does not hold the weights of {card['model_name']} as "
+            f"{sidecar_path(path).name} describes it; export the model again"
+        ) from None
+    model = model.to(device).eval()
+    return LoadedModel(path, "safetensors", card, device, model, module=model)
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CheckpointError(
+            f"{path} is an ONNX file and onnxruntime is not installed; "
+            "pip install 'cnnlab[onnx]' (make setup does)"
+        ) from None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: the card's keys are not warnings
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable ONNX model ({first})") from None
+    metadata = session.get_modelmeta().custom_metadata_map
+    if ONNX_CARD_KEY in metadata:
+        card = parse_card(metadata[ONNX_CARD_KEY], path)
+    else:  # an ONNX file written elsewhere, with a card written beside it
+        card = read_sidecar(path)
+    input_name = session.get_inputs()[0].name
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        outputs = session.run(None, {input_name: images.numpy()})
+        return torch.from_numpy(outputs[0])
+
+    return LoadedModel(path, "onnx", card, torch.device("cpu"), run)
+
+
+def _load_torchscript(path: Path, device: torch.device) -> LoadedModel:
+    extra = {TORCHSCRIPT_CARD_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as err:  # TorchScript raises RuntimeError and others for bad archives
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable TorchScript file ({first})") from None
+    text = extra[TORCHSCRIPT_CARD_FILE]
+    card = parse_card(text, path) if text else read_sidecar(path)
+    module.eval()
+    return LoadedModel(path, "torchscript", card, device, module, module=module)
+
+
+def _architecture(card: dict[str, Any]) -> nn.Module:
+    """The card's model, built with fresh weights to load the saved ones into."""
+    from cnnlab.models import create_model
+
+    return create_model(card["model_name"], **architecture_args(card["model_args"]))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err}") from None
