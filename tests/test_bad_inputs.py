@@ -405,8 +405,164 @@ CASES = [
     ),
     ("seeds with a bad lr", lambda e: train(e, "--seeds", "0,1", "--lr", "0"), "lr must be"),
     # --- fine-tuning ---
+    (
+        "unfreeze epoch without freezing",
+        lambda e: train(e, "--unfreeze-epoch", "2"),
+        "unfreeze_epoch needs --freeze-backbone",
+    ),
+    (
+        "unfreeze epoch 0",
+        lambda e: train(e, "--freeze-backbone", "--unfreeze-epoch=0"),
+        "unfreeze_epoch must be at least 1",
+    ),
+    (
+        "backbone lr scale 0",
+        lambda e: train(e, "--backbone-lr-scale", "0"),
+        "backbone_lr_scale must be in (0, 1]",
+    ),
+    (
+        "backbone lr scale above 1",
+        lambda e: train(e, "--backbone-lr-scale", "2"),
+        "backbone_lr_scale must be in (0, 1]",
+    ),
+    (
+        "pretrained on a seed model",
+        lambda e: train(e, "--model", "lenet", "--pretrained"),
+        "--pretrained and --weights-file are for tv_* models",
+    ),
+    (
+        "weights file on a seed model",
+        lambda e: train(e, "--model", "mnist_cnn", "--weights-file", str(e["ckpt"])),
+        "mnist_cnn has no weights_file argument",
+    ),
+    (
+        "pretrained and a weights file",
+        lambda e: train(e, "--model", "tv_resnet18", "--pretrained", "--weights-file", "w.pth"),
+        "--pretrained or --weights-file, not both",
+    ),
+    (
+        "weights file that is not there",
+        lambda e: train(e, "--model", "tv_resnet18", "--weights-file", str(e[R] / "nope.pth")),
+        "nope.pth is not a file",
+    ),
+    (
+        "lbfgs with a backbone lr scale",
+        lambda e: train(e, "--optimizer", "lbfgs", "--backbone-lr-scale", "0.1"),
+        "lbfgs takes one learning rate",
+    ),
+    (
+        "resume with the backbone frozen",
+        lambda e: [
+            "train",
+            "--resume",
+            str(e["runs"] / "done"),
+            "--epochs",
+            "3",
+            "--freeze-backbone",
+        ],
+        "freeze_backbone=True conflicts",
+    ),
     # --- predict ---
+    (
+        "predict with a missing model file",
+        lambda e: ["predict", str(e[R] / "nope.pt"), str(e[R] / "transparent.png")],
+        "model file",
+    ),
+    (
+        "predict with a text file as model file",
+        lambda e: ["predict", str(e[R] / "text.pt"), str(e[R] / "transparent.png")],
+        "not a readable checkpoint",
+    ),
+    (
+        "predict a file that is not an image",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "a_file")],
+        "a_file is not an image file PIL can read",
+    ),
+    (
+        "predict a broken image in a folder",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg")],
+        "broken.png is not an image file PIL can read",
+    ),
+    (
+        "predict a transparent image",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "transparent.png")],
+        "transparent pixels",
+    ),
+    (
+        "predict a missing image",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "nope.png")],
+        "nope.png does not exist",
+    ),
+    (
+        "predict a glob that matches nothing",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "*.jpeg")],
+        "nothing matches the pattern",
+    ),
+    (
+        "predict a folder without images",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "notimg")],
+        "holds no image files",
+    ),
+    (
+        "predict --csv into a folder",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--csv", str(e[R])],
+        "is a folder",
+    ),
+    (
+        "predict --csv in a missing folder",
+        lambda e: [
+            "predict",
+            str(e["runs"] / "done"),
+            str(e[R] / "badimg"),
+            "--csv",
+            str(e[R] / "nowhere" / "p.csv"),
+        ],
+        "in a folder that does not exist",
+    ),
+    (
+        "predict --top-k 0",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--top-k", "0"],
+        "top_k must be at least 1",
+    ),
+    (
+        "predict --batch-size 0",
+        lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--batch-size", "0"],
+        "batch_size must be at least 1",
+    ),
     # --- export ---
+    (
+        "export unknown format",
+        lambda e: ["export", str(e["ckpt"]), "--format", "pt2"],
+        "unknown format 'pt2'; choose one of: onnx, torchscript, safetensors",
+    ),
+    ("export no checkpoint", lambda e: ["export"], "required: checkpoint"),
+    ("export missing checkpoint", lambda e: ["export", str(e[R] / "gone.pt")], "does not exist"),
+    (
+        "export a text file",
+        lambda e: ["export", str(e[R] / "text.pt"), "--format", "safetensors"],
+        "not a readable checkpoint",
+    ),
+    ("export malicious checkpoint", lambda e: ["export", str(e[R] / "evil.pt")], "refused"),
+    (
+        "export a run folder without checkpoints",
+        lambda e: ["export", str(e["runs"] / "nockpt"), "--format", "torchscript"],
+        "has no best.pt or last.pt",
+    ),
+    (
+        "export out is a folder",
+        lambda e: ["export", str(e["ckpt"]), "--out", str(e[R] / "empty")],
+        "is a folder; give a file name like",
+    ),
+    (
+        "export out in a missing folder",
+        lambda e: ["export", str(e["ckpt"]), "--out", str(e[R] / "no/such/m.onnx")],
+        "in a folder that does not exist",
+    ),
+    (
+        "export out with another format's name",
+        lambda e: ["export", str(e["ckpt"]), "--format=safetensors", "--out", str(e[R] / "m.onnx")],
+        "must end in .safetensors",
+    ),
 ]
 
 

@@ -47,8 +47,16 @@ def expected_span(axis, index: int, size: int) -> tuple[int, int]:
     return max(int(low), 0), min(int(high), size - 1)
 
 
+# the seed models and five torchvision families (ResNet, MobileNetV3, EfficientNet, VGG, AlexNet):
+# all 80 tv_* models at full size would take many minutes, and attention (ViT, Swin) has no
+# receptive-field rule yet
+TRACED = [name for name in list_models() if not name.startswith("tv_")] + [
+    "tv_alexnet", "tv_efficientnet_b0", "tv_mobilenet_v3_small", "tv_resnet18", "tv_vgg11",
+]  # fmt: skip
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", TRACED)
 def test_receptive_field_is_the_span_of_the_gradient(name):
     torch.manual_seed(0)
     model = create_model(name, image_size=small_size(name)).eval().requires_grad_(False)

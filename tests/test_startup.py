@@ -51,6 +51,8 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
         ["plot", "--help"],
         ["report", "--help"],
         ["compare", "--help"],
+        ["predict", "--help"],
+        ["export", "--help"],
         ["datasets"],
         ["convcalc", "--size", "32", "--kernel", "3"],
         ["convcalc", "--size", "28", "--chain", "conv5p2,pool2,conv5,pool2"],

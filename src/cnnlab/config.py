@@ -4,8 +4,8 @@ Each command's options are a small dataclass here: TrainConfig (`cnnlab train`),
 (`cnnlab eval`), ModelsConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig and
 FeaturesConfig (the inspect commands), PlotConfig, ReportConfig and CompareConfig (after
 training), PredictConfig and ExportConfig (using what was trained). The same dataclass is filled
-from Python (`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys with the
-field names) and from the command's flags, which the CLI generates from these fields
+from Python (`TrainConfig(model="lenet")`), from a TOML recipe (`[train]` keys or top-level keys
+with the field names) and from the command's flags, which the CLI generates from these fields
 (`--batch-size` is `batch_size`). Flags override the recipe. What a field is allowed to be
 (choices, a minimum, whether a resumed run may change it) lives in the field's metadata, so
 checks, help texts and resume rules all read it from one place.
@@ -140,7 +140,10 @@ class TrainConfig(Config):
         "download a built-in data set when it is not found on disk", True, resumable=True
     )
     image_size: int | None = opt(
-        "resize folder: images to this size (default: first image's)", None, minimum=1
+        "resize the images to this size, any data set (default: folder: the first image's, "
+        "others their own)",
+        None,
+        minimum=1,
     )
     val_fraction: float = opt(
         "folder: data without train/ and test/: share of each class held out to test on", 0.2
@@ -165,9 +168,9 @@ class TrainConfig(Config):
         "train only the classifier head; every other parameter is frozen", False
     )
     unfreeze_epoch: int | None = opt(
-        "with --freeze-backbone: the epoch (0-based) from which the backbone trains too",
+        "with --freeze-backbone: train the head alone for this many epochs, then everything",
         None,
-        minimum=0,
+        minimum=1,
     )
     backbone_lr_scale: float = opt(
         "the backbone's learning rate as a share of --lr (the new head gets --lr)", 1.0

@@ -19,6 +19,7 @@ Every one of them gives the same class scores for the same images (tests/test_ex
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,29 +131,48 @@ def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
 
 
 def _load_safetensors(path: Path, device: torch.device) -> LoadedModel:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
     if path.name.endswith(".json"):  # the sidecar: its weights are beside it
         card = parse_card(_read_bytes(path), path)
-        path = path.with_name(path.name[: -len(".json")] + SUFFIXES["safetensors"])
-        if not path.is_file():
-            raise CheckpointError(f"{path}, the weights of model card {path.with_suffix('.json')}, "
-                                  "is missing")  # fmt: skip
+        weights = path.with_name(path.name[: -len(".json")] + SUFFIXES["safetensors"])
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}, the weights of model card {path}, is missing")
+        path = weights
     else:
         card = read_sidecar(path)
     model = _architecture(card)
-    try:
-        load_model(model, path, strict=True, device=str(device))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
-    except RuntimeError:
-        raise CheckpointError(
-            f"{path} does not hold the weights of {card['model_name']} as "
-            f"{sidecar_path(path).name} describes it; export the model again"
-        ) from None
+    _load_weights(model, path, card, device)
     model = model.to(device).eval()
     return LoadedModel(path, "safetensors", card, device, model, module=model)
+
+
+def _load_weights(model: nn.Module, path: Path, card: dict[str, Any], device: torch.device):
+    """The .safetensors weights into `model`, every tensor of it accounted for.
+
+    safetensors stores tensors that share memory once (net_res_deep's share_weights=True
+    repeats one block), so a name missing from the file is fine when its tensor is one that
+    was loaded. Not safetensors' own load_model(strict=True): it counts a shared BatchNorm's
+    num_batches_tracked as unexpected and refuses a file it wrote itself.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    mismatch = CheckpointError(
+        f"{path} does not hold the weights of {card['model_name']} as "
+        f"{sidecar_path(path).name} describes it; export the model again"
+    )
+    try:
+        tensors = load_file(path, device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    try:
+        result = model.to(device).load_state_dict(tensors, strict=False)
+    except RuntimeError:  # a tensor of another shape
+        raise mismatch from None
+    state = model.state_dict()
+    loaded = {state[name].data_ptr() for name in tensors if name in state}
+    missing = [name for name in result.missing_keys if state[name].data_ptr() not in loaded]
+    if missing or result.unexpected_keys:
+        raise mismatch
 
 
 def _load_onnx(path: Path) -> LoadedModel:
@@ -189,7 +209,11 @@ def _load_onnx(path: Path) -> LoadedModel:
 def _load_torchscript(path: Path, device: torch.device) -> LoadedModel:
     extra = {TORCHSCRIPT_CARD_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():
+            # torch 2.14 deprecates torch.jit (FutureWarning); deploy/export.py says why it is
+            # still the safe format, and a prediction must print its results only
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as err:  # TorchScript raises RuntimeError and others for bad archives
         first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path} is not a readable TorchScript file ({first})") from None

@@ -39,17 +39,14 @@ def open_model(
             getattr(spec, "model_name", type(spec).__name__),
             "",
         )
-    from cnnlab.models import create_model, list_models
+    from cnnlab.models import create_model, model_info
 
     text = str(spec)
     if Path(text).exists() or text.endswith(".pt") or "/" in text:
         if model_args:
             raise ConfigError("--model-arg is for a model name; a checkpoint holds its own")
         return _from_checkpoint(Path(text), input_shape)
-    if text not in list_models():
-        from cnnlab.models import model_info
-
-        model_info(text)  # raises: unknown model, with close names
+    model_info(text)  # raises: unknown model, with close names (a seed name loads no torchvision)
     sizes = {}
     if input_shape is not None:
         sizes = {"in_channels": input_shape[0], "image_size": tuple(input_shape[1:])}

@@ -3,10 +3,14 @@
     from cnnlab.models import create_model, list_models
     model = create_model("lenet", init="xavier")          # seed 001's LeNet
     model = create_model("net_res_deep", n_blocks=20)     # seed 000's deep ResNet, deeper
+    model = create_model("tv_resnet18", num_classes=10, in_channels=1, pretrained=True)
 
 `registry.py` holds the registry and `create_model`; each family has its own file (lenet, mnist,
 cifar, cifar2, torchvision_models), whose builders register themselves when the registry is
-first asked. `catalog.py` is the table `cnnlab models` prints, cached so listing needs no torch.
+first asked. torchvision_models registers every torchvision classifier as tv_<name>; as it
+imports torchvision (a second or two), the registry loads it only for a tv_ name, the full list
+or an unknown name, never for a seed model. `heads.py` finds a model's classifier head and
+stem. `catalog.py` is the table `cnnlab models` prints, cached so listing needs no torch.
 Names here are imported on first use.
 """
 

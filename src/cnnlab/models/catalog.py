@@ -1,10 +1,12 @@
 """The table of models that `cnnlab models` prints, answered without importing torch.
 
 Counting parameters means building each model (VGG-11 has 133 M), and importing torch alone
-takes about a second. So the table is computed once, with every model built on the meta device
-(shapes only: no weights allocated or initialised), and kept in the user cache under a key made
+takes about a second. So the table is computed once and kept in the user cache under a key made
 of the cnnlab, torch and torchvision versions and the model source files: any change to them
-computes it again. Nothing here imports torch unless the table has to be computed.
+computes it again. Seed models are built on the meta device (shapes only: no weights allocated
+or initialised); the torchvision ones are not built at all: their count is the one their
+DEFAULT weights report (the 1000-class RGB model the registry's defaults build), as registered.
+Nothing here imports torch unless the table has to be computed.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def _compute() -> list[dict[str, Any]]:
     rows = []
     for name in list_models():
         info = model_info(name)
-        with torch.device("meta"):  # counts without allocating a single weight
-            parameters = count_parameters(create_model(name))
+        parameters = info.parameters
+        if parameters is None:
+            with torch.device("meta"):  # counts without allocating a single weight
+                parameters = count_parameters(create_model(name))
         rows.append(dict(zip(COLUMNS, (name, info.seed, list(info.input_shape), parameters,
                                        info.description), strict=True)))  # fmt: skip
     return rows

@@ -18,9 +18,8 @@ def head_name(model: nn.Module, num_classes: int) -> str:
     """The path (`fc`, `classifier.6`) of the layer that outputs the `num_classes` scores."""
     found = None
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.out_features == num_classes:
-            found = name
-        elif isinstance(module, nn.Conv2d) and module.out_channels == num_classes:
+        outputs = getattr(module, "out_features", getattr(module, "out_channels", None))
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and outputs == num_classes:
             found = name
     if found is None:
         raise ModelError(

@@ -38,15 +38,23 @@ class ModelInfo:
     num_classes: int  # default number of classes
     description: str  # one line, for `cnnlab models`
     seed: str  # the seed document it comes from, "000".."004", or "torchvision"
+    # parameters of the default model when known without building it (torchvision's metadata)
+    parameters: int | None = None
 
 
 _MODELS: dict[str, ModelInfo] = {}
-# the families of built-in models: each registers its builders when imported
-BUILTIN_FAMILIES = ("cifar", "cifar2", "lenet", "mnist", "torchvision_models")
+# The families of built-in models: each registers its builders when imported. The seed ones cost
+# nothing. The torchvision one imports torchvision (1-2 s, more from a cold disk) to register
+# its builders (80), so it is imported only when a question needs it: a tv_ name, the list of all
+# models, or a name nobody knows (its "did you mean" may be a tv_ one). Building or training a
+# seed model never pays for torchvision.
+SEED_FAMILIES = ("cifar", "cifar2", "lenet", "mnist")
+TORCHVISION_FAMILY = "torchvision_models"
 
 
-def _register_builtin_models() -> None:
-    for family in BUILTIN_FAMILIES:  # imported once; later calls are dictionary look-ups
+def _register_builtin_models(*, torchvision: bool) -> None:
+    families = (*SEED_FAMILIES, TORCHVISION_FAMILY) if torchvision else SEED_FAMILIES
+    for family in families:  # imported once; later calls are dictionary look-ups
         importlib.import_module(f"cnnlab.models.{family}")
 
 
@@ -57,8 +65,10 @@ def register_model(
     description: str,
     seed: str,
     name: str | None = None,
+    parameters: int | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: file a builder under `name` (default: the function's name); names are unique."""
+    """Decorator: file a builder under `name` (default: the function's name); names are unique.
+    `parameters`: the default model's count, if known without building it."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or builder.__name__
@@ -69,7 +79,9 @@ def register_model(
             )
         if seed not in SEEDS:
             raise ModelError(f"seed must be one of {', '.join(SEEDS)}, got {seed!r}")
-        _MODELS[key] = ModelInfo(key, builder, tuple(input_shape), num_classes, description, seed)
+        _MODELS[key] = ModelInfo(
+            key, builder, tuple(input_shape), num_classes, description, seed, parameters
+        )
         return builder
 
     return decorator
@@ -77,7 +89,7 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style `pattern` ("net*", "tv_*"), sorted."""
-    _register_builtin_models()
+    _register_builtin_models(torchvision=True)
     return sorted(name for name in _MODELS if name_matches(name, pattern))
 
 
@@ -87,12 +99,16 @@ def model_info(name: str) -> ModelInfo:
         raise ModelError(
             f"a model name is a string, got {name!r}; run `cnnlab models` to list them"
         )
-    _register_builtin_models()
+    _register_builtin_models(torchvision=False)
+    if name not in _MODELS:  # a tv_ name, or one whose close matches may be tv_ ones
+        _register_builtin_models(torchvision=True)
     if name in _MODELS:
         return _MODELS[name]
     query = name.lower()
-    # "resnet" → tv_resnet18 by containment; "lenett", "LeNet" → lenet by similarity
-    close = [known for known in sorted(_MODELS) if query and query in known][:3]
+    # "resnet" → tv_resnet18 by containment, shortest names first; "lenett", "LeNet" → lenet by
+    # similarity
+    contain = [known for known in _MODELS if query and query in known]
+    close = sorted(contain, key=lambda known: (len(known), known))[:3]
     close = close or difflib.get_close_matches(query, sorted(_MODELS), n=3, cutoff=0.7)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ModelError(f"unknown model {name!r}; {hint}run `cnnlab models` to list them")
@@ -138,7 +154,8 @@ def create_model(
 def min_input_size(name: str, **kwargs: Any) -> int:
     """The smallest side s such that model `name` (with these arguments) takes s×s images."""
     kwargs.pop("image_size", None)
-    kwargs.pop("pretrained", None)  # weights do not change the sizes a model takes
+    for weights in ("pretrained", "weights_file"):  # weights do not change the sizes it takes
+        kwargs.pop(weights, None)
     with torch.device("meta"):  # builds without allocating or initialising any weights
         try:
             create_model(name, image_size=1, **kwargs)

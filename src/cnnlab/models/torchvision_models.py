@@ -1,83 +1,318 @@
-"""torchvision classifiers with a head for your classes (seed 002: "torchvision.models").
+"""Every torchvision classifier as `tv_<name>`, with a head for your classes (seed 002).
 
-Seed 002 names these families (ResNet, VGG, AlexNet, EfficientNet, MobileNet), with or without
-pretrained weights, and shows how to modify one by replacing its classifier head. Each builder
-asks torchvision for the architecture by name, replaces the last Linear of the classifier when
-num_classes is not ImageNet's 1000, and the first conv when in_channels is not 3 (RGB).
+Seed 002 shows torchvision models, with or without pretrained weights, and how to modify one by
+replacing its classifier head. Here every builder of `torchvision.models.list_models()` (ResNet,
+VGG, EfficientNet, ViT, Swin, RegNet, ...) is registered as `tv_<name>`, generated from
+torchvision's own metadata: the default input is the crop size of its DEFAULT weights (224,
+299 for inception_v3, 518 for vit_h_14), the parameter count that `cnnlab models` shows is
+the one those weights report. The registry imports this module only when a tv_ name is asked
+for, as importing torchvision takes a second or two.
+
+Head and stem. Without weights torchvision builds the head for num_classes itself. With weights
+(pretrained=True, or weights_file=PATH) the 1000-class ImageNet model is loaded and its head,
+the Linear (or SqueezeNet's 1×1 Conv2d) that gives the 1000 scores, is replaced by a fresh one
+for num_classes. When in_channels is not 3 the first conv is replaced too; pretrained RGB
+filters are summed for one channel, so a grey image (R = G = B) gives what it gave the RGB
+model. GoogLeNet and Inception-v3 are built without their auxiliary heads (cnnlab's loop wants
+one tensor of logits; the aux weights in a file are dropped, as torchvision drops them) and
+with transform_input=False, which would re-normalise 3 channels with ImageNet's statistics
+where cnnlab normalises with the data set's own.
+
+Small images (MNIST's 28×28, CIFAR's 32×32). cnnlab keeps torchvision's stem as it is, stride
+and pooling included, rather than swapping in a CIFAR-style stem: a pretrained first conv then
+still means what it learned on ImageNet, and every tv_ model behaves as its paper and
+torchvision describe it. Images too small for a model are resized instead, `cnnlab train
+--image-size N` (it resizes every data set, the built-in ones included); a model that cannot
+take the data's size says so with the smallest size it takes. Most take 32×32 (ResNets end in
+global pooling: at 32×32 their last maps are 1×1, which trains but wastes the model; 64-128 is
+a better trade on a CPU); AlexNet needs 63, Inception-v3 75, MaxViT 221 (221-224, 445-448, ...:
+every stage must split into 7×7 windows); a ViT takes the one size it is built for, a multiple
+of its patch (vit_b_16 at 32, 48, 64, ...), and with pretrained weights the size they were
+trained at (224; 518 for vit_h_14), as its position embedding has one entry per patch.
+
+Pretrained weights offline. pretrained=True reads torchvision's DEFAULT weights from torch's hub
+cache (`torch.hub.get_dir()/checkpoints/`, the file torchvision itself would use) without
+touching the network; when the file is not there it is downloaded with a timeout, and if that
+fails the error names the file, its URL and the folder to put it in. weights_file=PATH loads a
+state dict of the same architecture (.pth/.pt, or .safetensors) instead, e.g. copied from
+another machine; it is adapted to num_classes and in_channels exactly as the download is.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import torch
+import torchvision
 from torch import nn
 from torch.func import functional_call
 
 from cnnlab.errors import ModelError
+from cnnlab.models.heads import first_conv_name, head_name
 from cnnlab.models.init import init_weights
 from cnnlab.models.registry import register_model
-from cnnlab.models.shapes import require_input_size
+from cnnlab.models.shapes import (
+    LARGEST_SIDE,
+    InputTooSmallError,
+    conv_output_size,
+    require_input_size,
+)
 
 IMAGENET_CLASSES = 1000
-# torchvision name → (path of the first conv, path of the classifier's last Linear)
-LAYER_PATHS = {
-    "resnet18": ("conv1", "fc"),
-    "mobilenet_v3_small": ("features.0.0", "classifier.3"),
-    "efficientnet_b0": ("features.0.0", "classifier.1"),
-    "vgg11": ("features.0", "classifier.6"),
-    "alexnet": ("features.0", "classifier.6"),
-}
+# the auxiliary classifiers that GoogLeNet and Inception-v3 train with, left out here
+AUX_HEADS = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+# torchvision's num_params for inception_v3 counts its aux head, which cnnlab leaves out:
+# InceptionAux(768, 1000) = 1×1 conv 768*128 + bn 2*128, 5×5 conv 128*768*25 + bn 2*768 (convs
+# without bias), fc 768*1000 + 1000 = 98,560 + 2,459,136 + 769,000
+LEFT_OUT_PARAMETERS = {"inception_v3": 3_326_696}
+# seconds a connect or a read of the weights download may stall before it is given up
+DOWNLOAD_TIMEOUT_S = 20
+# "resnet18-f37072fd.pth": the start of the file's SHA-256, as torch.hub checks it
+HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+# DenseNet files name layers "norm.1" ('.' is no longer allowed in a module name): torchvision
+# renames them when it loads its own weights, and so does cnnlab
+OLD_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+class TorchvisionInputTooSmallError(InputTooSmallError):
+    """InputTooSmallError that names the cure: cnnlab keeps torchvision's stems, so images
+    smaller than a model takes are resized, and `--image-size N` resizes any data set."""
+
+    def __init__(self, model_name: str, image_size: tuple[int, int], min_size: int) -> None:
+        super().__init__(model_name, image_size, min_size)
+        self.args = (f"{self.args[0]} (train with --image-size {min_size} or more)",)
 
 
 def _build(
-    torchvision_name: str,
+    tv_name: str,
     num_classes: int,
     in_channels: int,
     image_size: tuple[int, int],
     init: str,
     pretrained: bool,
+    weights_file: str | os.PathLike | None,
 ) -> nn.Module:
-    """torchvision's `torchvision_name` (registered as tv_<name>), first conv and head fitted."""
-    import torchvision  # here, not at the top: `import cnnlab` need not load torchvision
-
-    if not isinstance(pretrained, bool):
-        raise ModelError(f"pretrained must be True or False, got {pretrained!r}")
-    if pretrained and init != "default":
-        raise ModelError(f"init={init!r} would overwrite the pretrained weights; leave it default")
-    if pretrained:
-        model = _load_pretrained(torchvision_name)
-    else:  # torchvision builds the head for num_classes itself, with its own init
-        model = torchvision.models.get_model(
-            torchvision_name, weights=None, num_classes=num_classes
-        )
-    conv_path, head_path = LAYER_PATHS[torchvision_name]
-    head = model.get_submodule(head_path)
-    if head.out_features != num_classes:  # only after loading the 1000-class ImageNet head
-        model.set_submodule(head_path, nn.Linear(head.in_features, num_classes))
+    """torchvision's `tv_name` (registered as tv_<name>), weights loaded, head and stem fitted."""
+    model_name = f"tv_{tv_name}"
+    loading = _check_weight_args(pretrained, weights_file, init)
+    weights = _default_weights(tv_name)
+    size_args = _size_args(tv_name, image_size, weights if pretrained else None)
+    # with weights, the 1000-class ImageNet model the file is for; its head is replaced below
+    model = _architecture(tv_name, IMAGENET_CLASSES if loading else num_classes, size_args, loading)
+    if loading:
+        path = Path(weights_file) if weights_file is not None else _pretrained_file(tv_name)
+        _load_weights(model, tv_name, path)
+        if num_classes != IMAGENET_CLASSES:
+            head = head_name(model, IMAGENET_CLASSES)
+            model.set_submodule(head, _new_head(model.get_submodule(head), num_classes))
     if in_channels != 3:
-        conv = model.get_submodule(conv_path)
-        model.set_submodule(conv_path, _first_conv(conv, in_channels, pretrained))
-    model_name = f"tv_{torchvision_name}"
-    require_input_size(model_name, image_size, lambda h, w: _takes(model, in_channels, h, w))
+        stem = first_conv_name(model)
+        model.set_submodule(stem, _first_conv(model.get_submodule(stem), in_channels, loading))
+    try:
+        require_input_size(model_name, image_size, lambda h, w: _takes(model, in_channels, h, w))
+    except InputTooSmallError as err:
+        raise TorchvisionInputTooSmallError(model_name, image_size, err.min_size) from None
     return init_weights(model, init)
 
 
-def _load_pretrained(torchvision_name: str) -> nn.Module:
-    """The model with torchvision's default ImageNet weights, downloaded to the torch hub cache."""
-    import torchvision
+def _check_weight_args(pretrained: Any, weights_file: Any, init: str) -> bool:
+    """Whether weights are to be loaded; a ModelError for arguments that contradict."""
+    if not isinstance(pretrained, bool):
+        raise ModelError(f"pretrained must be True or False, got {pretrained!r}")
+    if weights_file is not None and not isinstance(weights_file, str | os.PathLike):
+        raise ModelError(f"weights_file must be a file path, got {weights_file!r}")
+    if pretrained and weights_file is not None:
+        raise ModelError("give pretrained=True (torchvision's download) or weights_file=PATH, "
+                         "not both")  # fmt: skip
+    loading = pretrained or weights_file is not None
+    if loading and init != "default":
+        raise ModelError(f"init={init!r} would overwrite the loaded weights; leave it default")
+    return loading
 
-    weights = torchvision.models.get_model_weights(torchvision_name).DEFAULT
+
+def _default_weights(tv_name: str) -> torchvision.models.WeightsEnum:
+    return torchvision.models.get_model_weights(tv_name).DEFAULT
+
+
+def _architecture(
+    tv_name: str, num_classes: int, size_args: dict[str, Any], loading: bool
+) -> nn.Module:
+    """torchvision's model without weights (loaded later, from a file cnnlab has checked)."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes, **size_args}
+    if tv_name in AUX_HEADS:  # one logits tensor, inputs normalised as cnnlab normalises them
+        kwargs.update(aux_logits=False, transform_input=False, init_weights=not loading)
+    builder = torchvision.models.get_model_builder(tv_name)
+    with _regnet_widths_on_cpu() if tv_name.startswith("regnet_") else nullcontext():
+        return builder(weights=None, **kwargs)
+
+
+# --- the sizes a ViT and MaxViT take ------------------------------------------------------------
+
+
+def _size_args(
+    tv_name: str, image_size: tuple[int, int], weights: torchvision.models.WeightsEnum | None
+) -> dict[str, Any]:
+    """The builder arguments of the models whose layers are made for one input size: ViT (its
+    position embedding has one entry per patch) and MaxViT (its attention windows tile each
+    stage). Others take any size large enough, which `_takes` finds out."""
+    model_name = f"tv_{tv_name}"
+    if tv_name.startswith("vit_"):
+        side = _square_side(model_name, image_size)
+        if weights is not None and side != weights.meta["min_size"][0]:
+            trained = weights.meta["min_size"][0]
+            raise ModelError(
+                f"the pretrained {model_name} weights are for {trained}×{trained} images (the "
+                f"position embedding fixes the size), got {side}×{side}; use --image-size "
+                f"{trained}, or pretrained=False to train one for {side}×{side}"
+            )
+        patch = int(tv_name.rsplit("_", 1)[1])  # torchvision's names end in it: vit_b_16
+        _check_side(model_name, side, lambda s: s % patch == 0,
+                    f"its {patch}×{patch} patches must tile the image")  # fmt: skip
+        return {"image_size": side}
+    if tv_name == "maxvit_t":
+        side = _square_side(model_name, image_size)
+        _check_side(model_name, side, _maxvit_t_fits,
+                    "each of its 4 stages must split into 7×7 windows")  # fmt: skip
+        return {"input_size": (side, side)}
+    return {}
+
+
+def _square_side(model_name: str, image_size: tuple[int, int]) -> int:
+    height, width = image_size
+    if height != width:
+        raise ModelError(f"{model_name} is built for square images, got {height}×{width}; "
+                         f"resize them with --image-size {max(height, width)}")  # fmt: skip
+    return height
+
+
+def _check_side(model_name: str, side: int, fits: Callable[[int], bool], why: str) -> None:
+    """A ModelError naming the nearest sizes that fit, unless `fits(side)`."""
+    if fits(side):
+        return
+    smallest = next(s for s in range(1, LARGEST_SIDE + 1) if fits(s))
+    if side < smallest:
+        raise TorchvisionInputTooSmallError(model_name, (side, side), smallest)
+    below = next(s for s in range(side, 0, -1) if fits(s))
+    above = next((s for s in range(side, LARGEST_SIDE + 1) if fits(s)), below)
+    raise ModelError(f"{model_name} cannot take {side}×{side} images: {why}; use "
+                     f"--image-size {below} or {above}")  # fmt: skip
+
+
+def _maxvit_t_fits(side: int) -> bool:
+    """torchvision's MaxVit check: after the stem (a 3×3 stride-2 conv) each of the 4 blocks
+    halves the map again, and works on it in 7×7 windows and a 7×7 grid."""
+    side = conv_output_size(side, 3, 2, 1)
+    for _ in range(4):
+        side = conv_output_size(side, 3, 2, 1)
+        if side < 7 or side % 7:
+            return False
+    return True
+
+
+# --- the weights --------------------------------------------------------------------------------
+
+
+def _pretrained_file(tv_name: str) -> Path:
+    """torchvision's DEFAULT weights file in torch's hub cache, downloaded there if missing."""
+    url = _default_weights(tv_name).url
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / Path(urlparse(url).path).name  # where torchvision itself caches it
+    if path.is_file():
+        return path
     try:
-        return torchvision.models.get_model(torchvision_name, weights=weights)
-    except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad file a RuntimeError
+        folder.mkdir(parents=True, exist_ok=True)
+        _download(url, path)
+    except (OSError, RuntimeError) as err:  # offline, a timeout, a bad hash, a read-only cache
         reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
         raise ModelError(
-            f"could not download the pretrained {torchvision_name} weights ({reason}); put "
-            f"{Path(weights.url).name} from {weights.url} in {folder} or use pretrained=False"
-        ) from err
+            f"could not download the pretrained tv_{tv_name} weights ({reason}); put {path.name} "
+            f"from {url} in {folder}, or use --weights-file PATH"
+        ) from None
+    return path
+
+
+def _download(url: str, path: Path) -> None:
+    """Download with every connect and read bounded: urllib would wait forever on a network
+    that accepts the connection and sends nothing."""
+    match = HASH_IN_NAME.search(path.name)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.download_url_to_file(url, str(path), match.group(1) if match else None)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .pth/.pt (torch.save) or .safetensors file, on the CPU."""
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist; give the path of a state dict "
+                         "(.pth, .pt or .safetensors)")  # fmt: skip
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip, safetensors and EOF errors: the file is no state dict
+        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        raise ModelError(
+            f"cannot read {path} as a state dict ({reason}); give a file saved with "
+            "torch.save(model.state_dict()) or safetensors"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} holds a {type(state).__name__} that is not a state dict (names "
+                         "to tensors); save model.state_dict()")  # fmt: skip
+    return state
+
+
+def _load_weights(model: nn.Module, tv_name: str, path: Path) -> None:
+    """The state dict in `path` into `model`, every name and shape matching, else a ModelError."""
+    loaded = _read_state_dict(path)
+    aux = AUX_HEADS.get(tv_name, ())
+    state = OrderedDict(
+        (OLD_DENSENET_KEY.sub(r"\1\2", key), value)
+        for key, value in loaded.items()
+        if not key.startswith(aux)
+    )
+    # the layers' format versions, which torch.save keeps and safetensors drops: without them
+    # MNASNet refuses to load, so a file without is taken to be in today's format
+    state._metadata = getattr(loaded, "_metadata", None) or model.state_dict()._metadata
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, ValueError) as err:  # shapes that differ, a format MNASNet refuses
+        mismatch = next(
+            (line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err)
+        )
+        raise ModelError(f"{path} does not fit tv_{tv_name}: {mismatch[:160]}; give ImageNet "
+                         "weights of this architecture") from None  # fmt: skip
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        parts = [f"{len(missing)} of its tensors missing ({missing[0]})"] if missing else []
+        parts += [f"{len(unexpected)} unknown ones ({unexpected[0]})"] if unexpected else []
+        raise ModelError(f"{path} is not a state dict of tv_{tv_name}: {', '.join(parts)}; give "
+                         "ImageNet weights of this architecture")  # fmt: skip
+
+
+def _new_head(layer: nn.Module, num_classes: int) -> nn.Module:
+    """A fresh `layer` with num_classes outputs: a Linear, or SqueezeNet's 1×1 Conv2d."""
+    bias = layer.bias is not None
+    if isinstance(layer, nn.Conv2d):
+        return nn.Conv2d(layer.in_channels, num_classes, layer.kernel_size, layer.stride,
+                         layer.padding, bias=bias)  # fmt: skip
+    return nn.Linear(layer.in_features, num_classes, bias=bias)
 
 
 def _first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2d:
@@ -119,76 +354,67 @@ def _takes(model: nn.Module, in_channels: int, height: int, width: int) -> bool:
     return True
 
 
-# --- the builders -------------------------------------------------------------------------------
+@contextmanager
+def _regnet_widths_on_cpu() -> Iterator[None]:
+    """RegNet works its stage widths out with tensors and `.tolist()`, which a meta tensor
+    cannot give, so `with torch.device("meta")` (min_input_size, `cnnlab models`, the tests)
+    could not build one. Within this block that arithmetic runs on the CPU, plain ints come
+    out, and the layers are still made on whatever device is the default."""
+    from torchvision.models.regnet import BlockParams
 
-IMAGENET = dict(input_shape=(3, 224, 224), num_classes=IMAGENET_CLASSES, seed="torchvision")
+    original = BlockParams.__dict__["from_init_params"]  # the classmethod itself
 
+    def on_cpu(cls: type, *args: Any, **kwargs: Any) -> Any:
+        with torch.device("cpu"):
+            return original.__func__(cls, *args, **kwargs)
 
-@register_model(**IMAGENET, description="torchvision ResNet-18, a new head for num_classes")
-def tv_resnet18(
-    *,
-    num_classes: int = IMAGENET_CLASSES,
-    in_channels: int = 3,
-    image_size: tuple[int, int] = (224, 224),
-    init: str = "default",
-    pretrained: bool = False,
-) -> nn.Module:
-    """torchvision's resnet18 (He et al. 2015); 11,689,512 parameters with 1000 classes.
-    Takes any size from 1×1 (global average pooling before its head); 32×32 leaves 1×1 maps."""
-    return _build("resnet18", num_classes, in_channels, image_size, init, pretrained)
-
-
-@register_model(**IMAGENET, description="torchvision MobileNetV3-Small, a new head for num_classes")
-def tv_mobilenet_v3_small(
-    *,
-    num_classes: int = IMAGENET_CLASSES,
-    in_channels: int = 3,
-    image_size: tuple[int, int] = (224, 224),
-    init: str = "default",
-    pretrained: bool = False,
-) -> nn.Module:
-    """torchvision's mobilenet_v3_small (Howard et al. 2019); 2,542,856 parameters with 1000
-    classes. Takes any size from 1×1 (strided convs with padding, global average pooling)."""
-    return _build("mobilenet_v3_small", num_classes, in_channels, image_size, init, pretrained)
+    BlockParams.from_init_params = classmethod(on_cpu)
+    try:
+        yield
+    finally:
+        BlockParams.from_init_params = original
 
 
-@register_model(**IMAGENET, description="torchvision EfficientNet-B0, a new head for num_classes")
-def tv_efficientnet_b0(
-    *,
-    num_classes: int = IMAGENET_CLASSES,
-    in_channels: int = 3,
-    image_size: tuple[int, int] = (224, 224),
-    init: str = "default",
-    pretrained: bool = False,
-) -> nn.Module:
-    """torchvision's efficientnet_b0 (Tan and Le 2019); 5,288,548 parameters with 1000 classes.
-    Takes any size from 1×1 (strided convs with padding, global average pooling)."""
-    return _build("efficientnet_b0", num_classes, in_channels, image_size, init, pretrained)
+# --- the builders, one per torchvision classifier -----------------------------------------------
 
 
-@register_model(**IMAGENET, description="torchvision VGG-11, a new head for num_classes")
-def tv_vgg11(
-    *,
-    num_classes: int = IMAGENET_CLASSES,
-    in_channels: int = 3,
-    image_size: tuple[int, int] = (224, 224),
-    init: str = "default",
-    pretrained: bool = False,
-) -> nn.Module:
-    """torchvision's vgg11 (Simonyan and Zisserman 2014); 132,863,336 parameters with 1000
-    classes, 123,642,856 of them in the classifier. Five 2×2 max-pools: at least 32×32."""
-    return _build("vgg11", num_classes, in_channels, image_size, init, pretrained)
+def _builder(tv_name: str, side: int, doc: str) -> Callable[..., nn.Module]:
+    """The keyword-only builder registered as tv_<tv_name>, for `side`×`side` RGB by default."""
+
+    def builder(
+        *,
+        num_classes: int = IMAGENET_CLASSES,
+        in_channels: int = 3,
+        image_size: tuple[int, int] = (side, side),
+        init: str = "default",
+        pretrained: bool = False,
+        weights_file: str | None = None,
+    ) -> nn.Module:
+        return _build(tv_name, num_classes, in_channels, image_size, init, pretrained,
+                      weights_file)  # fmt: skip
+
+    builder.__name__ = builder.__qualname__ = f"tv_{tv_name}"
+    builder.__doc__ = doc
+    return builder
 
 
-@register_model(**IMAGENET, description="torchvision AlexNet, a new head for num_classes")
-def tv_alexnet(
-    *,
-    num_classes: int = IMAGENET_CLASSES,
-    in_channels: int = 3,
-    image_size: tuple[int, int] = (224, 224),
-    init: str = "default",
-    pretrained: bool = False,
-) -> nn.Module:
-    """torchvision's alexnet (Krizhevsky et al. 2012); 61,100,840 parameters with 1000 classes.
-    An 11×11 stride-4 conv and three 3×3 stride-2 max-pools: at least 63×63."""
-    return _build("alexnet", num_classes, in_channels, image_size, init, pretrained)
+def _register_all() -> None:
+    for tv_name in torchvision.models.list_models(module=torchvision.models):
+        weights = _default_weights(tv_name)
+        side = weights.transforms().crop_size[0]
+        family = type(weights).__name__.removesuffix("_Weights").replace("_", "-")
+        top1 = weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        parameters = weights.meta["num_params"] - LEFT_OUT_PARAMETERS.get(tv_name, 0)
+        doc = (
+            f"torchvision's {tv_name} ({family}); {parameters:,} parameters with 1000 classes.\n"
+            f"pretrained=True loads its DEFAULT weights, {weights!r} ({top1}% ImageNet top-1 at "
+            f"{side}×{side}), from {weights.url}."
+        )
+        register_model(
+            name=f"tv_{tv_name}", input_shape=(3, side, side), num_classes=IMAGENET_CLASSES,
+            description=f"torchvision {family} ({top1:.1f}% ImageNet top-1 pretrained), a new "
+            "head for num_classes", seed="torchvision", parameters=parameters,
+        )(_builder(tv_name, side, doc))  # fmt: skip
+
+
+_register_all()

@@ -72,8 +72,12 @@ class RunRecord:
         return self.metrics[-1].get("time")
 
     def checkpoints(self) -> list[tuple[str, int]]:
-        """(file name, bytes) of each checkpoint in the folder."""
-        return [(p.name, p.stat().st_size) for p in sorted(self.path.glob("*.pt")) if p.is_file()]
+        """(file name, bytes) of each checkpoint in the folder (not exported TorchScript files)."""
+        return [
+            (p.name, p.stat().st_size)
+            for p in sorted(self.path.glob("*.pt"))
+            if p.is_file() and not p.name.endswith(".torchscript.pt")
+        ]
 
 
 def read_run(path: str | Path) -> RunRecord:

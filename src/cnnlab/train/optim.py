@@ -7,11 +7,20 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
+from cnnlab.models.heads import split_parameters
 
 
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The configured torch optimizer; only the arguments each one accepts are passed."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(
+    cfg: TrainConfig, model: nn.Module, num_classes: int | None = None
+) -> torch.optim.Optimizer:
+    """The configured torch optimizer; only the arguments each one accepts are passed.
+    `num_classes` finds the classifier head when fine-tuning asks for two parameter groups."""
+    if cfg.optimizer == "lbfgs" and cfg.backbone_lr_scale != 1:
+        raise ConfigError(
+            "lbfgs takes one learning rate for all parameters; remove --backbone-lr-scale "
+            "(--freeze-backbone works with lbfgs) or choose another optimizer"
+        )
+    params = parameter_groups(cfg, model, num_classes)
     optimizer_class, own = _own_arguments(cfg)
     common = {"lr": cfg.lr}
     for name in ("weight_decay", "eps"):
@@ -25,6 +34,37 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
             common[name] = value
     own = {k: v for k, v in own.items() if k not in common and v is not None}
     return optimizer_class(params, **common, **own)
+
+
+def uses_parameter_groups(cfg: TrainConfig) -> bool:
+    """Whether the head and the backbone get parameter groups of their own (fine-tuning).
+    LBFGS takes one group only; it freezes well without one (a frozen parameter's gradient
+    counts as zero in its flat vector, so its direction leaves it where it is)."""
+    fine_tuning = cfg.freeze_backbone or cfg.backbone_lr_scale != 1
+    return fine_tuning and cfg.optimizer != "lbfgs"
+
+
+def parameter_groups(
+    cfg: TrainConfig, model: nn.Module, num_classes: int | None
+) -> list[nn.Parameter] | list[dict]:
+    """Every trainable parameter in one group, as runs have always had it (so their saved
+    optimizer states still load); or, fine-tuning, the head's group FIRST at --lr (metrics'
+    "lr" reads param_groups[0]) and the backbone's at lr × backbone_lr_scale.
+
+    A frozen backbone is in the optimizer from the start: torch optimizers skip a parameter
+    whose .grad is None (no update, no weight decay, no state), so unfreezing needs no new
+    optimizer and a checkpoint's optimizer state fits whichever phase the run is in."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not uses_parameter_groups(cfg):
+        return trainable
+    if num_classes is None:
+        raise TypeError("make_optimizer needs num_classes to tell the head from the backbone")
+    head, backbone = split_parameters(model, num_classes)
+    keep = {id(p) for p in trainable}
+    return [
+        {"params": [p for p in head if id(p) in keep]},
+        {"params": [p for p in backbone if id(p) in keep], "lr": cfg.lr * cfg.backbone_lr_scale},
+    ]
 
 
 def _own_arguments(cfg: TrainConfig) -> tuple[type, dict]:
@@ -85,9 +125,12 @@ def make_scheduler(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     # one-cycle also cycles momentum (or adam's beta1); adagrad, adadelta and lbfgs have neither
     cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+    # each group peaks at its own lr (fine-tuning: the backbone at lr × backbone_lr_scale)
+    groups = optimizer.param_groups
+    max_lr = [group["lr"] for group in groups] if len(groups) > 1 else cfg.lr
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
-        max_lr=cfg.lr,
+        max_lr=max_lr,
         epochs=cfg.epochs,
         steps_per_epoch=steps_per_epoch,
         cycle_momentum=cycle_momentum,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.deploy.model_card import architecture_args
 from cnnlab.errors import ConfigError
 
 PLANNED_SCHEDULES = ("cosine", "onecycle")  # their shape depends on the number of epochs
@@ -40,7 +41,9 @@ def check_resumable(saved: dict[str, Any], cfg: TrainConfig, model_args: dict, r
             f"run {run_dir} already finished its {saved['epoch']} epochs; pass --epochs N "
             f"(more than {saved['epoch']}) to train further"
         )
-    if saved["model_args"] != model_args or saved["model_name"] != cfg.model:
+    # a run started with --model-arg pretrained=true saved it there; its weights are in the
+    # checkpoint now, so only the architecture must match
+    if architecture_args(saved["model_args"]) != model_args or saved["model_name"] != cfg.model:
         raise ConfigError(
             f"run {run_dir} was trained with other data or model settings; "
             "resume it with the same data set"

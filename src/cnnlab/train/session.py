@@ -8,6 +8,7 @@ is the checkpoint.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
+from cnnlab.deploy.model_card import WEIGHT_ARGS, architecture_args
 from cnnlab.errors import ConfigError
+from cnnlab.models.heads import split_parameters
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.cpu_split import SplitStep, can_split, default_slices
 from cnnlab.train.determinism import set_determinism
@@ -27,6 +30,9 @@ from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler
 from cnnlab.train.process import keep_freed_memory
 from cnnlab.train.resume_rules import check_resumable
 from cnnlab.train.run_dir import prepare_run_dir
+
+# the options that choose the starting weights: (flag, TrainConfig field = builder argument)
+WEIGHT_FLAGS = (("--pretrained", "pretrained"), ("--weights-file", "weights_file"))
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Session:
     num_classes: int
     facts: dict[str, Any]  # parameter count, where the data came from: for config.json
     caveats: list[str]  # what --deterministic cannot promise here
+    backbone: list[nn.Parameter] = field(default_factory=list)  # what --freeze-backbone freezes
     split: SplitStep | None = None  # CPU: slices of each batch on parallel threads
     state: TrainState = field(default_factory=TrainState)
     sums: EpochSums | None = None  # the epoch in progress (saves happen only inside one)
@@ -112,7 +119,47 @@ class Session:
             self.resumed_sums = None
         return self.sums
 
+    def backbone_frozen(self, epoch: int) -> bool:
+        """Whether the backbone is frozen in `epoch` (0-based): decided by the epoch alone, so
+        a resumed run lands in the phase the uninterrupted run was in."""
+        cfg = self.cfg
+        return cfg.freeze_backbone and (cfg.unfreeze_epoch is None or epoch < cfg.unfreeze_epoch)
+
+    def freeze_for_epoch(self, epoch: int, *, first: bool) -> str | None:
+        """Set the backbone's requires_grad for `epoch`; a line to print when a phase starts
+        (frozen: at the process's `first` epoch; unfrozen: at --unfreeze-epoch).
+
+        A frozen parameter gets no gradient, so the optimizer skips it. Batch norm layers of a
+        frozen backbone still update their running statistics in train mode, as fastai's
+        freezing does: the statistics follow the new data (grey 28×28 digits are far from
+        ImageNet's), while the weights that were learned stay as they are."""
+        frozen = self.backbone_frozen(epoch)
+        for param in self.backbone:
+            param.requires_grad_(not frozen)
+        if frozen and first:
+            until = self.cfg.unfreeze_epoch
+            later = f" for {until} epoch{'s' * (until != 1)}" if until is not None else ""
+            return (
+                f"backbone frozen{later}: training the head's {self.trainable_parameters(epoch):,}"
+                f" of {self.total_parameters():,} parameters"
+            )
+        if self.cfg.freeze_backbone and epoch == self.cfg.unfreeze_epoch:
+            scale = self.cfg.backbone_lr_scale
+            lr = f" at {scale:g} × the head's lr" if scale != 1 else ""
+            return f"epoch {epoch + 1}: backbone unfrozen, training all parameters{lr}"
+        return None
+
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def trainable_parameters(self, epoch: int) -> int:
+        """The parameters that learn in `epoch`."""
+        frozen = sum(p.numel() for p in self.backbone) if self.backbone_frozen(epoch) else 0
+        return self.total_parameters() - frozen
+
     def close(self) -> None:
+        for param in self.backbone:  # the model handed back is an ordinary, trainable one
+            param.requires_grad_(True)
         if self.split is not None:
             self.split.close()
 
@@ -123,6 +170,8 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
     from cnnlab.models import count_parameters
 
     cfg.validate()
+    if saved is None:  # a resumed run's weights come from last.pt, never from these again
+        check_weight_options(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()
@@ -131,7 +180,7 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
         cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
         val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
     )  # fmt: skip
-    model, info = _build_model(cfg, data, device)
+    model, info = _build_model(cfg, data, device, fresh=saved is None)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
         check_resumable(saved, cfg, info.model_args, run_dir)
@@ -142,7 +191,7 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
         data, "train", batch_size=cfg.batch_size, shuffle=True, device=device, seed=cfg.seed,
         augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1,
     )  # fmt: skip
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     session = Session(
@@ -157,23 +206,51 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
             "data": {"location": data.location, "train": len(data.train), "test": len(data.test)},
         },
         caveats=caveats,
+        backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
     )  # fmt: skip
     session.split = make_split(session)
     if saved is not None:
         session.load_state_dict(saved)
+    session.facts["trainable_parameters"] = session.trainable_parameters(session.state.epoch)
     return session
 
 
-def _build_model(cfg: TrainConfig, data: Any, device: torch.device):
-    """The model for `data`'s shape and classes, on `device`, and the RunInfo that rebuilds it."""
+def check_weight_options(cfg: TrainConfig) -> None:
+    """--pretrained / --weights-file need a builder that loads weights (the tv_* models) and,
+    for a file, the file: refused in one line before the data is read or a file written."""
+    from cnnlab.models import model_info
+
+    asked = [(flag, key) for flag, key in WEIGHT_FLAGS if getattr(cfg, key)]
+    if not asked:
+        return
+    if cfg.weights_file and not Path(cfg.weights_file).is_file():
+        raise ConfigError(
+            f"--weights-file {cfg.weights_file} is not a file; give the path of a state dict "
+            "saved as .pth, .pt or .safetensors"
+        )
+    builder_takes = inspect.signature(model_info(cfg.model).builder).parameters
+    for flag, key in asked:
+        if key not in builder_takes:
+            raise ConfigError(
+                "--pretrained and --weights-file are for tv_* models (torchvision's ImageNet "
+                f"weights); {cfg.model} has no {key} argument, so remove {flag} or choose a "
+                "tv_* model (`cnnlab models 'tv_*'`)"
+            )
+
+
+def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bool):
+    """The model for `data`'s shape and classes, on `device`, and the RunInfo that rebuilds it.
+    Only a `fresh` run loads pretrained weights or a weights file: a resumed one gets its
+    weights from last.pt."""
     from cnnlab.models import create_model
 
     channels, height, width = data.input_shape
     model_args = dict(
         num_classes=data.num_classes, in_channels=channels, image_size=[height, width],
-        init=cfg.init, **cfg.model_args,
+        init=cfg.init, **architecture_args(cfg.model_args),
     )  # fmt: skip
-    model = create_model(cfg.model, **model_args).to(device)
+    weights = weight_args(cfg) if fresh else {}
+    model = create_model(cfg.model, **model_args, **weights).to(device)
     if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
         use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
     info = ckpt.RunInfo(
@@ -182,6 +259,17 @@ def _build_model(cfg: TrainConfig, data: Any, device: torch.device):
         dataset=data.name, config=cfg.to_dict(),
     )  # fmt: skip
     return model, info
+
+
+def weight_args(cfg: TrainConfig) -> dict[str, Any]:
+    """Where the builder gets its starting weights: kept out of RunInfo.model_args, so no
+    checkpoint carries them and rebuilding a model never downloads or reads a file again."""
+    weights = {key: value for key, value in cfg.model_args.items() if key in WEIGHT_ARGS}
+    if cfg.pretrained:
+        weights["pretrained"] = True
+    if cfg.weights_file:
+        weights["weights_file"] = cfg.weights_file
+    return weights
 
 
 def make_split(session: Session) -> SplitStep | None:

@@ -148,6 +148,9 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
     outputs.metrics_rows(state.metrics)  # on resume: drop rows written after the checkpoint
     first_epoch = state.epoch
     for epoch in range(state.epoch, cfg.epochs):
+        phase = session.freeze_for_epoch(epoch, first=epoch == first_epoch)
+        if phase is not None:
+            outputs.message(phase)
         sums = session.start_epoch()
         session.train_loader.set_epoch(epoch, start_batch=state.batch_in_epoch)
         outputs.progress.start_epoch(epoch, len(session.train_loader), state.batch_in_epoch)
