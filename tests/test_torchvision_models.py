@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+import cnnlab
 from cnnlab.deploy.model_card import architecture_args
 from cnnlab.errors import ModelError
 from cnnlab.models import (
@@ -408,3 +409,31 @@ def test_pretrained_weights_offline_say_which_file_goes_in_which_folder(hub, mon
     assert "could not download the pretrained tv_resnet18 weights (timed out)" in message
     assert f"put resnet18-f37072fd.pth from {RESNET18_URL} in {hub}" in message
     assert message.endswith("or use --weights-file PATH")
+
+
+def test_train_pretrained_reaches_the_builder_and_a_resume_never_fetches_again(
+    hub, resnet18_state, tmp_path, monkeypatch, capsys
+):
+    from cnnlab.cli import main
+
+    hub.mkdir(parents=True)
+    save(resnet18_state, hub / "resnet18-f37072fd.pth")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse_network)
+    data = write_learnable_npz(tmp_path / "data", train=32, test=16, size=32)
+    argv = [
+        "train", "--model", "tv_resnet18", "--pretrained", "--freeze-backbone",
+        "--dataset", f"npz:{data}", "--epochs", "1", "--batch-size", "16", "--lr", "0.01",
+        "--out-dir", str(tmp_path / "runs"), "--name", "ft", "--progress", "none",
+    ]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    run = tmp_path / "runs" / "ft"
+    model = cnnlab.rebuild_model(run)
+    for name, param in model.named_parameters():  # frozen since they were loaded
+        if not name.startswith("fc."):
+            expected = resnet18_state[name]
+            if name == "conv1.weight":  # one gray channel: the RGB filters summed
+                expected = expected.sum(1, keepdim=True)
+            assert torch.allclose(param, expected), name
+    (hub / "resnet18-f37072fd.pth").unlink()  # the weights are in last.pt now
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--progress", "none"]) == 0
+    assert len(cnnlab.load_checkpoint(run / "last.pt")["metrics"]) == 2

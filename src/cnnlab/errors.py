@@ -35,3 +35,10 @@ class CheckpointError(CnnlabError, ValueError):
 
 class RunFolderError(CnnlabError, ValueError):
     """A run folder that is missing, incomplete, or holds a damaged config.json or metrics."""
+
+
+def first_line(err: BaseException, limit: int = 120) -> str:
+    """The first line of a library's error message, cut to `limit` characters (its type's
+    name when it has no message): the part that fits in cnnlab's one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

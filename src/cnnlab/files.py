@@ -61,3 +61,13 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def size_text(count: float) -> str:
+    """A byte count as people read it: 978 B, 262.3 kB, 1.5 MB (powers of 1000, as torchinfo's
+    memory figures)."""
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"

@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.loader import _Normalise
-from cnnlab.errors import DataFormatError
+from cnnlab.errors import DataFormatError, first_line
 
 MODES = {1: "L", 3: "RGB"}  # the PIL mode a model with this many input channels is given
 WIDE_MODES = {"I": "32-bit integer", "F": "32-bit float"}  # and every "I;16..." mode
@@ -120,7 +120,7 @@ def _has_transparency(image: Image.Image) -> bool:
 def _unreadable(path: Path, err: Exception) -> str:
     if isinstance(err, PermissionError):
         return f"image {path} cannot be read: permission denied"
-    text = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+    text = first_line(err)
     if "cannot identify image file" in text:
         return f"{path} is not an image file PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
     return f"{path} is not a readable image ({type(err).__name__}: {text}); fix or replace it"

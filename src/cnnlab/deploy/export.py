@@ -58,7 +58,8 @@ from cnnlab.deploy.model_card import (
     sidecar_path,
 )
 from cnnlab.deploy.model_file import ONNX_CARD_KEY, TORCHSCRIPT_CARD_FILE, load_model_file
-from cnnlab.errors import CheckpointError, ConfigError, DataNotFoundError
+from cnnlab.errors import CheckpointError, ConfigError, DataNotFoundError, first_line
+from cnnlab.files import size_text
 
 TOLERANCE = 1e-4  # max |Δlogit| between the exported file and PyTorch
 CHECK_IMAGES = 64  # the first test images the file is checked on
@@ -89,7 +90,7 @@ class ExportResult:
         sizes = ", ".join(map(str, self.batch_sizes))
         lines = [
             f"exported {self.checkpoint} to {self.path} ({NAMES[self.format]}, "
-            f"{_size_text(self.size_bytes)}, {self.seconds:.1f} s)",
+            f"{size_text(self.size_bytes)}, {self.seconds:.1f} s)",
             f"model card: {self.card_path}",
             f"checked: reloaded in {RUNNERS[self.format]}, run on {self.checked_images} "
             f"{inputs} in batches of {sizes}: max |Δlogit| {self.max_abs_diff:.1e} "
@@ -286,7 +287,7 @@ def _write_onnx(model: nn.Module, card: dict[str, Any], path: Path) -> None:
             )  # fmt: skip
     except Exception as err:  # the exporter raises many kinds for an unsupported operator
         raise CheckpointError(
-            f"{card['model_name']} cannot be exported to ONNX ({_first_line(err)}); try "
+            f"{card['model_name']} cannot be exported to ONNX ({first_line(err, 150)}); try "
             "--format torchscript or safetensors"
         ) from None
     program.model.metadata_props[ONNX_CARD_KEY] = card_json(card)
@@ -304,7 +305,7 @@ def _write_torchscript(model: nn.Module, card: dict[str, Any], path: Path) -> No
             traced = torch.jit.trace(model, _example(card), check_trace=False)
         except Exception as err:  # tracing raises RuntimeError and others for odd modules
             raise CheckpointError(
-                f"{card['model_name']} cannot be traced to TorchScript ({_first_line(err)}); "
+                f"{card['model_name']} cannot be traced to TorchScript ({first_line(err, 150)}); "
                 "try --format safetensors"
             ) from None
         torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_CARD_FILE: card_json(card)})
@@ -367,14 +368,3 @@ def _put_in_place(staged: Path, out: Path, card: dict[str, Any]) -> None:
         atomic_write(sidecar_path(out), lambda f: f.write(text), mode=0o644)
     except OSError as err:
         raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:150] if text else type(err).__name__
-
-
-def _size_text(size: int) -> str:
-    if size < 1000:
-        return f"{size} bytes"
-    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"

@@ -37,7 +37,7 @@ from cnnlab.deploy.model_card import (
     read_sidecar,
     sidecar_path,
 )
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, first_line
 
 KINDS = ("checkpoint", "safetensors", "onnx", "torchscript")
 ONNX_CARD_KEY = "cnnlab"  # metadata_props key of the card in an exported ONNX file
@@ -119,15 +119,12 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
-    from cnnlab.train.checkpoint import checkpoint_path, load_checkpoint, load_model_state
+    from cnnlab.train.checkpoint import checkpoint_path, load_checkpoint, rebuild_model
 
     file, _ = checkpoint_path(path)
     state = load_checkpoint(file, map_location=device)
-    card = card_from_checkpoint(state)
-    model = _architecture(card)
-    load_model_state(model, state)
-    model = model.to(device).eval()
-    return LoadedModel(file, "checkpoint", card, device, model, module=model)
+    model = rebuild_model(state, device).eval()
+    return LoadedModel(file, "checkpoint", card_from_checkpoint(state), device, model, module=model)
 
 
 def _load_safetensors(path: Path, device: torch.device) -> LoadedModel:
@@ -190,8 +187,7 @@ def _load_onnx(path: Path) -> LoadedModel:
             str(path), options, providers=["CPUExecutionProvider"]
         )
     except Exception as err:  # onnxruntime raises its own exception types for bad files
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable ONNX model ({first})") from None
+        raise CheckpointError(f"{path} is not a readable ONNX model ({first_line(err)})") from None
     metadata = session.get_modelmeta().custom_metadata_map
     if ONNX_CARD_KEY in metadata:
         card = parse_card(metadata[ONNX_CARD_KEY], path)
@@ -215,8 +211,9 @@ def _load_torchscript(path: Path, device: torch.device) -> LoadedModel:
             warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as err:  # TorchScript raises RuntimeError and others for bad archives
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable TorchScript file ({first})") from None
+        raise CheckpointError(
+            f"{path} is not a readable TorchScript file ({first_line(err)})"
+        ) from None
     text = extra[TORCHSCRIPT_CARD_FILE]
     card = parse_card(text, path) if text else read_sidecar(path)
     module.eval()

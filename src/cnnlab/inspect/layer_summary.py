@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.files import size_text
 from cnnlab.inspect.receptive import Field, trace
 from cnnlab.train.device import model_device
 
@@ -146,8 +147,8 @@ class ModelSummary:
             f"parameters   {self.total_params:,} (trainable {self.trainable_params:,}, "
             f"frozen {self.frozen_params:,})",
             f"mult-adds    {self.mult_adds:,} for a batch of {self.batch}",
-            f"memory       input {_bytes(self.input_bytes)}, parameters "
-            f"{_bytes(self.param_bytes)}, activations {_bytes(self.activation_bytes)} "
+            f"memory       input {size_text(self.input_bytes)}, parameters "
+            f"{size_text(self.param_bytes)}, activations {size_text(self.activation_bytes)} "
             f"(forward, batch of {self.batch})",
             "receptive field: the input pixels one unit sees, padding included; jump: input "
             "pixels between neighbouring units; start: centre of the first unit's field "
@@ -352,11 +353,3 @@ def _pair(values: tuple[float, float]) -> str:
 
 def _count(value: int, show: bool) -> str:
     return f"{value:,}" if show and value else "--"
-
-
-def _bytes(count: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")

@@ -56,7 +56,7 @@ import torchvision
 from torch import nn
 from torch.func import functional_call
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ModelError, first_line
 from cnnlab.models.heads import first_conv_name, head_name
 from cnnlab.models.init import init_weights
 from cnnlab.models.registry import register_model
@@ -234,7 +234,7 @@ def _pretrained_file(tv_name: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         _download(url, path)
     except (OSError, RuntimeError) as err:  # offline, a timeout, a bad hash, a read-only cache
-        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        reason = first_line(err, 80)
         raise ModelError(
             f"could not download the pretrained tv_{tv_name} weights ({reason}); put {path.name} "
             f"from {url} in {folder}, or use --weights-file PATH"
@@ -267,7 +267,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip, safetensors and EOF errors: the file is no state dict
-        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        reason = first_line(err, 80)
         raise ModelError(
             f"cannot read {path} as a state dict ({reason}); give a file saved with "
             "torch.save(model.state_dict()) or safetensors"

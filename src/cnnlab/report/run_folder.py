@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import RunFolderError
+from cnnlab.errors import RunFolderError, first_line
 
 
 @dataclass
@@ -100,7 +100,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(f"{path} is damaged ({_first_line(err)}); it cannot be read") from None
+        raise RunFolderError(
+            f"{path} is damaged ({first_line(err, 100)}); it cannot be read"
+        ) from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise RunFolderError(f"{path} is not a cnnlab run's config.json (no 'config' table)")
     return info
@@ -115,7 +117,7 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise RunFolderError(f"{path} cannot be read ({_first_line(err)})") from None
+        raise RunFolderError(f"{path} cannot be read ({first_line(err, 100)})") from None
     rows = []
     for number, line in enumerate(lines, 1):
         try:
@@ -131,8 +133,3 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     if not rows:
         raise RunFolderError(f"{path} is empty: the run finished no epoch")
     return rows
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:100] if text else type(err).__name__

@@ -8,13 +8,13 @@ the page again is quick. `cnnlab train` writes it when a run ends (`--no-report`
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Any
 
 from cnnlab.config import ReportConfig, TrainConfig
 from cnnlab.errors import ConfigError
+from cnnlab.files import size_text
 from cnnlab.report import html
 from cnnlab.report.predictions import Predictions, load_predictions
 from cnnlab.report.run_folder import RunRecord, read_run
@@ -197,19 +197,12 @@ def per_class(predictions: Predictions) -> str:
 
 
 def checkpoints(record: RunRecord) -> str:
-    rows = [(name, _size(size)) for name, size in record.checkpoints()]
+    rows = [(name, size_text(size)) for name, size in record.checkpoints()]
     return html.table(("file", "size"), rows, numeric=(1,))
 
 
 def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size:,} bytes"
-    exponent = min(int(math.log(size, 1024)), 3)
-    return f"{size / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"
 
 
 def _plain(value: Any) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, first_line
 from cnnlab.files import atomic_write_bytes
 
 FORMAT = "cnnlab-checkpoint"
@@ -79,8 +79,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: "
-            f"{str(err).splitlines()[0][:100] if str(err) else type(err).__name__})"
+            f"{path} is not a readable checkpoint (truncated or corrupt: {first_line(err, 100)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cnnlab checkpoint (no '{FORMAT}' marker)")
