@@ -25,8 +25,9 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
+    from cnnlab.files import size_text
     from cnnlab.report.run_report import write_report
 
     cfg = ReportConfig.from_dict(given_values(args, ReportConfig), source="cnnlab report")
     path = write_report(cfg)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    print(f"wrote {path} ({size_text(path.stat().st_size)})")
