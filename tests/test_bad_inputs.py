@@ -216,6 +216,9 @@ CASES = [
         lambda e: train(e, "--dataset", f"folder:{e[R] / 'badimg'}"),
         "broken.png",
     ),
+    # --- torchrun (a plain run refuses these the same way, before any process group) ---
+    ("sync-bn on the CPU", lambda e: train(e, "--sync-bn", "--device", "cpu"), "--sync-bn needs"),
+    ("dist-timeout 0", lambda e: train(e, "--dist-timeout", "0"), "dist_timeout"),
     ("eval missing checkpoint", lambda e: ["eval", str(e[R] / "missing.pt")], "does not exist"),
     ("eval a text file", lambda e: ["eval", str(e[R] / "text.pt")], "not a readable checkpoint"),
     (

@@ -34,7 +34,7 @@ def test_folder_with_train_and_test(png_folder):
     np.testing.assert_allclose(data.mean, reference.mean(axis=(0, 2, 3)), atol=1e-9)
     np.testing.assert_allclose(data.std, reference.std(axis=(0, 2, 3)), atol=1e-9)
     loader = make_loader(data, "train", batch_size=10, num_workers=0)
-    assert isinstance(loader, FolderLoader) and len(loader) == 3 and loader.num_samples == 24
+    assert isinstance(loader, FolderLoader) and len(loader) == 3 and loader.num_items == 24
     x, y = next(iter(loader))
     assert x.dtype == torch.float32 and x.shape == (10, 3, 32, 32) and y.dtype == torch.int64
     mean = np.array(data.mean).reshape(1, 3, 1, 1)
@@ -103,7 +103,9 @@ def test_folder_resume_and_workers_match_an_uninterrupted_epoch(png_folder):
     assert not torch.equal(collect(loader)[0][1], full[0][1])
 
 
-def test_folder_shards_cover_the_split_once(png_folder):
+@pytest.mark.parametrize("world_size", [2, 7])
+def test_folder_shards_cover_the_split_once(png_folder, world_size):
+    """Each process loads its part of every batch; with 7, parts of batches of 4 are empty."""
     data = load_dataset(f"folder:{png_folder}")
 
     def image_sums(loader) -> list[float]:  # the test images' sums all differ
@@ -112,8 +114,10 @@ def test_folder_shards_cover_the_split_once(png_folder):
     whole = image_sums(make_loader(data, "test", batch_size=4, num_workers=0))
     assert len(set(whole)) == len(data.test)
     shards = []
-    for rank in range(2):
-        loader = make_loader(data, "test", batch_size=4, rank=rank, world_size=2, num_workers=0)
+    for rank in range(world_size):
+        loader = make_loader(
+            data, "test", batch_size=4, rank=rank, world_size=world_size, num_workers=0
+        )
         shards += image_sums(loader)
     assert sorted(shards) == sorted(whole)
 

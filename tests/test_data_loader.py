@@ -49,7 +49,7 @@ def test_length_with_and_without_drop_last(drop_last, batches, last):
     loader = loader_for(fake_split(), drop_last=drop_last, shuffle=True)
     sizes = [len(y) for _, y in loader]
     assert len(loader) == len(sizes) == batches and sizes[-1] == last
-    assert loader.num_samples == 50
+    assert loader.num_items == 50
 
 
 def test_shuffle_covers_every_sample_once_and_depends_on_seed_and_epoch():
@@ -84,18 +84,30 @@ def test_start_batch_out_of_range_is_refused():
         loader_for(fake_split()).set_epoch(0, start_batch=5)
 
 
+@pytest.mark.parametrize("augment", [True, False])
 @pytest.mark.parametrize("shuffle", [True, False])
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_shards_cover_the_data_set_exactly_once(shuffle, world_size):
+@pytest.mark.parametrize("world_size", [2, 3, 7])
+def test_each_process_takes_its_part_of_the_same_global_batch(shuffle, augment, world_size):
+    """Under torchrun --batch-size is the global batch: the processes' parts of batch k,
+    put together in rank order, are batch k of one process, images and augmentation alike
+    (50 samples in batches of 16: the last batch of 2 leaves some of 3 or 7 ranks empty)."""
+    whole = loader_for(fake_split(), shuffle=shuffle, augment=augment, seed=1)
     shards = [
-        loader_for(fake_split(), shuffle=shuffle, rank=rank, world_size=world_size, seed=1)
-        for rank in range(world_size)
+        loader_for(
+            fake_split(), shuffle=shuffle, augment=augment, seed=1, rank=r, world_size=world_size
+        )
+        for r in range(world_size)
     ]
-    for shard in shards:
-        shard.set_epoch(4)
-    seen = [epoch_labels(shard) for shard in shards]
-    assert sorted(label for shard in seen for label in shard) == list(range(50))
-    assert [shard.num_samples for shard in shards] == [len(s) for s in seen]
+    for loader in [whole, *shards]:
+        loader.set_epoch(4, start_batch=1)  # a resumed epoch, too
+    assert {len(shard) for shard in shards} == {len(whole)}
+    parts = [list(shard) for shard in shards]
+    for batch, (images, labels) in enumerate(whole):
+        sizes = [len(part[batch][1]) for part in parts]
+        assert max(sizes) - min(sizes) <= 1  # shared as evenly as torch.tensor_split does
+        assert torch.equal(torch.cat([part[batch][1] for part in parts]), labels)
+        assert torch.equal(torch.cat([part[batch][0] for part in parts]), images)
+    assert {shard.batch_total for shard in shards} == {len(labels)}  # the last batch's size
 
 
 def test_bad_arguments_are_refused():

@@ -178,7 +178,11 @@ class TrainConfig(Config):
 
     # --- how long, how fast ---
     epochs: int = opt("number of passes over the training set", 10, minimum=1, resumable=True)
-    batch_size: int = opt("training batch size", 256, minimum=1)
+    batch_size: int = opt(
+        "training batch size (under torchrun: the global batch, shared by the processes)",
+        256,
+        minimum=1,
+    )
     eval_batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)
 
     # --- optimizer (seed 002's table), loss, schedule ---
@@ -223,6 +227,19 @@ class TrainConfig(Config):
     )
     fast_cpu_ops: bool = opt(
         "CPU: faster exact forms of 2x2 average pooling and 1-channel conv weight gradients", True
+    )
+    sync_bn: bool = opt(
+        "torchrun on GPUs: BatchNorm statistics over the whole global batch (SyncBatchNorm) "
+        "instead of each process's part",
+        False,
+        resumable=True,
+    )
+    dist_timeout: int = opt(
+        "torchrun: seconds a process waits for the others at a collective before it stops "
+        "with an error",
+        300,
+        minimum=1,
+        resumable=True,
     )
     channels_last: bool = opt("NHWC memory format (helps on CUDA with tensor cores)", False)
     amp: bool = opt("bf16 autocast on CUDA", False)

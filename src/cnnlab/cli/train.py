@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,4 +84,5 @@ def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     from cnnlab.train.seeds import train_seeds
 
     results = train_seeds(cfg, seeds)  # checks every seed's run folder before the first trains
-    print(compare([result.run_dir for result in results]))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
+        print(compare([result.run_dir for result in results]))

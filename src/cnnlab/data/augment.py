@@ -2,7 +2,9 @@
 
 As in airbench, one call handles a batch (B, C, H, W) with tensor ops on its device; there is
 no Python loop over samples. Random numbers come from a CPU torch.Generator, so a given seed
-gives the same augmentation on any device.
+gives the same augmentation on any device. Under torchrun a process holds rows `rows` of a
+batch: the draws are made for the whole batch and its rows are taken, so an image is augmented
+the same way whichever process trains it.
 """
 
 from __future__ import annotations
@@ -48,21 +50,29 @@ def random_crop(
     images: torch.Tensor,
     padding: int,
     generator: torch.Generator,
+    rows: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """Zero-pad by `padding` and crop back at a random offset per sample, like torchvision's
-    RandomCrop(size, padding=padding) applied to each image of the batch (B, C, H, W)."""
-    offsets = torch.randint(0, 2 * padding + 1, (2, images.shape[0]), generator=generator)
+    RandomCrop(size, padding=padding) applied to each image of the batch (B, C, H, W).
+    `rows` (start, stop, batch): the images are those rows of a larger batch (see the top)."""
+    start, stop, batch = rows or (0, images.shape[0], images.shape[0])
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator)[:, start:stop]
     return crop(images, padding, offsets[0], offsets[1])
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_flip(
+    images: torch.Tensor, generator: torch.Generator, rows: tuple[int, int, int] | None = None
+) -> torch.Tensor:
     """Mirror each image of (B, C, H, W) left-right with probability 0.5."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5  # (B,)
+    start, stop, batch = rows or (0, images.shape[0], images.shape[0])
+    flip = torch.rand(batch, generator=generator)[start:stop] < 0.5  # (B,)
     flip = flip.to(images.device).view(-1, 1, 1, 1)
     return torch.where(flip, images.flip(3), images)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, rows: tuple[int, int, int] | None = None
+) -> torch.Tensor:
     """The training augmentation: random crop (padding H // 8) then random horizontal flip."""
-    images = random_crop(images, augment_padding(images.shape[2]), generator)
-    return random_flip(images, generator)
+    images = random_crop(images, augment_padding(images.shape[2]), generator, rows)
+    return random_flip(images, generator, rows)

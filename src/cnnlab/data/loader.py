@@ -59,7 +59,14 @@ class _Normalise:
 
 
 class _EpochBatches:
-    """What both loaders share: epoch and resume bookkeeping, shuffling and sharding."""
+    """What both loaders share: epoch and resume bookkeeping, shuffling and sharding.
+
+    Sharding (torchrun): a batch means the global batch, the same in every process (one
+    permutation per epoch, from the seed alone), and process `rank` of `world_size` takes its
+    part of it: the rows torch.tensor_split would give it. So len() and what each batch holds do
+    not depend on the world size, and neither does a resume's data order. `batch_total` is the
+    size of the whole batch last yielded: each part's gradient is weighed by its share of it.
+    """
 
     def __init__(
         self, num_items: int, batch_size: int, *, shuffle: bool, drop_last: bool,
@@ -72,16 +79,15 @@ class _EpochBatches:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
         self.num_items = num_items
-        # no padding: the ranks' shards cover the data set exactly once between them
-        self.num_samples = len(range(rank, num_items, world_size))
+        self.batch_total = 0  # rows of the whole batch last yielded, every process's together
         self.epoch = 0
         self._start_batch = 0
         self.normalise: _Normalise  # set by each loader, which knows its device
 
     def __len__(self) -> int:
         if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
+            return self.num_items // self.batch_size
+        return math.ceil(self.num_items / self.batch_size)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Use the order of `epoch`; the next iteration starts at batch `start_batch`."""
@@ -95,24 +101,32 @@ class _EpochBatches:
         return self.epoch, start
 
     def _order(self, epoch: int) -> torch.Tensor | None:
-        """This rank's sample indices for `epoch` (CPU int64), or None for 0..N-1 in order."""
+        """The sample indices of `epoch` in order (CPU int64), or None for 0..N-1."""
         if self.shuffle:
-            # one permutation shared by all ranks (same seed), then every world_size-th item
-            order = torch.randperm(self.num_items, generator=seeded_generator(self.seed, epoch))
-        elif self.world_size == 1:
-            return None
-        else:
-            order = torch.arange(self.num_items)
-        return order[self.rank :: self.world_size]
+            return torch.randperm(self.num_items, generator=seeded_generator(self.seed, epoch))
+        return None
 
-    def _bounds(self, batch: int) -> tuple[int, int]:
+    def _rows(self, batch: int) -> tuple[int, int, int]:
+        """(first, stop, total): this process's rows of batch `batch` as positions in the
+        epoch's order, and the size of the whole batch."""
         start = batch * self.batch_size
-        return start, min(start + self.batch_size, self.num_samples)
+        total = min(self.batch_size, self.num_items - start)
+        base, extra = divmod(total, self.world_size)
+        first = start + self.rank * base + min(self.rank, extra)
+        return first, first + base + (self.rank < extra), total
 
-    def _finish(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch: int) -> Batch:
+    def _finish(
+        self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch: int,
+        rows: tuple[int, int, int],
+    ) -> Batch:  # fmt: skip
         """The common ending of both loaders: augment uint8 images, then normalise."""
+        first, stop, total = rows
+        self.batch_total = total
         if self.augment:
-            images = augment_batch(images, seeded_generator(self.seed, epoch, batch, self.rank))
+            start = batch * self.batch_size
+            # the trailing 0 keeps the draws of runs saved before sharding by batch part
+            generator = seeded_generator(self.seed, epoch, batch, 0)
+            images = augment_batch(images, generator, (first - start, stop - start, total))
         return self.normalise(images), labels
 
 
@@ -148,14 +162,15 @@ class TensorLoader(_EpochBatches):
         if order is not None:
             order = order.to(self.device)
         for batch in range(start, len(self)):
-            lo, hi = self._bounds(batch)
+            rows = self._rows(batch)
+            first, stop, _ = rows
             if order is None:  # in order: a view, no copy
-                images, labels = self.images[lo:hi], self.labels[lo:hi]
+                images, labels = self.images[first:stop], self.labels[first:stop]
             else:
-                index = order[lo:hi]
+                index = order[first:stop]
                 images = self.images.index_select(0, index)  # (B, C, H, W) uint8
                 labels = self.labels.index_select(0, index)
-            yield self._finish(images, labels, epoch, batch)
+            yield self._finish(images, labels, epoch, batch, rows)
 
 
 class FolderLoader(_EpochBatches):
@@ -178,29 +193,37 @@ class FolderLoader(_EpochBatches):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.normalise = _Normalise(mean, std, len(mean), self.device)
 
-    def _index_batches(self, epoch: int, start: int) -> list[list[int]]:
-        order = self._order(epoch)
-        indices = list(range(self.num_items)) if order is None else order.tolist()
-        return [indices[slice(*self._bounds(batch))] for batch in range(start, len(self))]
-
     def __iter__(self) -> Iterator[Batch]:
         epoch, start = self._begin()
-        batches = self._index_batches(epoch, start)
-        if not batches:
-            return iter(())
+        order = self._order(epoch)
+        indices = list(range(self.num_items)) if order is None else order.tolist()
+        rows = [self._rows(batch) for batch in range(start, len(self))]
+        # a process whose part of a last, small batch is empty loads nothing for it
+        batches = [indices[first:stop] for first, stop, _ in rows if stop > first]
         loader = DataLoader(
             self.dataset,
             batch_sampler=batches,
             num_workers=min(self.num_workers, len(batches)),
             pin_memory=self.device.type == "cuda",
         )
-        return self._batches(loader, epoch, start)
+        return self._batches(iter(loader), epoch, start, rows)
 
-    def _batches(self, loader: DataLoader, epoch: int, start: int) -> Iterator[Batch]:
-        for batch, (images, labels) in enumerate(loader, start):
+    def _batches(
+        self, loaded: Iterator, epoch: int, start: int, rows: list[tuple[int, int, int]]
+    ) -> Iterator[Batch]:
+        for batch, part in enumerate(rows, start):
+            if part[1] > part[0]:
+                images, labels = next(loaded)
+            else:
+                images, labels = self._empty_batch()
             images = images.to(self.device, non_blocking=True)  # (B, C, H, W) uint8
             labels = labels.to(self.device, torch.int64, non_blocking=True)
-            yield self._finish(images, labels, epoch, batch)
+            yield self._finish(images, labels, epoch, batch, part)
+
+    def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """No rows, with the images' shape (C, H, W): a process still joins every step."""
+        shape = self.dataset[0][0].shape
+        return torch.zeros((0, *shape), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
 
 
 def make_loader(

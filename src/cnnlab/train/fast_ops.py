@@ -97,11 +97,14 @@ class _OneChannelConv(torch.autograd.Function):
         if need_b and ctx.has_bias:
             # not convolution_backward: asked for the bias alone it still costs a weight gradient
             grad_b = grad.sum((0, 2, 3))
-        if need_w:
+        if need_w and x.shape[0] == 0:  # a torchrun process's empty part of a small batch
+            grad_w = torch.zeros_like(weight)
+        elif need_w:
             # dW[o, 0, i, j] = Σ_b Σ_p grad[b, o, p] · x_padded[b, 0, p + (i, j)]: a convolution
             # of x (batch as channels) by grad (batch as input channels, outputs as filters)
             grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1), padding=ctx.padding)
-            grad_w = grad_w.transpose(0, 1).contiguous()
+            # (1, O, kh, kw) → (O, 1, kh, kw) with the weight's own strides (DDP checks them)
+            grad_w = grad_w.view(weight.shape)
         return grad_x, grad_w, grad_b, None
 
 

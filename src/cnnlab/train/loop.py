@@ -19,6 +19,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train.cpu_split import SplitStep
+from cnnlab.train.distributed import ShardStep, World
 from cnnlab.train.optim import needs_closure
 
 
@@ -59,20 +60,46 @@ class EpochSums:
         self.step_counter += 1
         self.seen += n
 
-    def state_dict(self) -> dict[str, Any]:
-        """The sums of a part-done epoch, for a checkpoint (first_bad_step is -1 in any saved
-        checkpoint: a diverged run is never saved)."""
-        return {
-            "loss_sum": self.loss_sum,
-            "correct": self.correct,
-            "seen": self.seen,
-            "seconds": self.seconds,
-        }
+    def totals(self, world: World) -> EpochTotals:
+        """The sums over every process (one all-reduce under torchrun); reading them waits
+        for the device."""
+        if not world.launched:
+            bad = int(self.first_bad_step)
+            return EpochTotals(float(self.loss_sum), int(self.correct), self.seen, bad)
+        seen = torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)
+        packed = torch.stack([self.loss_sum.double(), self.correct.double(), seen])
+        loss_sum, correct, seen_all = world.sum(packed).tolist()
+        # the earliest bad step of any process is the largest -step (none: -1 → -inf)
+        bad = self.first_bad_step.double().reshape(1)
+        latest = world.largest_tensor(torch.where(bad < 0, float("-inf"), -bad))
+        first_bad = -1 if latest.isinf().item() else int(-latest.item())
+        return EpochTotals(loss_sum, round(correct), round(seen_all), first_bad)
+
+    def state_dict(self, world: World) -> dict[str, Any]:
+        """The sums of a part-done epoch over every process, for a checkpoint (a diverged run
+        is never saved, so there is no bad step to keep)."""
+        if not world.launched:
+            loss_sum, correct, seen = self.loss_sum, self.correct, self.seen
+        else:
+            totals = self.totals(world)
+            loss_sum = torch.tensor(totals.loss_sum, dtype=torch.float32)
+            correct, seen = torch.tensor(totals.correct), totals.seen
+        return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": self.seconds}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.loss_sum.copy_(saved["loss_sum"])
         self.correct.copy_(saved["correct"])
         self.seen, self.seconds = saved["seen"], saved["seconds"]
+
+
+@dataclass
+class EpochTotals:
+    """EpochSums read on the host, summed over every process."""
+
+    loss_sum: float
+    correct: int
+    seen: int
+    first_bad_step: int  # the first step whose loss was NaN/Inf in any process, or -1
 
 
 @dataclass
@@ -170,32 +197,45 @@ def evaluate(
     loss_fn: nn.Module,
     num_classes: int,
     *,
-    split: SplitStep | None = None,
+    split: SplitStep | ShardStep | None = None,
+    world: World | None = None,
 ) -> EvalResult:
-    """Mean loss, accuracy and per-class counts over `loader`, summed on the device."""
+    """Mean loss, accuracy and per-class counts over `loader`, summed on the device (and over
+    every process of `world`, each of which evaluated its part of each batch)."""
     model.eval()
     forward = split.forward if split is not None else model
-    loss_sum = correct = total = None
+    sums = None  # loss sum, correct and total per class
     for images, labels in loader:
+        if sums is None:
+            sums = _eval_zeros(num_classes, labels.device)
+        if labels.shape[0] == 0:  # this process's part of a small last batch
+            continue
         logits = forward(images)
-        batch_loss = loss_fn(logits, labels).float() * labels.shape[0]
-        hits = torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
-        counts = torch.bincount(labels, minlength=num_classes)
-        if loss_sum is None:
-            loss_sum, correct, total = batch_loss, hits, counts
-        else:
-            loss_sum, correct, total = loss_sum + batch_loss, correct + hits, total + counts
-    if loss_sum is None:
+        loss_sum, correct, total = sums
+        loss_sum += loss_fn(logits, labels).float() * labels.shape[0]
+        correct += torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
+        total += torch.bincount(labels, minlength=num_classes)
+    if sums is not None and world is not None and world.launched:
+        packed = world.sum(
+            torch.cat([sums[0].double().reshape(1), *map(torch.Tensor.double, sums[1:])])
+        )
+        sums = (packed[0], packed[1 : num_classes + 1].long(), packed[num_classes + 1 :].long())
+    if sums is None or int(sums[2].sum()) == 0:
         raise CnnlabError("the evaluation split is empty; give a data set with test images")
+    loss_sum, correct, total = sums
     n = int(total.sum())
     correct_list, total_list = correct.tolist(), total.tolist()
     return EvalResult(float(loss_sum) / n, sum(correct_list) / n, correct_list, total_list)
 
 
-def raise_if_diverged(sums: EpochSums, epoch: int, run_dir: Path) -> None:
-    bad = int(sums.first_bad_step)
-    if bad >= 0:
+def _eval_zeros(num_classes: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
+    return torch.zeros((), device=device), counts, counts.clone()
+
+
+def raise_if_diverged(first_bad_step: int, epoch: int, run_dir: Path) -> None:
+    if first_bad_step >= 0:
         raise TrainingDiverged(
-            f"the loss became NaN or Inf at step {bad + 1} (epoch {epoch + 1}); the "
+            f"the loss became NaN or Inf at step {first_bad_step + 1} (epoch {epoch + 1}); the "
             f"learning rate is likely too high. The last good checkpoint in {run_dir} is kept"
         )

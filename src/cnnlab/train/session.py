@@ -24,9 +24,10 @@ from cnnlab.train import checkpoint as ckpt
 from cnnlab.train.cpu_split import SplitStep, can_split, default_slices
 from cnnlab.train.determinism import set_determinism
 from cnnlab.train.device import resolve_device
+from cnnlab.train.distributed import ShardStep, World, process_device, seed_own_stream
 from cnnlab.train.fast_ops import use_fast_cpu_ops
 from cnnlab.train.loop import EpochSums
-from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler
+from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler, needs_closure
 from cnnlab.train.process import keep_freed_memory
 from cnnlab.train.resume_rules import check_resumable
 from cnnlab.train.run_dir import prepare_run_dir
@@ -78,8 +79,11 @@ class Session:
     num_classes: int
     facts: dict[str, Any]  # parameter count, where the data came from: for config.json
     caveats: list[str]  # what --deterministic cannot promise here
+    world: World = field(default_factory=World)  # the processes under torchrun (else one)
     backbone: list[nn.Parameter] = field(default_factory=list)  # what --freeze-backbone freezes
-    split: SplitStep | None = None  # CPU: slices of each batch on parallel threads
+    # how each batch is split: across CPU threads (SplitStep), or across torchrun's processes
+    # (ShardStep, made by join_world once the process group is up); None: not at all
+    split: SplitStep | ShardStep | None = None
     state: TrainState = field(default_factory=TrainState)
     sums: EpochSums | None = None  # the epoch in progress (saves happen only inside one)
     resumed: bool = False  # restored from a checkpoint by load_state_dict
@@ -96,7 +100,7 @@ class Session:
             "scheduler_state": self.scheduler.state_dict() if self.scheduler else None,
             **self.state.state_dict(),
             "finished": self.state.epoch >= self.cfg.epochs,
-            "epoch_sums": self.sums.state_dict(),
+            "epoch_sums": self.sums.state_dict(self.world),  # every process's, summed
             "rng": ckpt.rng_state(self.device),
         }
 
@@ -115,9 +119,24 @@ class Session:
         """Fresh sums for the next epoch, or the part-done epoch's sums when resuming."""
         self.sums = EpochSums.zeros(self.device, self.state.step)
         if self.resumed_sums is not None:
-            self.sums.load_state_dict(self.resumed_sums)
+            if self.world.rank == 0:  # the saved sums are every process's: counted once
+                self.sums.load_state_dict(self.resumed_sums)
             self.resumed_sums = None
         return self.sums
+
+    def join_world(self) -> None:
+        """Under torchrun, once the process group is up: rank 0's run folder (its name may
+        hold a timestamp), the DDP step, and each rank's own dropout stream."""
+        if not self.world.launched:
+            return
+        if not self.resumed:
+            self.run_dir = Path(self.world.rank0_text(str(self.run_dir), "run_dir"))
+        autocast = torch.autocast(self.device.type, torch.bfloat16) if self.cfg.amp else None
+        self.split = ShardStep(
+            self.model, self.loss_fn, self.train_loader, self.device, autocast=autocast,
+            global_loss=needs_closure(self.optimizer), compile=self.cfg.compile,
+        )  # fmt: skip
+        seed_own_stream(self.world, self.cfg.seed, self.state.step)
 
     def backbone_frozen(self, epoch: int) -> bool:
         """Whether the backbone is frozen in `epoch` (0-based): decided by the epoch alone, so
@@ -136,6 +155,8 @@ class Session:
         frozen = self.backbone_frozen(epoch)
         for param in self.backbone:
             param.requires_grad_(not frozen)
+        if isinstance(self.split, ShardStep):
+            self.split.follow_requires_grad()
         if frozen and first:
             until = self.cfg.unfreeze_epoch
             later = f" for {until} epoch{'s' * (until != 1)}" if until is not None else ""
@@ -164,15 +185,19 @@ class Session:
             self.split.close()
 
 
-def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Session:
-    """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it."""
+def build_session(
+    cfg: TrainConfig, saved: dict[str, Any] | None = None, world: World | None = None
+) -> Session:
+    """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it.
+    `world`: the processes torchrun started (default: read from the environment)."""
     from cnnlab.data import load_dataset, make_loader
     from cnnlab.models import count_parameters
 
     cfg.validate()
+    world = World.from_env() if world is None else world
     if saved is None:  # a resumed run's weights come from last.pt, never from these again
         check_weight_options(cfg)
-    device = resolve_device(cfg.device)
+    device = process_device(resolve_device(cfg.device), cfg, world)
     if device.type == "cpu":
         keep_freed_memory()
     caveats = set_determinism(cfg, device)
@@ -187,10 +212,13 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
     else:
         run_dir = prepare_run_dir(cfg)
     # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
+    shard = dict(rank=world.rank, world_size=world.size)  # each process's part of a batch
     train_loader = make_loader(
         data, "train", batch_size=cfg.batch_size, shuffle=True, device=device, seed=cfg.seed,
-        augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1,
+        augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1, **shard,
     )  # fmt: skip
+    if cfg.sync_bn and world.launched:  # the same parameters: the optimizer is unaffected
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -198,14 +226,17 @@ def build_session(cfg: TrainConfig, saved: dict[str, Any] | None = None) -> Sess
         cfg=cfg, info=info, device=device, run_dir=run_dir, model=model,
         forward_model=torch.compile(model) if cfg.compile else model,
         train_loader=train_loader,
-        test_loader=make_loader(data, "test", batch_size=cfg.eval_batch_size, device=device),
+        test_loader=make_loader(
+            data, "test", batch_size=cfg.eval_batch_size, device=device, **shard
+        ),
         optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
         loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
         facts={
             "parameters": count_parameters(model),
             "data": {"location": data.location, "train": len(data.train), "test": len(data.test)},
+            "processes": world.size,
         },
-        caveats=caveats,
+        caveats=caveats, world=world,
         backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
     )  # fmt: skip
     session.split = make_split(session)
@@ -281,6 +312,8 @@ def make_split(session: Session) -> SplitStep | None:
             "--deterministic allows --cpu-slices 1 or 2 (summing more gradients "
             "in thread order is not bit-exact)"
         )
+    if session.world.launched:  # the processes are the parallelism (ShardStep)
+        return None
     if session.device.type != "cpu" or slices < 2 or cfg.compile or cfg.amp:
         return None
     if not can_split(session.model):

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 
 class StopSignals:
-    """SIGINT / SIGTERM ask the loop to stop after the current step (a second one stops now)."""
+    """SIGINT / SIGTERM ask the loop to stop after the current step (a second one stops now).
 
-    def __init__(self) -> None:
+    `repeats_within` seconds: a second signal sooner than that is the same request. Under
+    torchrun a Ctrl-C reaches each process twice, from the terminal and from torchrun, which
+    passes the signals it gets on to its processes."""
+
+    def __init__(self, repeats_within: float = 0.0) -> None:
         self.signum: int | None = None
+        self.repeats_within = repeats_within
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -26,9 +34,10 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
+        if self.signum is None:
+            self.signum, self._first_at = signum, time.monotonic()
+        elif time.monotonic() - self._first_at >= self.repeats_within:
             raise KeyboardInterrupt
-        self.signum = signum
 
 
 class TrainingInterrupted(Exception):
@@ -37,7 +46,9 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, run_dir: Path, epoch: int, step: int):
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
+        anywhere = " (alone, or under torchrun with any number of processes)"
         super().__init__(
             f"stopped by {name} at epoch {epoch + 1}, step {step}; checkpoint saved. "
             f"Resume with: cnnlab train --resume {run_dir}"
+            + (anywhere if "RANK" in os.environ else "")
         )

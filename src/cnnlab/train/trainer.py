@@ -20,7 +20,9 @@ from torch import nn
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.loop import EpochSums, evaluate, raise_if_diverged, train_one_epoch
+from cnnlab.train.cpu_split import SplitStep
+from cnnlab.train.distributed import StopVote, process_group
+from cnnlab.train.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.train.optim import steps_per_batch
 from cnnlab.train.outputs import RunOutputs, now
 from cnnlab.train.process import (
@@ -77,23 +79,29 @@ resume = resume_run  # the name `cnnlab.train.resume` has always had
 
 
 def run(session: Session) -> TrainResult:
-    """Open the run's outputs, train the remaining epochs, close everything."""
-    cfg = session.cfg
-    outputs = RunOutputs(session.run_dir, cfg)
-    try:
-        outputs.open(resumed_at_step=session.state.step if session.resumed else None)
-        outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
-        outputs.message(f"run directory: {session.run_dir}")
-        for caveat in session.caveats:
-            outputs.message(f"deterministic: {caveat}")
-        if cfg.threads or session.split is not None:
-            torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
-        startup_finished()  # every module is imported (torch.optim's dynamo too): see process.py
-        with StopSignals() as stop:
-            run_epochs(session, stop, outputs)
-    finally:
-        session.close()
-        outputs.close()
+    """Open the run's outputs, train the remaining epochs, close everything. Under torchrun
+    the process group starts here, after every check, and rank 0 alone writes."""
+    cfg, world = session.cfg, session.world
+    with process_group(world, session.device, cfg.dist_timeout):
+        session.join_world()
+        outputs = RunOutputs(session.run_dir, cfg, writes=world.writes)
+        try:
+            outputs.open(resumed_at_step=session.state.step if session.resumed else None)
+            outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
+            outputs.message(f"run directory: {session.run_dir}")
+            if world.launched:
+                outputs.message(f"torchrun: {world.size} processes, a global batch of "
+                                f"{cfg.batch_size} shared between them")  # fmt: skip
+            for caveat in session.caveats:
+                outputs.message(f"deterministic: {caveat}")
+            if cfg.threads or isinstance(session.split, SplitStep):
+                torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
+            startup_finished()  # every module is imported (torch.optim's dynamo): process.py
+            with StopSignals(repeats_within=1.0 if world.launched else 0.0) as stop:
+                run_epochs(session, stop, outputs)
+        finally:
+            session.close()
+            outputs.close()
     if cfg.report:  # only when every epoch ran: an interrupted run reports when resumed
         outputs.report(cfg.device, cfg.data_dir)
     outputs.message(f"run directory: {session.run_dir}")
@@ -101,21 +109,26 @@ def run(session: Session) -> TrainResult:
 
 
 def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> None:
-    """Write a checkpoint of the run as it stands (refusing to save a diverged model)."""
-    raise_if_diverged(session.sums, session.state.epoch, session.run_dir)
+    """Write a checkpoint of the run as it stands (refusing to save a diverged model).
+    Every process calls it (the sums are summed over them); rank 0 writes."""
+    totals = session.sums.totals(session.world)
+    raise_if_diverged(totals.first_bad_step, session.state.epoch, session.run_dir)
     outputs.checkpoint(session.state_dict(), filename)
 
 
 class StepHook:
     """Runs after every optimizer step: counters, progress, train_loss every log interval,
-    mid-epoch checkpoints, and a clean stop (checkpoint first) after SIGINT / SIGTERM."""
+    mid-epoch checkpoints, and a clean stop (checkpoint first) after SIGINT / SIGTERM.
+    Under torchrun every process runs it at every step and takes the same decisions."""
 
     def __init__(
         self, session: Session, epoch: int, stop: StopSignals, outputs: RunOutputs, *,
         first_of_process: bool,
     ):  # fmt: skip
         self.session, self.epoch, self.stop, self.outputs = session, epoch, stop, outputs
-        self.logged_loss, self.logged_seen = float(session.sums.loss_sum), session.sums.seen
+        totals = session.sums.totals(session.world)
+        self.logged_loss, self.logged_seen = totals.loss_sum, totals.seen
+        self.vote = StopVote(session.world)  # a signal to any process stops them all
         self.first_of_process = first_of_process  # time the start-up at this epoch's first step
         self.startup_seconds: float | None = None
 
@@ -128,16 +141,23 @@ class StepHook:
         state.batch_in_epoch += 1
         self.outputs.progress.advance()
         if state.step % cfg.log_every == 0:
-            loss_sum = float(sums.loss_sum)  # the one host sync per log interval
-            raise_if_diverged(sums, state.epoch, session.run_dir)
-            interval_loss = (loss_sum - self.logged_loss) / max(sums.seen - self.logged_seen, 1)
-            self.outputs.scalars({"train_loss": interval_loss}, state.step)
-            self.logged_loss, self.logged_seen = loss_sum, sums.seen
+            totals = sums.totals(session.world)  # the one host sync per log interval
+            raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
+            seen = max(totals.seen - self.logged_seen, 1)
+            self.outputs.scalars({"train_loss": (totals.loss_sum - self.logged_loss) / seen},
+                                 state.step)  # fmt: skip
+            self.logged_loss, self.logged_seen = totals.loss_sum, totals.seen
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             save(session, self.outputs)
-        if self.stop.signum is not None:
+        signum = self.vote(self.stop.signum)
+        if signum is not None:
             save(session, self.outputs)
-            raise TrainingInterrupted(self.stop.signum, session.run_dir, self.epoch, state.step)
+            raise TrainingInterrupted(signum, session.run_dir, self.epoch, state.step)
+
+    def signal_at_epoch_end(self) -> int | None:
+        """The signal that stops the run after its epoch (the same in every process)."""
+        pending = self.vote.result() or 0
+        return self.session.world.largest(max(pending, self.stop.signum or 0)) or None
 
 
 def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None:
@@ -168,8 +188,9 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
         )
         row = end_epoch(session, epoch, outputs, hook.startup_seconds)
         outputs.end_epoch(row, state.metrics)
-        if stop.signum is not None:
-            raise TrainingInterrupted(stop.signum, session.run_dir, epoch + 1, state.step)
+        signum = hook.signal_at_epoch_end()
+        if signum is not None:
+            raise TrainingInterrupted(signum, session.run_dir, epoch + 1, state.step)
 
 
 def end_epoch(
@@ -177,8 +198,11 @@ def end_epoch(
 ) -> dict[str, Any]:
     """After an epoch's last step: its row, the schedule's step, evaluation, checkpoints."""
     cfg, state, sums = session.cfg, session.state, session.sums
-    raise_if_diverged(sums, state.epoch, session.run_dir)
-    row = epoch_row(epoch, state.step, sums, session.optimizer.param_groups[0]["lr"])
+    totals = sums.totals(session.world)
+    raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
+    row = epoch_row(
+        epoch, state.step, totals, sums.seconds, session.optimizer.param_groups[0]["lr"]
+    )
     if startup_seconds is not None:
         row["startup_seconds"] = startup_seconds  # process start to its first step
     if session.scheduler is not None and not steps_per_batch(cfg):
@@ -191,6 +215,7 @@ def end_epoch(
             session.loss_fn,
             session.num_classes,
             split=session.split,
+            world=session.world,
         )
         row.update(test_loss=result.loss, test_accuracy=result.accuracy)
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
@@ -206,14 +231,15 @@ def end_epoch(
     return row
 
 
-def epoch_row(epoch: int, step: int, sums: EpochSums, lr: float) -> dict[str, Any]:
-    seen = max(sums.seen, 1)
+def epoch_row(epoch: int, step: int, totals: EpochTotals, seconds: float, lr: float) -> dict:
+    """An epoch's metrics row from the sums over every process and this one's training time."""
+    seen = max(totals.seen, 1)
     return {
         "epoch": epoch + 1,
         "step": step,
-        "train_loss": float(sums.loss_sum) / seen,
-        "train_accuracy": int(sums.correct) / seen,
+        "train_loss": totals.loss_sum / seen,
+        "train_accuracy": totals.correct / seen,
         # wall clock, waiting for batches included (d2l's figure leaves that out)
-        "examples_per_second": sums.seen / sums.seconds if sums.seconds else None,
+        "examples_per_second": totals.seen / seconds if seconds else None,
         "lr": lr,
     }
