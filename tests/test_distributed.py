@@ -83,8 +83,21 @@ def one_process(data, tmp_path_factory) -> dict[int, Path]:
     return runs
 
 
-def has_a_row(metrics: Path) -> bool:
-    return metrics.exists() and bool(metrics.read_text().strip())
+def start_job(data: str, run: Path, epochs: int) -> subprocess.Popen:
+    """A 2-process job training into `run`, once its first epoch has ended (by then both
+    processes handle signals)."""
+    job = subprocess.Popen(
+        torchrun_argv(*flags(SETTINGS), "--dataset", data, "--epochs", str(epochs),
+                      "--out-dir", str(run.parent), "--name", run.name),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=job_env(),
+    )  # fmt: skip
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 180
+    while time.monotonic() < deadline and job.poll() is None:
+        if metrics.exists() and metrics.read_text().strip():
+            return job
+        time.sleep(0.02)
+    job.kill()
+    raise AssertionError(f"the job never finished an epoch: {job.communicate()[1][-3000:]}")
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -125,15 +138,7 @@ def test_sigterm_stops_every_rank_at_one_step_and_one_process_resumes_the_run(
 ):
     """SIGTERM to torchrun (it passes it on to both processes): one checkpoint, every rank
     stops; the run then resumes in one plain process and ends where one process ends."""
-    job = subprocess.Popen(
-        torchrun_argv(*flags(SETTINGS), "--dataset", data, "--epochs", "12", "--out-dir",
-                      str(tmp_path), "--name", "run"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=job_env(),
-    )  # fmt: skip
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 180
-    while not has_a_row(metrics) and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.02)  # the first epoch has ended: both ranks handle signals
+    job = start_job(data, tmp_path / "run", epochs=12)
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=120)
     assert job.returncode != 0
@@ -167,15 +172,7 @@ def worker_pids(parent: int) -> dict[int, int]:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
 def test_a_rank_that_dies_makes_the_job_exit_with_a_clear_line(data, tmp_path):
-    job = subprocess.Popen(
-        torchrun_argv(*flags(SETTINGS), "--dataset", data, "--epochs", "500", "--out-dir",
-                      str(tmp_path), "--name", "run"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=job_env(),
-    )  # fmt: skip
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 180
-    while not has_a_row(metrics) and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.02)
+    job = start_job(data, tmp_path / "run", epochs=500)
     workers = worker_pids(job.pid)
     assert sorted(workers) == [0, 1], workers
     os.kill(workers[1], signal.SIGKILL)
@@ -192,7 +189,7 @@ def test_bad_input_stops_every_rank_with_the_same_line_before_the_process_group(
                     str(tmp_path))  # fmt: skip
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 2 and lines[0] == lines[1] and "--sync-bn needs GPUs" in lines[0]
+    assert len(lines) == 2 and lines[0] == lines[1] and "--sync-bn needs GPUs" in lines[0], lines
     assert "[rank0]:" not in done.stderr and "[rank1]:" not in done.stderr  # no worker traceback
     assert "exitcode  : 2" in done.stderr  # torchrun's own report of its processes' exit codes
     assert not any(tmp_path.iterdir())  # nothing written

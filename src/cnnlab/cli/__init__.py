@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, and argparse's own exits
         return done.code if isinstance(done.code, int) else 0
     except (CnnlabError, UsageError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        # one write, so lines from torchrun's processes sharing a terminal never interleave
+        sys.stderr.write(f"error: {err}\n")
         return getattr(err, "exit_code", 2)  # 2: bad input; a lost torchrun process: 1
     except TrainingInterrupted as err:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so
-            print(str(err), file=sys.stderr)
+            sys.stderr.write(f"{err}\n")
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -84,11 +84,11 @@ class World:
                 torch.distributed.all_reduce(values)
         return values
 
-    def largest_tensor(self, values: torch.Tensor) -> torch.Tensor:
-        """The element-wise largest of every process's `values` (in place)."""
+    def smallest(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise smallest of every process's `values` (in place)."""
         if self.launched:
             with collective("comparing metrics"):
-                torch.distributed.all_reduce(values, torch.distributed.ReduceOp.MAX)
+                torch.distributed.all_reduce(values, torch.distributed.ReduceOp.MIN)
         return values
 
     def largest(self, value: int) -> int:
@@ -104,14 +104,15 @@ class World:
 
     def rank0_text(self, text: str, key: str) -> str:
         """Rank 0's `text` in every process (a run folder's timestamped name, say), through
-        the rendezvous store: strings, never pickles."""
+        the rendezvous store: strings, never pickles. torchrun's store outlives a process
+        group, so the key names the group too (`--seeds` runs one after the other)."""
         if not self.launched:
             return text
-        store = _state["store"]
+        store, key = _state["store"], f"cnnlab/{_state['groups']}/{key}"
         with collective("sharing the run folder"):
             if self.rank == 0:
-                store.set(f"cnnlab/{key}", text)
-            return store.get(f"cnnlab/{key}").decode()
+                store.set(key, text)
+            return store.get(key).decode()
 
 
 def process_device(device: torch.device, cfg: Any, world: World) -> torch.device:
@@ -140,7 +141,8 @@ def process_device(device: torch.device, cfg: Any, world: World) -> torch.device
     return torch.device("cuda", world.local_rank if device.index is None else device.index)
 
 
-_state: dict[str, Any] = {}  # the flags group and the store while a process group is up
+# the flags group and the store while a process group is up; how many this process started
+_state: dict[str, Any] = {"groups": 0}
 
 
 @contextlib.contextmanager
@@ -160,11 +162,12 @@ def process_group(world: World, device: torch.device, timeout_s: int) -> Iterato
         else:
             dist.init_process_group(backend, timeout=timeout)
         flags = dist.new_group(backend="gloo", timeout=timeout)
-    _state.update(flags=flags, store=dist.distributed_c10d._get_default_store())
+    store = dist.distributed_c10d._get_default_store()
+    _state.update(flags=flags, store=store, groups=_state["groups"] + 1)
     try:
         yield
     finally:
-        _state.clear()
+        del _state["flags"], _state["store"]
         dist.destroy_process_group()
 
 

@@ -69,10 +69,9 @@ class EpochSums:
         seen = torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)
         packed = torch.stack([self.loss_sum.double(), self.correct.double(), seen])
         loss_sum, correct, seen_all = world.sum(packed).tolist()
-        # the earliest bad step of any process is the largest -step (none: -1 → -inf)
-        bad = self.first_bad_step.double().reshape(1)
-        latest = world.largest_tensor(torch.where(bad < 0, float("-inf"), -bad))
-        first_bad = -1 if latest.isinf().item() else int(-latest.item())
+        bad = self.first_bad_step.double().reshape(1)  # the earliest of any process (-1: none)
+        first_bad = world.smallest(torch.where(bad < 0, float("inf"), bad)).item()
+        first_bad = -1 if first_bad == float("inf") else int(first_bad)
         return EpochTotals(loss_sum, round(correct), round(seen_all), first_bad)
 
     def state_dict(self, world: World) -> dict[str, Any]:

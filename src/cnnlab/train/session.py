@@ -190,7 +190,7 @@ def build_session(
 ) -> Session:
     """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it.
     `world`: the processes torchrun started (default: read from the environment)."""
-    from cnnlab.data import load_dataset, make_loader
+    from cnnlab.data import load_dataset
     from cnnlab.models import count_parameters
 
     cfg.validate()
@@ -205,30 +205,20 @@ def build_session(
         cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
         val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
     )  # fmt: skip
-    model, info = _build_model(cfg, data, device, fresh=saved is None)
+    model, info = _build_model(cfg, data, device, fresh=saved is None, world=world)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
         check_resumable(saved, cfg, info.model_args, run_dir)
     else:
         run_dir = prepare_run_dir(cfg)
-    # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
-    shard = dict(rank=world.rank, world_size=world.size)  # each process's part of a batch
-    train_loader = make_loader(
-        data, "train", batch_size=cfg.batch_size, shuffle=True, device=device, seed=cfg.seed,
-        augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1, **shard,
-    )  # fmt: skip
-    if cfg.sync_bn and world.launched:  # the same parameters: the optimizer is unaffected
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_loader, test_loader = _loaders(cfg, data, device, world)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     session = Session(
         cfg=cfg, info=info, device=device, run_dir=run_dir, model=model,
         forward_model=torch.compile(model) if cfg.compile else model,
-        train_loader=train_loader,
-        test_loader=make_loader(
-            data, "test", batch_size=cfg.eval_batch_size, device=device, **shard
-        ),
+        train_loader=train_loader, test_loader=test_loader,
         optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
         loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
         facts={
@@ -269,10 +259,25 @@ def check_weight_options(cfg: TrainConfig) -> None:
             )
 
 
-def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bool):
+def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) -> tuple:
+    """The train and test loaders; under torchrun each yields this process's part of every
+    batch."""
+    from cnnlab.data import make_loader
+
+    shard = dict(rank=world.rank, world_size=world.size, device=device)
+    # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
+    train = make_loader(
+        data, "train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+        augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1, **shard,
+    )  # fmt: skip
+    return train, make_loader(data, "test", batch_size=cfg.eval_batch_size, **shard)
+
+
+def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bool, world: World):
     """The model for `data`'s shape and classes, on `device`, and the RunInfo that rebuilds it.
     Only a `fresh` run loads pretrained weights or a weights file: a resumed one gets its
-    weights from last.pt."""
+    weights from last.pt. --sync-bn under torchrun: SyncBatchNorm layers (the same parameters
+    and state dict keys, so checkpoints load into the plain model)."""
     from cnnlab.models import create_model
 
     channels, height, width = data.input_shape
@@ -284,6 +289,8 @@ def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bo
     model = create_model(cfg.model, **model_args, **weights).to(device)
     if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
         use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
+    if cfg.sync_bn and world.launched:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     info = ckpt.RunInfo(
         model_name=cfg.model, model_args=model_args, class_names=list(data.class_names),
         mean=list(data.mean), std=list(data.std), input_shape=list(data.input_shape),

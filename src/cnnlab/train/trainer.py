@@ -90,8 +90,8 @@ def run(session: Session) -> TrainResult:
             outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
             outputs.message(f"run directory: {session.run_dir}")
             if world.launched:
-                outputs.message(f"torchrun: {world.size} processes, a global batch of "
-                                f"{cfg.batch_size} shared between them")  # fmt: skip
+                batch = f"a global batch of {cfg.batch_size} shared between them"
+                outputs.message(f"torchrun: {world.size} processes, {batch}")
             for caveat in session.caveats:
                 outputs.message(f"deterministic: {caveat}")
             if cfg.threads or isinstance(session.split, SplitStep):
@@ -143,9 +143,10 @@ class StepHook:
         if state.step % cfg.log_every == 0:
             totals = sums.totals(session.world)  # the one host sync per log interval
             raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
-            seen = max(totals.seen - self.logged_seen, 1)
-            self.outputs.scalars({"train_loss": (totals.loss_sum - self.logged_loss) / seen},
-                                 state.step)  # fmt: skip
+            interval_loss = (totals.loss_sum - self.logged_loss) / max(
+                totals.seen - self.logged_seen, 1
+            )
+            self.outputs.scalars({"train_loss": interval_loss}, state.step)
             self.logged_loss, self.logged_seen = totals.loss_sum, totals.seen
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             save(session, self.outputs)
