@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,13 @@ import torch
 import cnnlab
 from cnnlab.errors import ConfigError
 from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.distributed import World, is_collective_failure, process_device
+from cnnlab.train.distributed import (
+    LostContact,
+    World,
+    is_collective_failure,
+    process_device,
+    process_group,
+)
 from cnnlab.train.signals import StopSignals
 from helpers import write_learnable_npz
 
@@ -250,3 +257,35 @@ def test_an_empty_part_gives_zero_gradients_through_the_fast_conv():
     logits = model(torch.zeros(0, 1, 28, 28))
     (logits.sum() * 0.0).backward()
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
+def test_dist_timeout_bounds_the_wait_for_a_process_that_never_comes(monkeypatch):
+    """Rank 0 of 2 alone: the process group gives up after --dist-timeout (2 s, not 300)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    started = time.monotonic()
+    with (
+        pytest.raises(LostContact, match=r"rank 0 .* while starting the process group"),
+        process_group(World(rank=0, size=2, launched=True), torch.device("cpu"), timeout_s=2),
+    ):
+        pass
+    assert 1.5 < time.monotonic() - started < 15
+
+
+def test_sync_bn_gives_syncbatchnorm_layers_with_the_plain_models_state_dict(npz_data):
+    """--sync-bn reaches the model (only under torchrun; its forward needs a process group)."""
+    from cnnlab.data import load_dataset
+    from cnnlab.train.session import _build_model
+
+    data = load_dataset(npz_data)
+    cfg = cnnlab.TrainConfig(model="net_batchnorm", sync_bn=True)
+    cpu = torch.device("cpu")
+    synced, _ = _build_model(cfg, data, cpu, fresh=True, world=World(size=2, launched=True))
+    plain, _ = _build_model(cfg, data, cpu, fresh=True, world=World())
+    kinds = {type(m) for m in synced.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    assert torch.nn.SyncBatchNorm not in {type(m) for m in plain.modules()}
+    assert synced.state_dict().keys() == plain.state_dict().keys()  # checkpoints load either way

@@ -156,11 +156,12 @@ def process_group(world: World, device: torch.device, timeout_s: int) -> Iterato
 
     timeout = timedelta(seconds=timeout_s)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    with collective("starting the process group"):
+    with collective("starting the process group", world.rank):
+        where = dict(rank=world.rank, world_size=world.size, timeout=timeout)
         if device.type == "cuda":
-            dist.init_process_group(backend, timeout=timeout, device_id=device)
+            dist.init_process_group(backend, device_id=device, **where)
         else:
-            dist.init_process_group(backend, timeout=timeout)
+            dist.init_process_group(backend, **where)
         flags = dist.new_group(backend="gloo", timeout=timeout)
     store = dist.distributed_c10d._get_default_store()
     _state.update(flags=flags, store=store, groups=_state["groups"] + 1)
@@ -172,7 +173,7 @@ def process_group(world: World, device: torch.device, timeout_s: int) -> Iterato
 
 
 @contextlib.contextmanager
-def collective(doing: str) -> Iterator[None]:
+def collective(doing: str, rank: int | None = None) -> Iterator[None]:
     """Turn a failed collective into one line: which rank, doing what, and why."""
     import torch.distributed as dist
 
@@ -181,7 +182,8 @@ def collective(doing: str) -> Iterator[None]:
     except (dist.DistError, RuntimeError) as err:
         if not is_collective_failure(err):
             raise  # the model's own errors (shapes, memory) keep their type and message
-        rank = dist.get_rank() if dist.is_initialized() else os.environ.get("RANK", "?")
+        if rank is None:
+            rank = dist.get_rank() if dist.is_initialized() else os.environ.get("RANK", "?")
         why = re.sub(r"\[[^\]]*\.(?:cc|cpp|h):\d+\] ", "", str(err))  # C++ source paths
         raise LostContact(
             f"rank {rank} lost contact with the other processes while {doing} "
