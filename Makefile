@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnlab-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser test demo lint format bench bench-full clean
+.PHONY: setup data browser test demo lint format bench bench-full mutation clean
 
 ## setup: make .venv, install cnnlab (editable, with dev tools and ONNX), make Fashion-MNIST and
 ## Chromium (for the HTML report's browser tests) available
@@ -54,6 +54,17 @@ test: setup
 demo: setup
 	$(VENV)/bin/cnnlab train --recipe recipes/lenet-fashion-mnist.toml
 
+## mutation: mutation testing of the training core with mutmut, the score per module (not part
+## of make test: about an hour on 2 CPU cores; docs/TESTING.md)
+mutation: $(VENV)/.cnnlab-mutation
+	rm -rf mutants
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run
+	$(PY) tools/mutation_report.py
+
+$(VENV)/.cnnlab-mutation: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,onnx,mutation]'
+	touch $@
+
 ## lint: ruff check and format check
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -73,4 +84,4 @@ bench-full: setup
 	$(PY) benchmarks/bench.py --write
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache mutants

@@ -22,18 +22,14 @@ def make_optimizer(
         )
     params = parameter_groups(cfg, model, num_classes)
     optimizer_class, own = _own_arguments(cfg)
-    common = {"lr": cfg.lr}
     for name in ("weight_decay", "eps"):
-        value = getattr(cfg, name)
-        if name not in own and value:  # eps None or weight decay 0: nothing asked for
+        if name not in own and getattr(cfg, name):  # eps None or weight decay 0: nothing asked
             raise ConfigError(
                 f"{cfg.optimizer} has no {name}; remove --{name.replace('_', '-')} "
                 "or choose another optimizer"
             )
-        if name in own and value is not None:
-            common[name] = value
-    own = {k: v for k, v in own.items() if k not in common and v is not None}
-    return optimizer_class(params, **common, **own)
+    settings = {k: v for k, v in own.items() if v is not None}  # None: the optimizer's default
+    return optimizer_class(params, lr=cfg.lr, **settings)
 
 
 def uses_parameter_groups(cfg: TrainConfig) -> bool:
@@ -68,8 +64,8 @@ def parameter_groups(
 
 
 def _own_arguments(cfg: TrainConfig) -> tuple[type, dict]:
-    """The optimizer class and its own settings from `cfg` (weight_decay and eps: whether it
-    takes them). foreach: one kernel per parameter group instead of one per tensor."""
+    """The optimizer class and the settings from `cfg` it takes (weight_decay and eps where it
+    has them). foreach: one kernel per parameter group instead of one per tensor."""
     decay_eps = {"weight_decay": cfg.weight_decay, "eps": cfg.eps}
     optim = torch.optim
     return {

@@ -9,6 +9,7 @@ line of output goes through RunOutputs (outputs.py).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,10 @@ def run(session: Session) -> TrainResult:
     """Open the run's outputs, train the remaining epochs, close everything. Under torchrun
     the process group starts here, after every check, and rank 0 alone writes."""
     cfg, world = session.cfg, session.world
-    with process_group(world, session.device, cfg.dist_timeout):
+    # the stop handlers, once training starts, stay until everything is closed: under torchrun
+    # a process closing after an error gets SIGTERM from torchrun (one of its processes has
+    # failed), and it must still get to say why
+    with contextlib.ExitStack() as handlers, process_group(world, session.device, cfg.dist_timeout):
         session.join_world()
         outputs = RunOutputs(session.run_dir, cfg, writes=world.writes)
         try:
@@ -97,8 +101,8 @@ def run(session: Session) -> TrainResult:
             if cfg.threads or isinstance(session.split, SplitStep):
                 torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
             startup_finished()  # every module is imported (torch.optim's dynamo): process.py
-            with StopSignals(repeats_within=1.0 if world.launched else 0.0) as stop:
-                run_epochs(session, stop, outputs)
+            stop = handlers.enter_context(StopSignals(repeats_within=1.0 if world.launched else 0))
+            run_epochs(session, stop, outputs)
         finally:
             session.close()
             outputs.close()
