@@ -1,17 +1,26 @@
-"""pytest plugin for `make mutation`: the processes a test starts (the CLI, torchrun's workers)
-run the mutated copy too, and the functions they call count as covered by that test (see
-sitecustomize.py beside this file)."""
+"""pytest plugin for `make mutation` (docs/TESTING.md), three rules that keep a run to about an
+hour on 2 cores without losing what the tests catch:
 
+- the processes a test starts (the CLI, torchrun's workers) run the mutated copy too, and the
+  functions they call count as covered by that test (see sitecustomize.py beside this file);
+- the tests marked slow (whole jobs under torchrun, runs killed and resumed) and the calls of
+  child processes count as coverage for distributed.py alone: its code runs only there, while
+  the rest is covered by quicker tests in the test process, and a surviving mutant of it need
+  not wait for the slow ones;
+- a mutant's tests run test file by test file, the quickest files first: most mutants fail a
+  short focused test, and pytest stops at the first failure.
+"""
+
+import json
 import os
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-# The code whose only tests start processes (torchrun's): a child's calls count as coverage for
-# these functions alone. The rest runs in the test process too, and a mutant of it need not
-# wait for the slow process-starting tests (each one imports torch and trains).
-COVERED_IN_CHILDREN = ("cnnlab.train.distributed.",)
+ONLY_IN_CHILDREN = ("cnnlab.train.distributed.",)
+COLLECTING = "stats"  # MUTANT_UNDER_TEST while mutmut learns which tests call what
 
 
 def pytest_configure(config) -> None:
@@ -21,29 +30,45 @@ def pytest_configure(config) -> None:
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if mutated not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([mutated, *filter(None, paths)])
-    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    if os.environ.get("MUTANT_UNDER_TEST") == COLLECTING:
         os.environ["CNNLAB_MUTMUT_HITS"] = tempfile.mkdtemp(prefix="mutmut-hits-")
 
 
-def _collect_child_hits() -> None:
-    folder = os.environ.get("CNNLAB_MUTMUT_HITS")
-    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not folder:
+def pytest_collection_modifyitems(session, config, items) -> None:
+    stats = Path("mutmut-stats.json")
+    if os.environ.get("MUTANT_UNDER_TEST") in ("", COLLECTING, None) or not stats.exists():
+        return
+    seconds = json.loads(stats.read_text())["duration_by_test"]
+    per_file: dict[str, float] = defaultdict(float)
+    for item in items:
+        per_file[item.path.name] += seconds.get(item.nodeid, 0.0)
+    items.sort(key=lambda item: per_file[item.path.name])  # stable: file order kept inside
+
+
+def _keep_only_distributed(names: set[str]) -> set[str]:
+    return {name for name in names if name.startswith(ONLY_IN_CHILDREN)}
+
+
+def _collect(item) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != COLLECTING:
         return
     from mutmut.state import state
 
-    for file in Path(folder).glob("*.txt"):
-        names = file.read_text().split()
-        state()._stats.update(n for n in names if n.startswith(COVERED_IN_CHILDREN))
+    folder = Path(os.environ["CNNLAB_MUTMUT_HITS"])
+    for file in folder.glob("*.txt"):
+        state()._stats.update(_keep_only_distributed(set(file.read_text().split())))
         file.unlink()
+    if item.get_closest_marker("slow"):
+        state()._stats = _keep_only_distributed(state()._stats)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     yield
-    _collect_child_hits()
+    _collect(item)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     yield
-    _collect_child_hits()
+    _collect(item)
