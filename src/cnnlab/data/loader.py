@@ -51,8 +51,9 @@ class _Normalise:
             raise ValueError(f"mean and std need {channels} values, got {mean} and {std}")
         std_t = torch.tensor(std, dtype=torch.float64)
         mean_t = torch.tensor(mean, dtype=torch.float64)
-        self.scale = (1 / (255 * std_t)).float().view(1, -1, 1, 1).to(device)  # (1, C, 1, 1)
-        self.shift = (-mean_t / std_t).float().view(1, -1, 1, 1).to(device)
+        # (C, 1, 1): broadcasts over (B, C, H, W) batches
+        self.scale = (1 / (255 * std_t)).float().view(-1, 1, 1).to(device)
+        self.shift = (-mean_t / std_t).float().view(-1, 1, 1).to(device)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, images.float(), self.scale)

@@ -50,7 +50,7 @@ class _AvgPool2x2(torch.autograd.Function):
         spread = (grad * 0.25)[..., :, None, :, None].expand(*lead, h, 2, w, 2)
         grad_in = spread.reshape(*lead, 2 * h, 2 * w)
         height, width = ctx.input_shape[-2:]
-        if (height, width) != (2 * h, 2 * w):  # odd sizes: the dropped row/column gets zero
+        if grad_in.shape != ctx.input_shape:  # odd sizes: the dropped row/column gets zero
             grad_in = F.pad(grad_in, (0, width - 2 * w, 0, height - 2 * h))
         return grad_in
 
@@ -80,7 +80,7 @@ class _OneChannelConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, padding: tuple[int, int]):
         ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
+        ctx.padding = padding
         return F.conv2d(x, weight, bias, padding=padding)
 
     @staticmethod
@@ -94,7 +94,7 @@ class _OneChannelConv(torch.autograd.Function):
                 grad, x, weight, None, (1, 1), ctx.padding, (1, 1), False, (0, 0), 1,
                 (True, False, False),
             )[0]  # fmt: skip
-        if need_b and ctx.has_bias:
+        if need_b:  # False without a bias (None needs no gradient)
             # not convolution_backward: asked for the bias alone it still costs a weight gradient
             grad_b = grad.sum((0, 2, 3))
         if need_w and x.shape[0] == 0:  # a torchrun process's empty part of a small batch

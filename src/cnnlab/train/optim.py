@@ -121,9 +121,9 @@ def make_scheduler(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     # one-cycle also cycles momentum (or adam's beta1); adagrad, adadelta and lbfgs have neither
     cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
-    # each group peaks at its own lr (fine-tuning: the backbone at lr × backbone_lr_scale)
-    groups = optimizer.param_groups
-    max_lr = [group["lr"] for group in groups] if len(groups) > 1 else cfg.lr
+    # each group peaks at its own lr (fine-tuning: the backbone at lr × backbone_lr_scale); the
+    # optimizer is new, so its groups' lr are still the configured ones
+    max_lr = [group["lr"] for group in optimizer.param_groups]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr,
