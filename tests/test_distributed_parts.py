@@ -272,6 +272,9 @@ def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
     cfg.device = "cuda:1"
     with pytest.raises(ConfigError, match=r"GPU of its local rank; give --device cuda .*cuda:1"):
         process_device(torch.device("cuda", 1), cfg, second)
+    cfg.sync_bn, cfg.device = True, "cuda"  # SyncBatchNorm's GPUs: taken, not refused
+    assert process_device(torch.device("cuda"), cfg, second) == torch.device("cuda", 1)
+    cfg.sync_bn = False
     crowded = World(rank=0, size=3, local_rank=0, local_size=3, launched=True)
     with pytest.raises(ConfigError, match=r"started 3 processes .* has 2 GPU.*nproc_per_node=2"):
         process_device(torch.device("cuda"), cfg, crowded)

@@ -97,8 +97,10 @@ class ChannelsLast(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(2, 2, 7, padding=3, groups=2)
-        self.norm, self.fc = nn.LayerNorm(2), nn.Linear(2, 2)
+        # LayerNorm over 4 channels: over 2 it gives (a, -a) with a = ±1, whose gradient is
+        # rounding noise that can be exactly 0 (thread count decides), and the field looks empty
+        self.conv = nn.Conv2d(2, 4, 7, padding=3, groups=2)
+        self.norm, self.fc = nn.LayerNorm(4), nn.Linear(4, 2)
 
     def forward(self, x):
         x = self.conv(x).permute(0, 2, 3, 1)

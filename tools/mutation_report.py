@@ -55,7 +55,7 @@ def main(root: Path = Path(".")) -> int:
         module = source.removeprefix("src/").removesuffix(".py").replace("/", ".")
         print(
             f"{module:<34} {len(results):>8} {counts['killed']:>8} {counts['survived']:>8} "
-            f"{counts['no tests']:>8} {score:>7.1f}%"
+            f"{counts['no tests']:>8} {counts['not run']:>8} {score:>7.1f}%"
         )
         missed = [name for name, s in results.items() if s in ("survived", "no tests")]
         if score < TARGET:
