@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -222,7 +223,11 @@ def test_devices_a_process_group_cannot_use_are_refused():
     launched = World(rank=0, size=2, local_size=2, launched=True)
     cpu = torch.device("cpu")
     config = cnnlab.TrainConfig(sync_bn=True)
-    with pytest.raises(ConfigError, match="--sync-bn needs GPUs"):
+    whole = (
+        "--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); remove it, and each "
+        "process normalises with its own part of the batch"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(whole)}$"):
         process_device(cpu, config, World())
     assert process_device(cpu, cnnlab.TrainConfig(), launched) == cpu
     with pytest.raises(ConfigError, match="cuda or cpu"):

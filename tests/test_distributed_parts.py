@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import traceback
@@ -239,11 +240,17 @@ def test_world_reads_every_launcher_variable(env, expected):
     assert World.from_env(env) == expected
 
 
+WHOLE_NUMBERS = re.escape(
+    "RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers; start several processes with "
+    "torchrun, e.g. `torchrun --nproc_per_node=2 -m cnnlab train`"
+)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "a"}, "whole numbers"),
-        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "a"}, "whole numbers"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "a"}, f"^{WHOLE_NUMBERS}$"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "a"}, f"^{WHOLE_NUMBERS}$"),
         ({"RANK": "-1", "WORLD_SIZE": "2"}, r"RANK -1 is not in 0\.\.WORLD_SIZE-1 \(2\)"),
         ({"RANK": "2", "WORLD_SIZE": "2"}, r"RANK 2 is not in"),
     ],
@@ -301,5 +308,5 @@ def test_a_lost_collective_says_which_rank_was_doing_what_and_why(monkeypatch):
     assert caught.value.exit_code == 1
     with pytest.raises(LostContact, match=r"^rank 7 lost contact"), collective("x", rank=7):
         raise torch.distributed.DistError("gone")
-    with pytest.raises(RuntimeError, match="^mat1 and mat2"), collective("training a step"):
+    with pytest.raises(RuntimeError, match=r"^mat1 and mat2"), collective("training a step"):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # the model's own
