@@ -197,7 +197,10 @@ def test_bad_input_stops_every_rank_with_the_same_line_before_the_process_group(
                     str(tmp_path))  # fmt: skip
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 2 and lines[0] == lines[1] and "--sync-bn needs GPUs" in lines[0], lines
+    # one line per rank, the same; torchrun may stop the second rank (SIGTERM, once the first
+    # has failed) before it gets to write its own
+    assert len(lines) in (1, 2) and len(set(lines)) == 1, lines
+    assert "--sync-bn needs GPUs" in lines[0], lines
     assert "[rank0]:" not in done.stderr and "[rank1]:" not in done.stderr  # no worker traceback
     assert "exitcode  : 2" in done.stderr  # torchrun's own report of its processes' exit codes
     assert not any(tmp_path.iterdir())  # nothing written
