@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnlab-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser test demo lint format bench bench-full mutation clean
+.PHONY: setup data browser test demo lint format bench bench-full mutation reproduce clean
 
 ## setup: make .venv, install cnnlab (editable, with dev tools and ONNX), make Fashion-MNIST and
 ## Chromium (for the HTML report's browser tests) available
@@ -65,6 +65,14 @@ $(VENV)/.cnnlab-mutation: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,onnx,mutation]'
 	touch $@
 
+## reproduce: rerun every seed experiment, the seed 000 ablation and the modern recipes on real
+## data into runs/reproduce/ and write docs/RESULTS.md (about 2 hours on 2 CPU cores; finished
+## runs are kept, so a second call only writes the page). MNIST and CIFAR-10 come from
+## ../shared/data where it exists, else from CNNLAB_DATA or a download.
+SHARED_DATA := $(wildcard ../shared/data)
+reproduce: setup
+	CNNLAB_DATA=$${CNNLAB_DATA:-$(SHARED_DATA)} $(PY) tools/reproduce.py
+
 ## lint: ruff check and format check
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -74,7 +82,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## bench: side-by-side speed table, quick mode (a few minutes); bench-full writes results/
+## bench: side-by-side speed table and time to accuracy, quick mode (about 8 minutes on 2 cores);
+## bench-full (all of it, about 40 minutes) writes results/
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench.py --quick

@@ -1,9 +1,12 @@
 """Side by side, in one run on the same data: the seeds' own loops, PyTorch Lightning, and cnnlab.
 
-    python benchmarks/bench.py --quick          # a few minutes: LeNet 3 epochs, mnist-cnn 1
-    python benchmarks/bench.py --write          # full: LeNet 10, mnist-cnn 6, cifar10-cnn 1;
-                                                # writes benchmarks/results/<machine>.md
+    python benchmarks/bench.py --quick          # about 8 minutes: LeNet 3 epochs, mnist-cnn 1
+    python benchmarks/bench.py --write          # full: LeNet 10, mnist-cnn 6, cifar10-cnn 1,
+                                                # every modern recipe; writes results/<machine>.md
     python benchmarks/bench.py --startup-only   # the start-up table alone (about a minute)
+
+Then the modern recipes (recipes/*-modern.toml; --quick: Fashion-MNIST alone) and their time to
+accuracy: process start to the first evaluation at the target, start-up included.
 
 Each way runs as its own child process (start-up and data loading count) and reports its test
 accuracy and the wall time of its training loops; this script adds the process's wall time and
@@ -81,6 +84,28 @@ TASKS = [
     # conv3 64*8*8*(32*25) = 3,276,800; fc 1024*64 + 64*10 = 66,176  ->  12,354,176
     Task("cifar", "cifar10-cnn on CIFAR-10 (seed 004)", "recipes/cifar10-cnn.toml",
          1, None, 50_000, 12_354_176, MyConvModel, (3, 32, 32)),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """A modern recipe and the test accuracy it must reach: its time to accuracy is the
+    process's wall time, start-up included, until an evaluation first reaches it (DAWNBench's
+    and airbench's measure). cnnlab alone: the seeds have no such recipe."""
+
+    key: str  # the --only name
+    title: str
+    recipe: str
+    target: float
+    quick: bool  # in --quick
+
+
+TARGETS = [
+    Target("fashion-modern", "Fashion-MNIST to 0.92", "recipes/fashion-mnist-modern.toml", 0.92,
+           True),
+    Target("mnist-modern", "MNIST to 0.993", "recipes/mnist-modern.toml", 0.993, False),
+    Target("cifar2-modern", "CIFAR-2 to 0.95", "recipes/cifar2-modern.toml", 0.95, False),
+    Target("cifar10-modern", "CIFAR-10 to 0.85", "recipes/cifar10-modern.toml", 0.85, False),
 ]  # fmt: skip
 
 
@@ -244,6 +269,46 @@ def run_way(way: str, task: Task, epochs: int, device: str, tmp: Path, shared: P
         return Row(way, status=f"failed (exit {code})")
     result = read_result(way, task, work)
     return Row(way, "ok", result["test_accuracy"], wall, result["train_seconds"], rss)
+
+
+def time_to_accuracy(target: Target, device: str, tmp: Path, shared: Path | None) -> str:
+    """Train the recipe in a child process; its table row: the time to the target and after."""
+    work = tmp / target.key
+    work.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if shared is not None:
+        env["CNNLAB_DATA"] = os.pathsep.join(filter(None, [str(shared), env.get("CNNLAB_DATA")]))
+    cmd = [
+        *cnnlab_launcher(), "train", "--recipe", target.recipe, "--out-dir", str(work),
+        "--name", "run", "--progress", "lines", "--device", device, "--no-report",
+    ]  # fmt: skip
+    code, wall, _ = run_child(cmd, work / "log", env)
+    if code != 0:
+        return f"| {target.title} | failed (exit {code}), see the log | | | | |"
+    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().split("\n")
+            if line.strip()]  # fmt: skip
+    reached = next((r for r in rows if (r.get("test_accuracy") or 0) >= target.target), None)
+    when = (
+        f"{reached['process_seconds']:.0f} s (epoch {reached['epoch']})"
+        if reached and reached.get("process_seconds")
+        else "not reached"
+    )
+    best = max(r.get("test_accuracy") or 0 for r in rows)
+    return (
+        f"| {target.title} | `{target.recipe}` | {when} | {rows[-1]['test_accuracy']:.4f} "
+        f"| {best:.4f} | {len(rows)} epochs, {wall:.0f} s |"
+    )
+
+
+def time_to_accuracy_table(rows: list[str]) -> list[str]:
+    return [
+        "### Time to accuracy: the modern recipes (cnnlab)",
+        "",
+        "| target | recipe | time to target | final test acc | best test acc | whole run |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 # ---------------------------------------------------------------- start-up
@@ -474,7 +539,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="LeNet 3 epochs, mnist-cnn 1")
     parser.add_argument("--epochs", type=int, help="epochs for every task (overrides the mode)")
-    parser.add_argument("--only", default="", help="comma-separated: lenet,mnist,cifar")
+    parser.add_argument("--only", default="", help="comma-separated: lenet,mnist,cifar, "
+                        "fashion-modern,mnist-modern,cifar2-modern,cifar10-modern")  # fmt: skip
     parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated: seed,...")
     parser.add_argument("--device", default="auto", help="auto (cuda if there), cpu, cuda")
     parser.add_argument("--data-dir", help="folder with mnist/ and cifar10/ (or $CNNLAB_DATA)")
@@ -482,7 +548,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-only", action="store_true",
                         help="print the start-up table alone (writes nothing)")  # fmt: skip
     args = parser.parse_args(argv)
-    unknown = {*args.only.split(","), *args.ways.split(",")} - {"", *WAYS, *(t.key for t in TASKS)}
+    known = {"", *WAYS, *(t.key for t in TASKS), *(t.key for t in TARGETS)}
+    unknown = {*args.only.split(","), *args.ways.split(",")} - known
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     if unknown:
@@ -503,6 +570,14 @@ def plan(args: argparse.Namespace) -> list[tuple[Task, int]]:
             continue
         chosen.append((task, args.epochs or epochs or task.full_epochs))
     return chosen
+
+
+def plan_targets(args: argparse.Namespace) -> list[Target]:
+    """The modern recipes to time: --quick the quick ones, --only those named, else all."""
+    only = [key for key in args.only.split(",") if key]
+    if only:
+        return [target for target in TARGETS if target.key in only]
+    return [target for target in TARGETS if target.quick or not args.quick]
 
 
 def choose_ways(requested: str) -> list[str]:
@@ -549,6 +624,15 @@ def main(argv: list[str] | None = None) -> int:
             task_lines = table(task, epochs, rows, peak)
             print("\n" + "\n".join(task_lines), flush=True)
             lines += task_lines
+        targets = plan_targets(args)
+        if targets and "cnnlab" in ways:
+            rows = []
+            for target in targets:
+                print(f"{target.key}: training until the end of its recipe ...", flush=True)
+                rows.append(time_to_accuracy(target, device_name, tmp, shared))
+            target_lines = time_to_accuracy_table(rows)
+            print("\n" + "\n".join(target_lines), flush=True)
+            lines += target_lines
     if args.write:
         out = BENCH_DIR / "results" / f"{machine_slug(device)}.md"
         out.parent.mkdir(exist_ok=True)

@@ -36,6 +36,11 @@ def test_recipes_cover_every_seed_experiment():
         "cifar2-net-batchnorm",
         "cifar2-net-res",
         "cifar2-net-res-deep",
+        # beyond the seeds: one modern recipe per data set (docs/RESULTS.md)
+        "fashion-mnist-modern",
+        "mnist-modern",
+        "cifar2-modern",
+        "cifar10-modern",
     }
 
 
@@ -45,7 +50,8 @@ def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
     cfg = TrainConfig.from_dict(values).validate()
     assert cfg.model in list_models()
     assert cfg.dataset in BUILTIN_DATASETS
-    assert re.match(r"# Seeds? 00\d", recipe.read_text()), "the comment names the seed"
+    first = r"# Not in the seeds: a modern recipe" if "modern" in recipe.stem else r"# Seeds? 00\d"
+    assert re.match(first, recipe.read_text()), "the comment names the seed"
     tomllib.loads(recipe.read_text())
 
 
@@ -83,6 +89,10 @@ def test_train_from_flags_then_eval(npz_data, tmp_path, capsys, extra):
     out = capsys.readouterr().out
     assert f"test accuracy  {max(r['test_accuracy'] for r in rows):.4f}" in out
     assert "class3" in out  # per-class accuracy
+    # --split train: the finished model over all 384 training images (seed 000's measure)
+    assert main(["eval", str(tmp_path / "cli" / "last.pt"), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "train accuracy" in out and "/384)" in out and "test accuracy" not in out
 
 
 def test_recipe_with_flag_overrides(npz_data, tmp_path, capsys):

@@ -30,6 +30,7 @@ from cnnlab.models import (
     register_model,
     registry,
 )
+from cnnlab.models.cifar2 import ResBlock
 
 ALL_MODELS = list_models()
 SEED_MODELS = [name for name in ALL_MODELS if model_info(name).seed != "torchvision"]
@@ -65,7 +66,7 @@ def built_models() -> dict[str, nn.Module]:
 def test_the_zoo_has_every_seed_model_and_every_torchvision_classifier():
     assert SEED_MODELS == [
         "cifar10_cnn", "lenet", "lenet_relu", "mnist_cnn", "mnist_cnn_deep", "net",
-        "net_batchnorm", "net_dropout", "net_res", "net_res_deep", "net_width",
+        "net_batchnorm", "net_dropout", "net_res", "net_res_deep", "net_res_stages", "net_width",
     ]  # fmt: skip
     classifiers = torchvision.models.list_models(module=torchvision.models)
     assert sorted(f"tv_{name}" for name in classifiers) == TORCHVISION_MODELS
@@ -139,6 +140,10 @@ SEED_PARAMETER_COUNTS = {
     # NetResDeep(32, 10): conv1 896, 10 blocks of (conv 32*32*9 = 9216 without bias + bn 64 =
     # 9280) = 92800, fc1 8*8*32*32+32 = 65568, fc2 66 → 159,330
     "net_res_deep": 159_330,
+    # NetResStages((32, 64, 128), 1 block): each stage is conv c_in*c*9 (no bias) + bn 2c + a
+    # ResBlock c*c*9 + 2c: 3*32*9 + 64 + 9216 + 64 = 10,208; 32*64*9 + 128 + 36864 + 128 =
+    # 55,552; 64*128*9 + 256 + 147456 + 256 = 221,696; fc 128*2+2 = 258 → 287,714
+    "net_res_stages": 287_714,
 }
 
 
@@ -200,6 +205,21 @@ def test_net_res_deep_default_init_is_the_seeds():
     assert torch.all(block.batch_norm.bias == 0)
     # Kaiming normal for ReLU: std = sqrt(2 / fan_in) = sqrt(2 / (32*3*3)) ≈ 0.0833
     assert block.conv.weight.std().item() == pytest.approx(math.sqrt(2 / 288), rel=0.05)
+
+
+def test_net_res_stages_halves_the_image_and_widens_the_channels_stage_by_stage():
+    model = create_model("net_res_stages", widths=[8, 16, 24], blocks=2, in_channels=1,
+                         image_size=28, num_classes=10).eval()  # fmt: skip
+    images = torch.randn(2, 1, 28, 28)
+    shapes, out = [], images
+    with torch.no_grad():
+        for stage in model.stages:
+            out = stage(out)
+            shapes.append(tuple(out.shape))
+        # the head: the largest value of each channel, then one Linear
+        assert torch.equal(model(images), model.fc(out.amax(dim=(2, 3))))
+    assert shapes == [(2, 8, 14, 14), (2, 16, 7, 7), (2, 24, 3, 3)]
+    assert [sum(isinstance(m, ResBlock) for m in stage) for stage in model.stages] == [2, 2, 2]
 
 
 # --- train and eval mode ------------------------------------------------------------------------
@@ -293,7 +313,8 @@ def test_min_input_size_is_exactly_the_smallest_size_that_works(name):
     # cifar10_cnn, net_res: three pools, s//8 ≥ 1 → 8; the other net*: s//4 ≥ 1 → 4; VGG-11:
     # five pools → 32; AlexNet: 11×11/4 conv, three 3×3/2 pools → 63; the rest pad all: 1
     hand = {"lenet": 12, "lenet_relu": 12, "mnist_cnn": 16, "mnist_cnn_deep": 20,
-            "cifar10_cnn": 8, "net_res": 8, "tv_vgg11": 32, "tv_alexnet": 63}  # fmt: skip
+            "cifar10_cnn": 8, "net_res": 8, "net_res_stages": 8, "tv_vgg11": 32,
+            "tv_alexnet": 63}  # fmt: skip
     assert smallest == hand.get(name, 4 if name.startswith("net") else 1)
     if smallest > 1:
         with torch.device("meta"), pytest.raises(InputTooSmallError):
@@ -321,6 +342,18 @@ def test_bad_values_are_model_errors(kwargs):
         create_model("net_dropout", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"widths": 32}, "widths must be a list"), ({"widths": []}, "widths must be a list"),
+     ({"widths": [32, 0]}, "widths must be an integer of at least 1, got 0"),
+     ({"blocks": -1}, "blocks must be an integer of at least 0"),
+     ({"image_size": 4}, "smallest input it takes is 8×8")],
+)  # fmt: skip
+def test_net_res_stages_refuses_bad_widths_blocks_and_sizes(kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        create_model("net_res_stages", **kwargs)
+
+
 def test_a_taken_name_cannot_be_registered_again():
     def lenet(*, num_classes=10, in_channels=1, image_size=(28, 28), init="default"):
         return nn.Linear(1, 1)
@@ -343,7 +376,7 @@ def test_a_registered_builder_is_listed_and_built(monkeypatch):
 
 
 def test_list_models_filters_with_a_shell_pattern_and_sorts():
-    assert list_models("net_res*") == ["net_res", "net_res_deep"]
+    assert list_models("net_res*") == ["net_res", "net_res_deep", "net_res_stages"]
     assert list_models() == sorted(list_models())
     assert list_models("nothing*") == []
 
@@ -356,6 +389,7 @@ ROUND_TRIP_ARGS = {
     "net_batchnorm": {"n_chans1": 8},
     "net_res": {"n_chans1": 8},
     "net_res_deep": {"n_chans1": 8, "n_blocks": 3},
+    "net_res_stages": {"widths": [4, 8, 6], "blocks": 2},
 }
 
 

@@ -61,6 +61,14 @@ def test_metrics_file_has_one_row_per_epoch_with_explicit_epoch_and_step(trained
     assert rows == trained.metrics
 
 
+def test_metrics_rows_carry_the_seconds_since_the_process_started(trained):
+    # time to accuracy: the first row's process_seconds counts the start-up and the first epoch
+    rows = trained.metrics
+    elapsed = [r["process_seconds"] for r in rows]
+    assert elapsed == sorted(elapsed) and len(set(elapsed)) == len(elapsed)
+    assert elapsed[1] - elapsed[0] >= rows[1]["epoch_seconds"] * 0.99
+
+
 def test_config_json_records_config_versions_and_device(trained):
     info = json.loads((trained.run_dir / "config.json").read_text())
     assert info["config"]["model"] == "mnist_cnn"

@@ -300,12 +300,16 @@ class TrainConfig(Config):
 
 @dataclass
 class EvalConfig(Config):
-    """`cnnlab eval CHECKPOINT`: a saved model's loss and accuracy on a test split."""
+    """`cnnlab eval CHECKPOINT`: a saved model's loss and accuracy on a test (or train) split."""
 
     command = "eval"
 
     checkpoint: str | None = opt("a .pt checkpoint or a run folder", None, argument=True)
     dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
+    split: str = opt(
+        "test, or train: the finished model over every training image (seed 000's train "
+        "accuracy)", "test", choices=("test", "train"),
+    )  # fmt: skip
     data_dir: str | None = _data_dir_opt()
     device: str = _device_opt()
     batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)

@@ -21,9 +21,9 @@ def run_eval(args: argparse.Namespace) -> None:
 
     cfg = EvalConfig.from_dict(given_values(args, EvalConfig), source="cnnlab eval")
     result, class_names = evaluate_checkpoint(cfg)
-    print(f"test loss      {result.loss:.4f}")
+    print(f"{cfg.split} loss      {result.loss:.4f}")
     print(
-        f"test accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
+        f"{cfg.split} accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
         f"/{sum(result.per_class_total)})"
     )
     width = max(len(n) for n in class_names)

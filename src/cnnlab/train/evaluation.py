@@ -20,7 +20,8 @@ from cnnlab.train.process import startup_finished
 def evaluate_checkpoint(
     checkpoint: str | Path | EvalConfig, **options: Any
 ) -> tuple[EvalResult, list[str]]:
-    """Loss, accuracy and per-class accuracy of a checkpoint on a test split.
+    """Loss, accuracy and per-class accuracy of a checkpoint on a test split (or `split="train"`:
+    the training images, in eval mode, unaugmented).
 
     `evaluate_checkpoint("runs/x/best.pt", dataset=..., device=..., batch_size=...)` or
     `evaluate_checkpoint(EvalConfig(...))`; the options and their defaults are EvalConfig's.
@@ -38,7 +39,7 @@ def evaluate_checkpoint(
     state = load_checkpoint(cfg.checkpoint, map_location=target)
     model = rebuild_model(state, target)
     data = load_trained_data(state, cfg.checkpoint, cfg.dataset, cfg.data_dir)
-    loader = make_loader(data, "test", batch_size=cfg.batch_size, device=target)
+    loader = make_loader(data, cfg.split, batch_size=cfg.batch_size, device=target)
     startup_finished()
     trained_with = TrainConfig.from_dict(state["config"])
     loss_fn = make_loss(trained_with, data.num_classes, target)

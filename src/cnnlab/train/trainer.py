@@ -27,6 +27,7 @@ from cnnlab.train.loop import EpochTotals, evaluate, raise_if_diverged, train_on
 from cnnlab.train.optim import steps_per_batch
 from cnnlab.train.outputs import RunOutputs, now
 from cnnlab.train.process import (
+    seconds_since_process_start,
     startup_finished,
     startup_seconds_once,
     torch_settings_restored,
@@ -224,6 +225,8 @@ def end_epoch(
         )
         row.update(test_loss=result.loss, test_accuracy=result.accuracy)
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
+    # process start to this evaluation's end, start-up included: time to accuracy
+    row["process_seconds"] = seconds_since_process_start()
     row["time"] = now()  # when the epoch ended: the report's end time
     state.epoch, state.batch_in_epoch = epoch + 1, 0
     state.metrics.append(row)
