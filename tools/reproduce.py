@@ -262,7 +262,8 @@ def ablation_table() -> str:
     result = subprocess.run(
         [str(CNNLAB), *command], cwd=REPO, check=True, capture_output=True, text=True
     )
-    return result.stdout.strip()
+    table = [line for line in result.stdout.splitlines() if not line.startswith("wrote ")]
+    return "\n".join(table).strip()
 
 
 def write_results() -> None:
