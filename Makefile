@@ -82,8 +82,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## bench: side-by-side speed table and time to accuracy, quick mode (about 8 minutes on 2 cores);
-## bench-full (all of it, about 40 minutes) writes results/
+## bench: side-by-side speed table and time to accuracy, quick mode (a few minutes, +3 for
+## Fashion-MNIST's recipe); bench-full (its modern recipes alone: 37 minutes here) writes results/
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench.py --quick

@@ -1,6 +1,6 @@
 """Side by side, in one run on the same data: the seeds' own loops, PyTorch Lightning, and cnnlab.
 
-    python benchmarks/bench.py --quick          # about 8 minutes: LeNet 3 epochs, mnist-cnn 1
+    python benchmarks/bench.py --quick          # a few minutes: LeNet 3 epochs, mnist-cnn 1
     python benchmarks/bench.py --write          # full: LeNet 10, mnist-cnn 6, cifar10-cnn 1,
                                                 # every modern recipe; writes results/<machine>.md
     python benchmarks/bench.py --startup-only   # the start-up table alone (about a minute)
