@@ -119,6 +119,8 @@ CASES = [
     ("zero batch size", lambda e: train(e, "--batch-size", "0"), "batch_size must be at least 1"),
     ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "weight_decay"),
     ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "label_smoothing"),
+    ("jpeg quality 101", lambda e: train(e, "--jpeg-quality", "101"), "jpeg_quality must be in"),
+    ("jpeg quality -5", lambda e: train(e, "--jpeg-quality", "-5"), "jpeg_quality must be"),
     ("nesterov without momentum", lambda e: train(e, "--nesterov"), "nesterov needs momentum"),
     ("lr not a number", lambda e: train(e, "--lr", "fast"), "--lr"),
     ("unknown flag", lambda e: train(e, "--learning-rate", "0.1"), "--learning-rate"),

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from cnnlab.data import ImageData, Split, TensorLoader, load_dataset, make_loader
-from cnnlab.data.augment import augment_padding, crop, random_crop, random_flip
+from cnnlab.data.augment import (
+    augment_batch,
+    augment_padding,
+    crop,
+    jpeg_round_trip,
+    random_crop,
+    random_flip,
+    random_jpeg,
+)
+from cnnlab.data.loader import seeded_generator
 from cnnlab.errors import ConfigError
 from helpers import collect
 
@@ -67,10 +80,11 @@ def test_shuffle_covers_every_sample_once_and_depends_on_seed_and_epoch():
 
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_start_batch_yields_exactly_the_tail_of_the_epoch(shuffle):
-    loader = loader_for(fake_split(size=16), shuffle=shuffle, augment=True, seed=5)
+    options = dict(shuffle=shuffle, augment=True, jpeg_quality=75, seed=5)
+    loader = loader_for(fake_split(size=16), **options)
     loader.set_epoch(2)
     full = collect(loader)
-    resumed = loader_for(fake_split(size=16), shuffle=shuffle, augment=True, seed=5)
+    resumed = loader_for(fake_split(size=16), **options)
     resumed.set_epoch(2, start_batch=2)
     tail = collect(resumed)
     assert len(tail) == len(full) - 2
@@ -84,18 +98,18 @@ def test_start_batch_out_of_range_is_refused():
         loader_for(fake_split()).set_epoch(0, start_batch=5)
 
 
-@pytest.mark.parametrize("augment", [True, False])
+@pytest.mark.parametrize(
+    "augment", [dict(augment=True), dict(augment=False), dict(augment=True, jpeg_quality=50)]
+)
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("world_size", [2, 3, 7])
 def test_each_process_takes_its_part_of_the_same_global_batch(shuffle, augment, world_size):
     """Under torchrun --batch-size is the global batch: the processes' parts of batch k,
     put together in rank order, are batch k of one process, images and augmentation alike
     (50 samples in batches of 16: the last batch of 2 leaves some of 3 or 7 ranks empty)."""
-    whole = loader_for(fake_split(), shuffle=shuffle, augment=augment, seed=1)
+    whole = loader_for(fake_split(), shuffle=shuffle, seed=1, **augment)
     shards = [
-        loader_for(
-            fake_split(), shuffle=shuffle, augment=augment, seed=1, rank=r, world_size=world_size
-        )
+        loader_for(fake_split(), shuffle=shuffle, seed=1, rank=r, world_size=world_size, **augment)
         for r in range(world_size)
     ]
     for loader in [whole, *shards]:
@@ -208,6 +222,72 @@ def test_random_flip_mirrors_about_half_the_batch():
     kept = [torch.equal(out[i], images[i]) for i in range(200)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 70 < sum(flipped) < 130
+
+
+def smooth_images(n: int, channels: int = 3, size: int = 32) -> torch.Tensor:
+    """uint8 gradients with a few edges: pictures JPEG keeps close, unlike uniform noise."""
+    ramp = torch.linspace(0, 200, size).view(1, 1, 1, size)
+    shift = torch.arange(n).view(n, 1, 1, 1) * 3 + torch.arange(channels).view(1, channels, 1, 1)
+    images = (ramp + shift).expand(n, channels, size, size).clone()
+    images[:, :, size // 4 : size // 2, size // 4 : size // 2] = 240  # a bright square
+    return images.clamp(0, 255).to(torch.uint8)
+
+
+def pillow_jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """Reference: one (C, H, W) image through Pillow's JPEG coder, file on disk style."""
+    pixels = image.permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(2) if image.shape[0] == 1 else pixels).save(
+        buffer, "JPEG", quality=quality
+    )
+    buffer.seek(0)
+    decoded = np.array(Image.open(buffer))
+    return torch.from_numpy(decoded.reshape(*image.shape[1:], image.shape[0])).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_random_jpeg_replaces_about_half_the_images_by_their_jpeg_copies(channels):
+    images = smooth_images(200, channels)
+    out = random_jpeg(images, 75, torch.Generator().manual_seed(3))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    chosen = (torch.rand(200, generator=torch.Generator().manual_seed(3)) < 0.5).tolist()
+    for i, compressed in enumerate(chosen):
+        expected = pillow_jpeg(images[i], 75) if compressed else images[i]
+        assert torch.equal(out[i], expected), f"image {i}"
+    assert 70 < sum(chosen) < 130
+    error = (out.float() - images.float()).abs().mean(dim=(1, 2, 3))  # per image, 0-255
+    assert 0.1 < error[torch.tensor(chosen)].mean() < 10  # lossy, yet the same picture
+
+
+def test_jpeg_round_trip_refuses_what_jpeg_cannot_hold():
+    with pytest.raises(ConfigError, match="jpeg_quality needs grey or RGB images"):
+        jpeg_round_trip(torch.zeros(4, 8, 8, dtype=torch.uint8), 75)
+
+
+def test_random_jpeg_quality_sets_how_much_is_lost():
+    images = smooth_images(64)
+    lost = [
+        random_jpeg(images, quality, torch.Generator().manual_seed(0)).float() - images
+        for quality in (20, 75, 100)
+    ]
+    losses = [difference.abs().sum() for difference in lost]
+    assert losses[0] > losses[1] > losses[2]
+
+
+def test_jpeg_quality_in_the_loader_uses_its_own_draws_before_crop_and_flip():
+    """Batch b of epoch e is JPEG'd with the draws of seeded_generator(seed, e, b, 1), then
+    cropped and flipped with those of (seed, e, b, 0), so runs without JPEG keep their draws."""
+    split = Split(smooth_images(40, size=16), torch.arange(40))
+    loader = loader_for(split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7)
+    loader.set_epoch(2)
+    order = torch.randperm(40, generator=seeded_generator(7, 2))
+    for batch, (x, y) in enumerate(loader):
+        index = order[batch * 16 : (batch + 1) * 16]
+        jpeg = random_jpeg(split.images[index], 60, seeded_generator(7, 2, batch, 1))
+        expected = loader.normalise(augment_batch(jpeg, seeded_generator(7, 2, batch, 0)))
+        assert torch.equal(x, expected) and torch.equal(y, index)
+    plain = loader_for(split, batch_size=16, shuffle=True, augment=True, seed=7)
+    assert not torch.equal(collect(plain)[0][0], collect(loader)[0][0])
 
 
 def test_augmented_batches_keep_shape_and_change_images():

@@ -152,6 +152,12 @@ class TrainConfig(Config):
         "scale pixels by the data set's mean/std (false: [0, 1] pixels, ToTensor alone)", True
     )
     augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
+    jpeg_quality: int = opt(
+        "JPEG-compress half the training images at this quality, 1-100 (0: off): for test "
+        "images saved as JPEG",
+        0,
+        minimum=0,
+    )
     init: str = opt("weight init (default: PyTorch's or the seed's)", "default", choices=INITS)
 
     # --- fine-tuning (tv_* models; the freezing options work for any model) ---
@@ -282,6 +288,8 @@ class TrainConfig(Config):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.jpeg_quality > 100:
+            raise ConfigError(f"jpeg_quality must be in 1..100 (0: off), got {self.jpeg_quality}")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError("nesterov needs momentum > 0 and dampening 0; set --momentum 0.9")
         if self.name is not None and (not self.name or "/" in self.name or self.name in ".."):

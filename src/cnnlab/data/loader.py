@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.augment import augment_batch
+from cnnlab.data.augment import augment_batch, random_jpeg
 from cnnlab.data.types import ImageData, Split
 from cnnlab.errors import ConfigError
 
@@ -71,7 +71,7 @@ class _EpochBatches:
 
     def __init__(
         self, num_items: int, batch_size: int, *, shuffle: bool, drop_last: bool,
-        seed: int, rank: int, world_size: int, augment: bool,
+        seed: int, rank: int, world_size: int, augment: bool, jpeg_quality: int = 0,
     ) -> None:  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -79,6 +79,7 @@ class _EpochBatches:
             raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
+        self.jpeg_quality = jpeg_quality  # 0: off
         self.num_items = num_items
         self.batch_total = 0  # rows of the whole batch last yielded, every process's together
         self.epoch = 0
@@ -123,11 +124,15 @@ class _EpochBatches:
         """The common ending of both loaders: augment uint8 images, then normalise."""
         first, stop, total = rows
         self.batch_total = total
+        start = batch * self.batch_size
+        part = (first - start, stop - start, total)
+        if self.jpeg_quality:
+            # first, as the JPEG test images were saved whole; draws of their own (trailing 1)
+            jpeg_draws = seeded_generator(self.seed, epoch, batch, 1)
+            images = random_jpeg(images, self.jpeg_quality, jpeg_draws, part)
         if self.augment:
-            start = batch * self.batch_size
             # the trailing 0 keeps the draws of runs saved before sharding by batch part
-            generator = seeded_generator(self.seed, epoch, batch, 0)
-            images = augment_batch(images, generator, (first - start, stop - start, total))
+            images = augment_batch(images, seeded_generator(self.seed, epoch, batch, 0), part)
         return self.normalise(images), labels
 
 
@@ -138,7 +143,7 @@ class TensorLoader(_EpochBatches):
         self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
         mean: Sequence[float], std: Sequence[float], shuffle: bool = False,
         drop_last: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-        augment: bool = False, rank: int = 0, world_size: int = 1,
+        augment: bool = False, jpeg_quality: int = 0, rank: int = 0, world_size: int = 1,
     ) -> None:  # fmt: skip
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(
@@ -147,7 +152,7 @@ class TensorLoader(_EpochBatches):
             )
         super().__init__(
             len(images), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-            rank=rank, world_size=world_size, augment=augment,
+            rank=rank, world_size=world_size, augment=augment, jpeg_quality=jpeg_quality,
         )  # fmt: skip
         self.device = torch.device(device)
         self.normalise = _Normalise(mean, std, images.shape[1], self.device)
@@ -182,12 +187,12 @@ class FolderLoader(_EpochBatches):
     def __init__(
         self, dataset: Dataset, *, batch_size: int, mean: Sequence[float],
         std: Sequence[float], shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-        device: str | torch.device = "cpu", augment: bool = False, rank: int = 0,
-        world_size: int = 1, num_workers: int | None = None,
+        device: str | torch.device = "cpu", augment: bool = False, jpeg_quality: int = 0,
+        rank: int = 0, world_size: int = 1, num_workers: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(
             len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-            rank=rank, world_size=world_size, augment=augment,
+            rank=rank, world_size=world_size, augment=augment, jpeg_quality=jpeg_quality,
         )  # fmt: skip
         self.dataset = dataset
         self.device = torch.device(device)
@@ -230,7 +235,8 @@ class FolderLoader(_EpochBatches):
 def make_loader(
     data: ImageData, split: str, *, batch_size: int, shuffle: bool = False,
     device: str | torch.device = "cpu", seed: int = 0, augment: bool = False,
-    drop_last: bool = False, rank: int = 0, world_size: int = 1, num_workers: int | None = None,
+    jpeg_quality: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1,
+    num_workers: int | None = None,
 ) -> TensorLoader | FolderLoader:  # fmt: skip
     """A loader over `data.train` or `data.test`: TensorLoader for in-memory splits,
     FolderLoader (with `num_workers` processes) for image folders."""
@@ -239,8 +245,8 @@ def make_loader(
     part = data.train if split == "train" else data.test
     common = dict(
         batch_size=batch_size, mean=data.mean, std=data.std, shuffle=shuffle,
-        drop_last=drop_last, seed=seed, device=device, augment=augment, rank=rank,
-        world_size=world_size,
+        drop_last=drop_last, seed=seed, device=device, augment=augment,
+        jpeg_quality=jpeg_quality, rank=rank, world_size=world_size,
     )  # fmt: skip
     if isinstance(part, Split):
         return TensorLoader(part.images, part.labels, **common)

@@ -268,7 +268,8 @@ def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) ->
     # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
     train = make_loader(
         data, "train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-        augment=cfg.augment, drop_last=len(data.train) % cfg.batch_size == 1, **shard,
+        augment=cfg.augment, jpeg_quality=cfg.jpeg_quality,
+        drop_last=len(data.train) % cfg.batch_size == 1, **shard,
     )  # fmt: skip
     return train, make_loader(data, "test", batch_size=cfg.eval_batch_size, **shard)
 
