@@ -55,7 +55,7 @@ def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
     tomllib.loads(recipe.read_text())
 
 
-@pytest.mark.parametrize("extra", [[], ["--no-normalize"]])
+@pytest.mark.parametrize("extra", [[], ["--no-normalize", "--tta"]])
 def test_train_from_flags_then_eval(npz_data, tmp_path, capsys, extra):
     argv = [
         "train",
@@ -93,6 +93,16 @@ def test_train_from_flags_then_eval(npz_data, tmp_path, capsys, extra):
     assert main(["eval", str(tmp_path / "cli" / "last.pt"), "--split", "train"]) == 0
     out = capsys.readouterr().out
     assert "train accuracy" in out and "/384)" in out and "test accuracy" not in out
+    # a run is evaluated as it was trained, with or without --tta (each image and its mirror),
+    # unless told otherwise
+    last = str(tmp_path / "cli" / "last.pt")
+    assert main(["eval", last]) == 0
+    as_trained = capsys.readouterr().out
+    assert f"test accuracy  {rows[-1]['test_accuracy']:.4f}" in as_trained
+    assert main(["eval", last, "--no-tta" if "--tta" in extra else "--tta"]) == 0
+    other = capsys.readouterr().out
+    loss_line = [line for line in as_trained.splitlines() if "loss" in line]
+    assert loss_line and loss_line[0] not in other
 
 
 def test_recipe_with_flag_overrides(npz_data, tmp_path, capsys):

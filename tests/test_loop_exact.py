@@ -143,6 +143,20 @@ def test_evaluate_matches_plain_torch_over_every_example_with_an_uneven_last_bat
     assert sum(per_batch) / 3 != pytest.approx(loss, rel=1e-4)
 
 
+def test_evaluate_with_tta_scores_the_mean_logits_of_each_image_and_its_mirror():
+    data = batches([8, 8, 7])
+    images, labels = joined(data)
+    model = tiny_model()
+    result = evaluate(model, data, nn.CrossEntropyLoss(), CLASSES, tta=True)
+    with torch.no_grad():
+        logits = (model(images) + model(images.flip(3))) / 2
+    loss = F.cross_entropy(logits.double(), labels).item()
+    assert result.loss == pytest.approx(loss, rel=1e-6)
+    assert result.accuracy == int((logits.argmax(1) == labels).sum()) / len(labels)
+    plain = evaluate(model, data, nn.CrossEntropyLoss(), CLASSES)
+    assert plain.loss != pytest.approx(result.loss, rel=1e-4)  # the mirror changed the score
+
+
 def test_evaluate_over_two_processes_sums_their_parts_of_every_batch():
     """Each process evaluates its part of each batch (one part of the last is empty); the
     result is plain torch's over all of them."""

@@ -190,6 +190,10 @@ class TrainConfig(Config):
         minimum=1,
     )
     eval_batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)
+    tta: bool = opt(
+        "test-time augmentation: score each test image by the mean logits of it and its mirror",
+        False,
+    )
 
     # --- optimizer (seed 002's table), loss, schedule ---
     optimizer: str = opt("the torch optimizer", "sgd", choices=OPTIMIZERS)
@@ -321,6 +325,10 @@ class EvalConfig(Config):
     data_dir: str | None = _data_dir_opt()
     device: str = _device_opt()
     batch_size: int = opt("evaluation batch size", EVAL_BATCH_SIZE, minimum=1)
+    tta: bool | None = opt(
+        "score each image by the mean logits of it and its mirror (default: as it was trained)",
+        None,
+    )
 
     def validate(self) -> EvalConfig:
         super().validate()

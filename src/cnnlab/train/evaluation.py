@@ -43,7 +43,9 @@ def evaluate_checkpoint(
     startup_finished()
     trained_with = TrainConfig.from_dict(state["config"])
     loss_fn = make_loss(trained_with, data.num_classes, target)
-    return evaluate(model, loader, loss_fn, data.num_classes), list(data.class_names)
+    tta = trained_with.tta if cfg.tta is None else cfg.tta
+    result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta)
+    return result, list(data.class_names)
 
 
 def load_trained_data(

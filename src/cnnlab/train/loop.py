@@ -198,9 +198,12 @@ def evaluate(
     *,
     split: SplitStep | ShardStep | None = None,
     world: World | None = None,
+    tta: bool = False,
 ) -> EvalResult:
     """Mean loss, accuracy and per-class counts over `loader`, summed on the device (and over
-    every process of `world`, each of which evaluated its part of each batch)."""
+    every process of `world`, each of which evaluated its part of each batch). `tta`: each
+    image's logits are the mean of its own and its mirror image's (flip test-time
+    augmentation, as airbench does)."""
     model.eval()
     forward = split.forward if split is not None else model
     sums = None  # loss sum, correct and total per class
@@ -210,6 +213,8 @@ def evaluate(
         if labels.shape[0] == 0:  # this process's part of a small last batch
             continue
         logits = forward(images)
+        if tta:
+            logits = (logits + forward(images.flip(3))) / 2
         loss_sum, correct, total = sums
         loss_sum += loss_fn(logits, labels).float() * labels.shape[0]
         correct += torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)

@@ -222,6 +222,7 @@ def end_epoch(
             session.num_classes,
             split=session.split,
             world=session.world,
+            tta=cfg.tta,
         )
         row.update(test_loss=result.loss, test_accuracy=result.accuracy)
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
