@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.train.device import cpu_name
 from seed_way import Model, MyConvModel, lenet
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -496,19 +497,9 @@ def machine_slug(device: torch.device) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"cpu-{os.cpu_count()}core-{cpu_model()}"
+        name = f"cpu-{os.cpu_count()}core-{cpu_name()}"
     name = re.sub(r"\((r|tm)\)|\bcpu\b(?!-)|@.*", "", name, flags=re.IGNORECASE)
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def header(device: torch.device, peak: float, command: str) -> list[str]:
@@ -523,7 +514,7 @@ def header(device: torch.device, peak: float, command: str) -> list[str]:
         f"# cnnlab benchmark: {machine_slug(device)}",
         "",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores{gpu}; device `{device}`",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores{gpu}; device `{device}`",
         f"- {versions}; Python {platform.python_version()}",
         f"- float32 matmul peak measured in this run: {peak / 1e9:,.1f} GFLOP/s",
         f"- command: `{command}`",

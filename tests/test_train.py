@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 import cnnlab
 from cnnlab.train import checkpoint as ckpt
 from cnnlab.train import session as session_module
+from cnnlab.train.device import cpu_name
 from helpers import relocate_checkpoint
 
 
@@ -73,9 +75,22 @@ def test_config_json_records_config_versions_and_device(trained):
     info = json.loads((trained.run_dir / "config.json").read_text())
     assert info["config"]["model"] == "mnist_cnn"
     assert set(info["versions"]) == {"python", "torch", "torchvision", "cnnlab"}
-    assert info["device"].startswith("cpu")
+    assert info["device"] == f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
     assert info["data"]["train"] == 384 and info["data"]["test"] == 128
     assert info["parameters"] == sum(p.numel() for p in trained.model.parameters())
+
+
+def test_cpu_name_is_linux_model_name_else_the_architecture(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+    )
+    assert cpu_name(cpuinfo) == "AMD EPYC 7B13"
+    architecture = platform.processor() or platform.machine()
+    cpuinfo.write_text("processor\t: 0\nmodel name\t:\n")  # an empty name says nothing
+    assert cpu_name(cpuinfo) == architecture
+    assert cpu_name(tmp_path / "absent") == architecture  # not Linux
 
 
 def test_config_json_and_checkpoints_say_the_same_about_the_run(trained):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import torch
 
@@ -41,7 +42,18 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return (
-            f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        )
+        return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
     return str(device)
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name where Linux gives it (two 2-core machines can differ 4x in speed, so
+    a run's time means little without it), else what `platform` knows: the architecture."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
