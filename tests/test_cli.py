@@ -8,10 +8,10 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from cnnlab.cli import main
 from cnnlab.config import DatasetsConfig, EvalConfig, ModelsConfig, TrainConfig, load_recipe

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
-
-import tomllib
 
 TARGET = 90.0
 # mutmut's exit codes per mutant (mutmut/stats.py): 1 and 3 are test failures, the timeout

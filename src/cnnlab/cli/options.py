@@ -13,9 +13,8 @@ import argparse
 import dataclasses
 import json
 import shutil
-from typing import Any
-
 import tomllib
+from typing import Any
 
 from cnnlab.config import field_default, field_types
 from cnnlab.errors import ConfigError
