@@ -132,11 +132,17 @@ class _Part:
     batch_total = BATCH
 
 
-def _sharded_step(rows: dict[int, slice], global_loss: bool):
+def _loss(class_weights: list[float] | None) -> nn.Module:
+    weight = None if class_weights is None else torch.tensor(class_weights)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1 if weight is not None else 0.0)
+
+
+def _sharded_step(rows: dict[int, slice], global_loss: bool, class_weights=None):
     def step(world: World) -> dict:
         images, labels, model = _batch()
         part = rows[world.rank]
-        shard = ShardStep(model, nn.CrossEntropyLoss(), _Part(), CPU, global_loss=global_loss)
+        loss_fn = _loss(class_weights)
+        shard = ShardStep(model, loss_fn, _Part(), CPU, global_loss=global_loss)
         logits, loss = shard.forward_backward(images[part], labels[part])
         shard.close()
         grads = [p.grad.clone() for p in model.parameters()]
@@ -145,28 +151,35 @@ def _sharded_step(rows: dict[int, slice], global_loss: bool):
     return step
 
 
-def _whole_batch() -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def _whole_batch(class_weights=None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     images, labels, model = _batch()
     logits = model(images)
-    loss = nn.functional.cross_entropy(logits, labels)  # the mean over all 7
+    loss = _loss(class_weights)(logits, labels)  # the (weighted) mean over all 7
     loss.backward()
     return [p.grad for p in model.parameters()], loss.detach(), logits.detach()
 
 
+UNEVEN = {0: slice(0, 4), 1: slice(4, 7)}
+
+
 @pytest.mark.parametrize(
-    ("rows", "global_loss"),
+    ("rows", "global_loss", "class_weights"),
     [
-        ({0: slice(0, 4), 1: slice(4, 7)}, False),  # parts of 4 and 3, weighted 4/7 and 3/7
-        ({0: slice(0, 4), 1: slice(4, 7)}, True),  # LBFGS: every rank sees the batch's loss
-        ({0: slice(0, 7), 1: slice(7, 7)}, True),  # rank 1's part is empty; it still joins
+        (UNEVEN, False, None),  # parts of 4 and 3, weighted 4/7 and 3/7
+        (UNEVEN, True, None),  # LBFGS: every rank sees the batch's loss
+        ({0: slice(0, 7), 1: slice(7, 7)}, True, None),  # rank 1's part is empty; it still joins
+        # each part weighted by its share of the batch's summed class weights
+        (UNEVEN, False, [1.0, 3.0, 9.0]),
+        (UNEVEN, True, [1.0, 3.0, 9.0]),
     ],
-    ids=["uneven", "uneven-global-loss", "empty-part"],
+    ids=["uneven", "uneven-global-loss", "empty-part", "class-weights", "class-weights-global"],
 )
 def test_parts_of_a_batch_step_with_the_whole_batchs_gradient(
-    rows, global_loss, tmp_path, monkeypatch
+    rows, global_loss, class_weights, tmp_path, monkeypatch
 ):
-    first, second = two_ranks(_sharded_step(rows, global_loss), tmp_path, monkeypatch)
-    grads, loss, logits = _whole_batch()
+    step = _sharded_step(rows, global_loss, class_weights)
+    first, second = two_ranks(step, tmp_path, monkeypatch)
+    grads, loss, logits = _whole_batch(class_weights)
     for rank, got in enumerate((first, second)):
         for mine, whole in zip(got["grads"], grads, strict=True):
             torch.testing.assert_close(mine, whole, rtol=0, atol=1e-6)
@@ -177,7 +190,7 @@ def test_parts_of_a_batch_step_with_the_whole_batchs_gradient(
     else:  # each rank's own part's mean loss (what its progress line shows)
         images, labels, model = _batch()
         for rank, got in enumerate((first, second)):
-            own = nn.functional.cross_entropy(model(images[rows[rank]]), labels[rows[rank]])
+            own = _loss(class_weights)(model(images[rows[rank]]), labels[rows[rank]])
             assert got["loss"].item() == pytest.approx(own.item(), rel=1e-6)
 
 

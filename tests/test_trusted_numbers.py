@@ -132,20 +132,26 @@ def test_epoch_train_loss_and_accuracy_are_the_means_over_every_example(
 # --- 2. --cpu-slices on a batch that does not split evenly --------------------------------------
 
 
+@pytest.mark.parametrize("class_weights", [None, [1.0, 2.0, 4.0, 8.0]], ids=["plain", "weighted"])
 @pytest.mark.parametrize(("batch", "slices"), [(7, 2), (7, 3), (10, 4)])
-def test_sliced_gradient_of_an_uneven_batch_is_the_full_batch_gradient(batch, slices):
-    """Each slice counts by its share of the batch (4/7 and 3/7, not 1/2 each)."""
+def test_sliced_gradient_of_an_uneven_batch_is_the_full_batch_gradient(
+    batch, slices, class_weights
+):
+    """Each slice counts by its share of the batch (4/7 and 3/7, not 1/2 each); with class
+    weights, by its share of the batch's summed weights, the mean's denominator."""
     torch.manual_seed(0)
     model = create_model("mnist_cnn", num_classes=4, in_channels=1, image_size=[16, 16])
     reference = copy.deepcopy(model)
     images, labels = torch.randn(batch, 1, 16, 16), torch.randint(0, 4, (batch,))
-    split = SplitStep(model, nn.CrossEntropyLoss(), slices)
+    weight = None if class_weights is None else torch.tensor(class_weights)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)
+    split = SplitStep(model, loss_fn, slices)
     try:
         logits, loss = split.forward_backward(images, labels)
     finally:
         split.close()
     full_logits = reference(images)
-    full_loss = F.cross_entropy(full_logits, labels)  # mean over the 7, one backward
+    full_loss = loss_fn(full_logits, labels)  # mean over the batch, one backward
     full_loss.backward()
     for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
         diff = (p.grad - q.grad).abs().max().item()

@@ -6,9 +6,10 @@ Python threads that each run a slice of the batch with one intra-op thread keep 
 Measured on 2 cores for LeNet, batch 256: 2 intra-op threads 9-12k examples/s, 1 thread 14k,
 two slices in two threads 21k.
 
-Why it is exact: each slice's loss is weighted by its share of the batch, so the summed
-gradients are the full batch's (up to float rounding). With two slices the sum g1 + g2 does not
-depend on which thread finishes first (float addition is commutative), so runs stay
+Why it is exact: each slice's loss is weighted by its share of the batch (`loss_weight`: its
+examples, or with class weights their summed weights, the denominator of the mean), so the
+summed gradients are the full batch's (up to float rounding). With two slices the sum g1 + g2
+does not depend on which thread finishes first (float addition is commutative), so runs stay
 bit-for-bit reproducible. With more slices the order can vary, so `--deterministic` uses two.
 
 LBFGS: its step calls the loop's closure several times per batch, and each call runs the
@@ -47,6 +48,13 @@ def default_slices(deterministic: bool) -> int:
     return 2 if deterministic else min(cores or 1, 8)
 
 
+def loss_weight(loss_fn: nn.Module, labels: torch.Tensor) -> int | torch.Tensor:
+    """What these examples weigh in a batch's mean loss: their number, or with class weights
+    the sum of their classes' weights (CrossEntropyLoss(weight=w) divides by Σ w[label])."""
+    weight = getattr(loss_fn, "weight", None)
+    return labels.shape[0] if weight is None else weight[labels].sum()
+
+
 class SplitStep:
     """forward → loss → backward on `slices` slices of a batch, one thread each."""
 
@@ -58,9 +66,12 @@ class SplitStep:
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The full batch's logits (B, classes) and mean loss; gradients land in `.grad`."""
-        batch = labels.shape[0]
+        batch = loss_weight(self.loss_fn, labels)
         parts = zip(images.chunk(self.slices), labels.chunk(self.slices), strict=True)
-        futures = [self.pool.submit(self._slice, x, y, y.shape[0] / batch) for x, y in parts]
+        futures = [
+            self.pool.submit(self._slice, x, y, loss_weight(self.loss_fn, y) / batch)
+            for x, y in parts
+        ]
         results = [f.result() for f in futures]
         logits = torch.cat([r[0] for r in results])
         loss = torch.stack([r[1] for r in results]).sum()

@@ -7,7 +7,8 @@ DistributedDataParallel copy of the model: NCCL between GPUs (one per local rank
 
 Why N processes take the same steps as one: `--batch-size` is the global batch. Every process
 draws the same permutation and takes its part of each batch (data/loader.py), and its loss is
-weighted by its share of the batch, n_rank / n_batch. DDP's all-reduce then SUMS the gradients
+weighted by its share of the batch, n_rank / n_batch (with class weights, its share of the
+batch's summed weights, the mean's denominator). DDP's all-reduce then SUMS the gradients
 (a comm hook; DDP's own hook averages, which is only right for equal parts), so the update is
 the gradient of the whole batch's mean loss even when the batch does not divide evenly: the
 same idea as --cpu-slices (cpu_split.py), across processes. Without BatchNorm, 1 and N
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, first_line
+from cnnlab.train.cpu_split import loss_weight
 
 
 class LostContact(CnnlabError):
@@ -253,13 +255,23 @@ class ShardStep:
             logits = self.ddp(images)
             # an empty part (a last batch smaller than the world) still joins the all-reduce
             loss = self.loss_fn(logits, labels) if n else logits.sum() * 0.0
-            share = n / self.loader.batch_total
+            share = self.share(labels)
             (loss * share).backward()
             if not self.global_loss:
                 return logits.detach(), loss.detach()
             batch_loss = (loss.detach().float() * share).reshape(1)
             torch.distributed.all_reduce(batch_loss)
         return logits.detach(), batch_loss[0]
+
+    def share(self, labels: torch.Tensor) -> float | torch.Tensor:
+        """This part's share of the batch's mean loss: n_rank / n_batch, or with class weights
+        its summed weights over every process's (one more all-reduce, of one number)."""
+        if getattr(self.loss_fn, "weight", None) is None:
+            return labels.shape[0] / self.loader.batch_total
+        mine = torch.as_tensor(loss_weight(self.loss_fn, labels), dtype=torch.float32)
+        total = mine.reshape(1).clone()
+        torch.distributed.all_reduce(total)
+        return mine / total[0]
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
