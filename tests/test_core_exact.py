@@ -327,12 +327,14 @@ def test_make_loss_refuses_a_weight_count_other_than_the_class_count():
         ({"optimizer": "adamw"}, "betas"),
         ({"optimizer": "adagrad"}, None),
         ({"optimizer": "adadelta"}, None),
+        ({"optimizer": "sgd"}, None),  # momentum 0 stays 0 (torch's OneCycleLR would set 0.95)
+        ({"optimizer": "rmsprop"}, None),
     ],
     ids=lambda v: v.get("optimizer") if isinstance(v, dict) else str(v),
 )
 def test_onecycle_is_torchs_onecycle_and_cycles_momentum_where_there_is_one(settings, field):
     """lr (peak --lr) and momentum or beta1 follow torch's OneCycleLR step by step; optimizers
-    without momentum have none cycled."""
+    without momentum, or with a momentum of 0, have none cycled."""
     cfg = TrainConfig(lr=0.3, scheduler="onecycle", epochs=2, **settings)
     assert steps_per_batch(cfg)
     model = nn.Linear(3, 2)
@@ -356,7 +358,7 @@ def test_onecycle_is_torchs_onecycle_and_cycles_momentum_where_there_is_one(sett
     if field is not None:
         assert len({repr(v) for v in seen}) > 1  # it moved
     else:
-        assert "momentum" not in optimizer.param_groups[0]
+        assert optimizer.param_groups[0].get("momentum", 0) == 0
 
 
 @pytest.mark.parametrize("kind", ["none", "step", "cosine"])

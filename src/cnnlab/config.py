@@ -212,7 +212,12 @@ class TrainConfig(Config):
     loss: str = opt("loss on logits", "cross_entropy", choices=LOSSES)
     label_smoothing: float = opt("cross-entropy label smoothing in [0, 1)", 0.0)
     class_weights: list[float] | None = opt("cross-entropy weight per class", None)
-    scheduler: str = opt("LR schedule", "none", choices=SCHEDULERS)
+    scheduler: str = opt(
+        "LR schedule (onecycle: up to --lr and down, every batch, with momentum or adam's beta1 "
+        "cycling 0.95-0.85 unless momentum is 0)",
+        "none",
+        choices=SCHEDULERS,
+    )
     step_size: int = opt("step schedule: epochs between LR drops", 30, minimum=1)
     gamma: float = opt("step schedule: LR factor at each drop", 0.1)
 

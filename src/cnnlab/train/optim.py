@@ -119,8 +119,10 @@ def make_scheduler(
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    # one-cycle also cycles momentum (or adam's beta1); adagrad, adadelta and lbfgs have neither
-    cycle_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+    # one-cycle also cycles momentum (or adam's beta1) between 0.95 and 0.85, torch's default;
+    # adagrad, adadelta and lbfgs have neither, and a momentum of 0 (plain SGD or RMSprop) was
+    # asked for: torch would set it to 0.95
+    cycle_momentum = optimizer.defaults.get("momentum", 0) > 0 or "betas" in optimizer.defaults
     # each group peaks at its own lr (fine-tuning: the backbone at lr × backbone_lr_scale); the
     # optimizer is new, so its groups' lr are still the configured ones
     max_lr = [group["lr"] for group in optimizer.param_groups]
