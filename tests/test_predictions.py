@@ -10,6 +10,8 @@ import pytest
 from cnnlab.report import predictions as predictions_module
 from cnnlab.report.predictions import CACHE, GRID, load_predictions
 from cnnlab.report.run_folder import read_run
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.evaluation import evaluate_checkpoint
 
 
 @pytest.fixture
@@ -28,6 +30,19 @@ def test_accuracy_is_the_best_epochs_test_accuracy(run):
     right = predictions.predicted == predictions.labels
     assert np.all(predictions.p_true[right] == predictions.confidence[right])
     assert np.all(predictions.p_true[~right] < predictions.confidence[~right])
+
+
+def test_a_run_trained_with_tta_is_looked_at_as_it_was_scored(run):
+    """Under --tta the report's predictions, like the run's test accuracy, come from the mean
+    logits of each image and its mirror."""
+    plain = load_predictions(run)
+    state = load_checkpoint(run / "best.pt")
+    state["config"]["tta"] = True
+    save_checkpoint(state, run / "best.pt")
+    mirrored = load_predictions(run)  # best.pt changed: computed again
+    scored, _ = evaluate_checkpoint(run / "best.pt")  # as trained: with the mirror
+    assert mirrored.accuracy == scored.accuracy
+    assert not np.allclose(mirrored.confidence, plain.confidence, rtol=0, atol=1e-4)
 
 
 def test_the_mistakes_are_the_relabelled_images(run):

@@ -130,9 +130,12 @@ def compute_predictions(
     state = load_checkpoint(path, map_location=target)
     model = rebuild_model(state, target)
     data = load_trained_data(state, path, data_dir=data_dir)
-    batch_size = (state.get("config") or {}).get("eval_batch_size") or EVAL_BATCH_SIZE
+    trained_with = state.get("config") or {}
+    batch_size = trained_with.get("eval_batch_size") or EVAL_BATCH_SIZE
+    loader = make_loader(data, "test", batch_size=batch_size, device=target)
     startup_finished()
-    probs, labels = predict(model, make_loader(data, "test", batch_size=batch_size, device=target))
+    # scored as the run scored them (its test accuracy), with the mirror images under --tta
+    probs, labels = predict(model, loader, tta=bool(trained_with.get("tta")))
     confidence, predicted = probs.max(dim=1)
     p_true = probs.gather(1, labels[:, None])[:, 0]
     result = Predictions(

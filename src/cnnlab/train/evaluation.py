@@ -86,12 +86,16 @@ def load_trained_data(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax probabilities (N, K) float32, labels (N,) int64) over `loader`, on the CPU."""
+def predict(model: nn.Module, loader: Any, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities (N, K) float32, labels (N,) int64) over `loader`, on the CPU;
+    `tta`: of the mean logits of each image and its mirror, as `evaluate` scores them."""
     model.eval()
     probs, labels = [], []
     for images, batch_labels in loader:
-        probs.append(torch.softmax(model(images).float(), dim=1).cpu())
+        logits = model(images)
+        if tta:
+            logits = (logits + model(images.flip(3))) / 2
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
         labels.append(batch_labels.cpu())
     if not probs:
         raise CnnlabError("the evaluation split is empty; give a data set with test images")
