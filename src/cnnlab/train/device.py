@@ -47,8 +47,9 @@ def describe_device(device: torch.device) -> str:
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name where Linux gives it (two 2-core machines can differ 4x in speed, so
-    a run's time means little without it), else what `platform` knows: the architecture."""
+    """The CPU's model name where Linux gives it (two 2-core machines here differed 3 to 4x in
+    speed, so a run's time means little without it), else what `platform` knows: the
+    architecture."""
     try:
         for line in cpuinfo.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")

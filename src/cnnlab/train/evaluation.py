@@ -12,7 +12,7 @@ from cnnlab.config import EvalConfig, TrainConfig
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
 from cnnlab.train.device import resolve_device
-from cnnlab.train.loop import EvalResult, evaluate
+from cnnlab.train.loop import EvalResult, evaluate, scored_logits
 from cnnlab.train.optim import make_loss
 from cnnlab.train.process import startup_finished
 
@@ -88,13 +88,11 @@ def load_trained_data(
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Any, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax probabilities (N, K) float32, labels (N,) int64) over `loader`, on the CPU;
-    `tta`: of the mean logits of each image and its mirror, as `evaluate` scores them."""
+    `tta`: of each image and its mirror's mean logits, as `evaluate` scores them."""
     model.eval()
     probs, labels = [], []
     for images, batch_labels in loader:
-        logits = model(images)
-        if tta:
-            logits = (logits + model(images.flip(3))) / 2
+        logits = scored_logits(model, images, tta)
         probs.append(torch.softmax(logits.float(), dim=1).cpu())
         labels.append(batch_labels.cpu())
     if not probs:

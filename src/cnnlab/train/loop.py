@@ -189,6 +189,15 @@ def closure_step(
     return first[0]
 
 
+def scored_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta: bool
+) -> torch.Tensor:
+    """The logits a test image is scored by: its own, or with `tta` the mean of its own and its
+    mirror image's (flip test-time augmentation, as airbench does)."""
+    logits = forward(images)
+    return (logits + forward(images.flip(3))) / 2 if tta else logits
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -201,9 +210,8 @@ def evaluate(
     tta: bool = False,
 ) -> EvalResult:
     """Mean loss, accuracy and per-class counts over `loader`, summed on the device (and over
-    every process of `world`, each of which evaluated its part of each batch). `tta`: each
-    image's logits are the mean of its own and its mirror image's (flip test-time
-    augmentation, as airbench does)."""
+    every process of `world`, each of which evaluated its part of each batch); `tta`: see
+    scored_logits."""
     model.eval()
     forward = split.forward if split is not None else model
     sums = None  # loss sum, correct and total per class
@@ -212,9 +220,7 @@ def evaluate(
             sums = _eval_zeros(num_classes, labels.device)
         if labels.shape[0] == 0:  # this process's part of a small last batch
             continue
-        logits = forward(images)
-        if tta:
-            logits = (logits + forward(images.flip(3))) / 2
+        logits = scored_logits(forward, images, tta)
         loss_sum, correct, total = sums
         loss_sum += loss_fn(logits, labels).float() * labels.shape[0]
         correct += torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
