@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.train.device import cpu_name
+from cnnlab.training.device import cpu_name
 from seed_way import Model, MyConvModel, lenet
 
 BENCH_DIR = Path(__file__).resolve().parent

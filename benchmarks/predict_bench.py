@@ -96,7 +96,7 @@ def source_images(count: int) -> tuple[np.ndarray, str]:
 def write_lenet(path: Path) -> Path:
     """An untrained LeNet as a cnnlab checkpoint: the speed does not depend on the weights."""
     from cnnlab.models import create_model
-    from cnnlab.train.checkpoint import FORMAT, VERSION, save_checkpoint
+    from cnnlab.training.checkpoint import FORMAT, VERSION, save_checkpoint
 
     model_args = {"num_classes": 10, "in_channels": 1, "image_size": [28, 28]}
     torch.manual_seed(0)

@@ -36,15 +36,6 @@ from helpers import (
 )
 
 
-def _real_report():
-    from cnnlab.train.outputs import RunOutputs
-
-    return RunOutputs.report
-
-
-REAL_REPORT = _real_report()
-
-
 def _cut_off_real_data(patch: pytest.MonkeyPatch, cache: Path) -> None:
     from cnnlab.data import locate
 
@@ -53,25 +44,34 @@ def _cut_off_real_data(patch: pytest.MonkeyPatch, cache: Path) -> None:
     patch.setattr(locate, "SYSTEM_DATA_DIRS", [])
 
 
+def _real_report():
+    from cnnlab import api
+
+    return api.report_run
+
+
+REAL_REPORT = _real_report()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolate_data_session(tmp_path_factory: pytest.TempPathFactory):
     """The same isolation for module- and session-scoped fixtures, which run before the
     per-test one. And no end-of-run report.html unless a test asks (`reports_on`): drawing
     its plots takes a second or two, and only test_report.py looks at it."""
-    from cnnlab.train.outputs import RunOutputs
+    from cnnlab import api
 
     with pytest.MonkeyPatch.context() as patch:
         _cut_off_real_data(patch, tmp_path_factory.mktemp("cnnlab-session-cache"))
-        patch.setattr(RunOutputs, "report", lambda self, device, data_dir: None)
+        patch.setattr(api, "report_run", lambda run_dir, cfg: None)
         yield
 
 
 @pytest.fixture
 def reports_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """`cnnlab train` writes report.html at the end of a run again (in-process runs)."""
-    from cnnlab.train.outputs import RunOutputs
+    from cnnlab import api
 
-    monkeypatch.setattr(RunOutputs, "report", REAL_REPORT)
+    monkeypatch.setattr(api, "report_run", REAL_REPORT)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.train import checkpoint as ckpt
+from cnnlab.training import checkpoint as ckpt
 
 
 def write_forever(path: Path) -> None:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.session import build_session
-from cnnlab.train.trainer import run
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.session import build_session
+from cnnlab.training.trainer import run
 from helpers import write_learnable_npz
 
 OLD = Path(__file__).parent / "data" / "checkpoint-v1-mnist_cnn.pt"

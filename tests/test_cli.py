@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import re
 import subprocess
@@ -206,8 +205,11 @@ def test_plain_cnnlab_prints_the_commands(capsys):
 
 def test_bool_flags_have_a_no_form_and_reach_the_config(tmp_path, npz_data, monkeypatch):
     seen = {}
-    train_package = importlib.import_module("cnnlab.train")  # `cnnlab.train` is the function
-    monkeypatch.setattr(train_package, "fit", lambda cfg: seen.setdefault("cfg", cfg))
+    import cnnlab.api
+    import cnnlab.training
+
+    monkeypatch.setattr(cnnlab.training, "fit", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(cnnlab.api, "finish", lambda result: result)
     argv = ["train", "--dataset", npz_data, "--no-tensorboard", "--normalize", "--betas", "0.8,0.9"]
     assert main(argv) == 0
     cfg = seen["cfg"]

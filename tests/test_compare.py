@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.errors import ConfigError, RunFolderError
 from cnnlab.report.compare import CURVES, compare
 from cnnlab.report.run_folder import read_run
-from cnnlab.train.seeds import parse_seeds, seed_configs
+from cnnlab.training.seeds import parse_seeds, seed_configs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -208,7 +208,7 @@ def test_train_seeds_checks_every_folder_before_training(npz_data, tmp_path):
     (tmp_path / "x-seed2" / "keep").write_text("an earlier run")
     cfg = cnnlab.TrainConfig(dataset=npz_data, out_dir=str(tmp_path), name="x")
     with pytest.raises(ConfigError, match="x-seed2 already exists"):
-        cnnlab.train.train_seeds(cfg, [0, 1, 2])
+        cnnlab.train_seeds(cfg, [0, 1, 2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x-seed2"]
     names = [c.name for c in seed_configs(cfg, [3, 4])]
     assert names == ["x-seed3", "x-seed4"]

@@ -9,17 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnlab.arithmetic import Axis, check_layer, output_size
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.inspect.arithmetic import Axis, check_layer, output_size
 from cnnlab.inspect.convcalc import (
     apply_layer,
-    compare_params,
     follow_chain,
     make_layer,
     parse_chain,
     parse_dims,
 )
+from cnnlab.inspect.params import compare_params
 
 FAST = settings(max_examples=150, deadline=None)
 

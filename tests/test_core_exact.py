@@ -13,10 +13,10 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
-from cnnlab.train import cpu_split
-from cnnlab.train.cpu_split import SplitStep, can_split, default_slices
-from cnnlab.train.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
-from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler, steps_per_batch
+from cnnlab.training import cpu_split
+from cnnlab.training.cpu_split import SplitStep, can_split, default_slices
+from cnnlab.training.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
+from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, steps_per_batch
 
 # --- fast_ops.py: which layers are swapped -------------------------------------------------------
 

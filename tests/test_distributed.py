@@ -21,15 +21,15 @@ import torch
 
 import cnnlab
 from cnnlab.errors import ConfigError
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.distributed import (
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.distributed import (
     LostContact,
     World,
     is_collective_failure,
     process_device,
     process_group,
 )
-from cnnlab.train.signals import StopSignals
+from cnnlab.training.signals import StopSignals
 from helpers import write_learnable_npz
 
 pytestmark = pytest.mark.slow
@@ -258,7 +258,7 @@ def test_a_signal_repeated_within_the_window_is_the_same_request():
 def test_an_empty_part_gives_zero_gradients_through_the_fast_conv():
     """A last batch smaller than the world leaves a process an empty part; it still joins."""
     from cnnlab.models import create_model
-    from cnnlab.train.fast_ops import use_fast_cpu_ops
+    from cnnlab.training.fast_ops import use_fast_cpu_ops
 
     model = create_model("mnist_cnn", num_classes=4, in_channels=1, image_size=[28, 28])
     assert use_fast_cpu_ops(model)
@@ -286,7 +286,7 @@ def test_dist_timeout_bounds_the_wait_for_a_process_that_never_comes(monkeypatch
 def test_sync_bn_gives_syncbatchnorm_layers_with_the_plain_models_state_dict(npz_data):
     """--sync-bn reaches the model (only under torchrun; its forward needs a process group)."""
     from cnnlab.data import load_dataset
-    from cnnlab.train.session import _build_model
+    from cnnlab.training.session import _build_model
 
     data = load_dataset(npz_data)
     cfg = cnnlab.TrainConfig(model="net_batchnorm", sync_bn=True)

@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.data.loader import derive_seed
 from cnnlab.errors import ConfigError
-from cnnlab.train.distributed import (
+from cnnlab.training.distributed import (
     LostContact,
     ShardStep,
     StopVote,

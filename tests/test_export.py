@@ -26,7 +26,7 @@ from cnnlab.deploy.export import export_model
 from cnnlab.deploy.model_card import SUFFIXES, sidecar_path
 from cnnlab.deploy.model_file import ONNX_CARD_KEY, TORCHSCRIPT_CARD_FILE, load_model_file
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
 from helpers import checksums
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -44,7 +44,7 @@ def exported(tiny_run: Path, tmp_path_factory) -> dict[str, export.ExportResult]
 def test_images(tiny_run: Path) -> torch.Tensor:
     """Every test image of the tiny run (128), normalised as it was trained."""
     from cnnlab.data import make_loader
-    from cnnlab.train.evaluation import load_trained_data
+    from cnnlab.training.evaluation import load_trained_data
 
     state = load_checkpoint(tiny_run / "best.pt")
     data = load_trained_data(state, tiny_run / "best.pt")

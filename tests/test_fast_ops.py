@@ -1,4 +1,4 @@
-"""The fast CPU forms in train/fast_ops.py give torch's numbers (see that module for why)."""
+"""The fast CPU forms in training/fast_ops.py give torch's numbers (see that module for why)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.models import create_model
-from cnnlab.train.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
+from cnnlab.training.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
 from helpers import write_learnable_npz
 
 
@@ -126,7 +126,7 @@ FAULTS_CHILD = """
 import ctypes, resource, sys
 ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: a fault is one page, always
 import torch
-from cnnlab.train.process import keep_freed_memory
+from cnnlab.training.process import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)

@@ -16,16 +16,10 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.data.images import normalize, read_image
 from cnnlab.errors import DataFormatError, ModelError
-from cnnlab.figures import render_png
+from cnnlab.figures import DPI, grid_layout, render_png
 from cnnlab.inspect import conv_filters, feature_maps, plot_feature_maps, plot_filters
-from cnnlab.inspect.features import (
-    DPI,
-    INPUT_SIZE,
-    grid_layout,
-    maps_filename,
-    write_features,
-)
-from cnnlab.train.checkpoint import (
+from cnnlab.inspect.features import INPUT_SIZE, maps_filename, write_features
+from cnnlab.training.checkpoint import (
     checkpoint_path,
     load_checkpoint,
     rebuild_model,
@@ -105,13 +99,14 @@ def test_a_lenet_run_gets_its_filters_input_and_one_maps_png_per_conv_layer(runs
 def test_each_tile_shows_its_map_pixel_for_pixel():
     import io
 
-    from cnnlab.inspect.features import _coloured, _fit
+    from cnnlab.figures import fit
+    from cnnlab.inspect.features import _coloured
 
     maps = {"0": torch.randn(6, 28, 28)}
     [fig] = plot_feature_maps(maps)
     png = np.asarray(Image.open(io.BytesIO(render_png(fig))))
     assert png.shape == (*grid_layout(6).pixels[::-1], 3)
-    tile = _fit(_coloured(maps["0"][4], "viridis"), 62, 72)  # 28×28 drawn 2× as large
+    tile = fit(_coloured(maps["0"][4], "viridis"), 62, 72)  # 28×28 drawn 2× as large
     assert tile.shape == (56, 56, 3)
     # tile 4: second row, second column of a 3-column grid centred in 320 pixels
     top, left = 40 + 80 + 14 + 3, 40 + 80 + 12

@@ -16,10 +16,10 @@ import torch
 
 import cnnlab
 from cnnlab.config import TrainConfig
-from cnnlab.train import session as session_module
-from cnnlab.train import trainer as trainer_module
-from cnnlab.train.optim import make_optimizer, make_scheduler
-from cnnlab.train.resume_rules import check_resumable
+from cnnlab.training import session as session_module
+from cnnlab.training import trainer as trainer_module
+from cnnlab.training.optim import make_optimizer, make_scheduler
+from cnnlab.training.resume_rules import check_resumable
 from helpers import write_learnable_npz
 
 LENET_HEAD = "11"  # lenet(_relu): a Sequential whose 12th layer, Linear(84, classes), is the head

@@ -11,10 +11,10 @@ from torch import nn
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models import create_model
-from cnnlab.train import fit
-from cnnlab.train.cpu_split import SplitStep
-from cnnlab.train.loop import EpochSums, train_one_epoch
-from cnnlab.train.optim import make_optimizer, make_scheduler, needs_closure
+from cnnlab.training import fit
+from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.loop import EpochSums, train_one_epoch
+from cnnlab.training.optim import make_optimizer, make_scheduler, needs_closure
 from helpers import write_learnable_npz
 
 LR, MAX_ITER = 0.5, 8

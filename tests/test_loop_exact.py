@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train import loop
-from cnnlab.train.cpu_split import SplitStep
-from cnnlab.train.distributed import World
-from cnnlab.train.loop import EpochSums, TrainingDiverged, evaluate, train_one_epoch
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training import loop
+from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.distributed import World
+from cnnlab.training.loop import EpochSums, TrainingDiverged, evaluate, train_one_epoch
 
 OLD = Path(__file__).parent / "data" / "checkpoint-v1-mnist_cnn.pt"
 CPU = torch.device("cpu")
@@ -587,10 +587,10 @@ def test_rebuild_model_hands_a_file_and_the_device_to_the_model_file_loader(monk
         return types.SimpleNamespace(module=None if str(path).endswith(".onnx") else module)
 
     monkeypatch.setattr(model_file, "load_model_file", load)
-    assert ckpt.rebuild_model("run/best.pt", "cuda:1") is module
+    assert model_file.rebuild_model("run/best.pt", "cuda:1") is module
     assert calls == [("run/best.pt", "cuda:1")]
     with pytest.raises(CheckpointError) as info:
-        ckpt.rebuild_model(Path("run/best.onnx"))
+        model_file.rebuild_model(Path("run/best.onnx"))
     assert calls[1] == (Path("run/best.onnx"), "cpu")
     assert str(info.value) == (
         "run/best.onnx is an ONNX file: onnxruntime runs it, PyTorch cannot load it; use "

@@ -16,7 +16,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.config import PlotConfig
 from cnnlab.errors import ConfigError, RunFolderError
-from cnnlab.inspect.features import grid_layout
+from cnnlab.figures import grid_layout
 from cnnlab.report import plots
 from cnnlab.report import predictions as predictions_module
 from cnnlab.report.plots import (

@@ -27,7 +27,7 @@ def write_checkpoint(path: Path, name: str, **model_args) -> Path:
     """A cnnlab checkpoint of an untrained `name` (seeded weights): the few keys a model file
     needs, with a mean and std far from 0 and 1 so that a wrong normalisation shows."""
     from cnnlab.models import create_model
-    from cnnlab.train.checkpoint import FORMAT, VERSION, save_checkpoint
+    from cnnlab.training.checkpoint import FORMAT, VERSION, save_checkpoint
 
     torch.manual_seed(1)
     model = create_model(name, **model_args)
@@ -120,8 +120,8 @@ def test_other_sizes_and_modes_give_the_probabilities_computed_by_hand(
 
 def test_agrees_with_the_models_own_evaluation_on_its_test_images(tiny_run, tmp_path):
     from cnnlab.data import make_loader
-    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.train.evaluation import load_trained_data, predict
+    from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.training.evaluation import load_trained_data, predict
 
     state = load_checkpoint(tiny_run / "best.pt")
     data = load_trained_data(state, tiny_run / "best.pt")

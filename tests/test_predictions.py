@@ -10,8 +10,8 @@ import pytest
 from cnnlab.report import predictions as predictions_module
 from cnnlab.report.predictions import CACHE, GRID, load_predictions
 from cnnlab.report.run_folder import read_run
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.train.evaluation import evaluate_checkpoint
+from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.training.evaluation import evaluate_checkpoint
 
 
 @pytest.fixture

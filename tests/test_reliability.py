@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.train import checkpoint as ckpt
+from cnnlab.training import checkpoint as ckpt
 from helpers import write_learnable_npz
 
 pytestmark = pytest.mark.slow

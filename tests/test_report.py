@@ -15,7 +15,8 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.cli import build_parser, main
-from cnnlab.cli.options import command_line, given_values
+from cnnlab.cli.options import given_values
+from cnnlab.config.flags import command_line
 from cnnlab.report.predictions import load_predictions
 from cnnlab.report.run_report import SECTIONS, rerun_command, write_report
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import cnnlab
-from cnnlab.train.evaluation import evaluate_checkpoint
+from cnnlab.training.evaluation import evaluate_checkpoint
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "reproduce.py"
 

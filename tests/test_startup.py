@@ -95,7 +95,7 @@ def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatc
 GC_DURING_STARTUP = """
 import gc, sys
 import cnnlab
-from cnnlab.train.process import pause_gc_for_startup
+from cnnlab.training.process import pause_gc_for_startup
 pause_gc_for_startup()  # as the `cnnlab` command does
 assert not gc.isenabled()
 cnnlab.train(model="mnist_cnn", dataset=sys.argv[1], epochs=1, batch_size=64,

@@ -21,7 +21,6 @@ import torchvision
 from torch import nn
 
 import cnnlab
-from cnnlab.deploy.model_card import architecture_args
 from cnnlab.errors import ModelError
 from cnnlab.models import (
     InputTooSmallError,
@@ -33,6 +32,7 @@ from cnnlab.models import (
     model_info,
     torchvision_models,
 )
+from cnnlab.models.args import architecture_args
 from cnnlab.models.heads import first_conv_name, head_name
 from helpers import write_learnable_npz
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train import session as session_module
-from cnnlab.train.device import cpu_name
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training import session as session_module
+from cnnlab.training.device import cpu_name
 from helpers import relocate_checkpoint
 
 

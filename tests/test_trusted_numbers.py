@@ -18,9 +18,9 @@ from torch import nn
 import cnnlab
 from cnnlab.config import TrainConfig
 from cnnlab.models import create_model
-from cnnlab.train import trainer
-from cnnlab.train.cpu_split import SplitStep
-from cnnlab.train.optim import make_optimizer
+from cnnlab.training import trainer
+from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.optim import make_optimizer
 from helpers import write_learnable_npz
 
 TRAIN, BATCH = 71, 16  # 4 full batches and a last one of 7 (71 % 16 == 7)

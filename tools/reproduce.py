@@ -201,7 +201,7 @@ def copy_report(exp: Experiment) -> str:
 def finished_model_train_accuracy(run) -> float:
     """`cnnlab eval RUN/last.pt --split train`: the trained model over every training image in
     eval mode, as seed 000's validate() measures its train accuracy."""
-    from cnnlab.train.evaluation import evaluate_checkpoint
+    from cnnlab.training.evaluation import evaluate_checkpoint
 
     result, _ = evaluate_checkpoint(run.path / "last.pt", split="train", device="cpu")
     return result.accuracy

@@ -5,12 +5,12 @@ result = cnnlab.train(cnnlab.TrainConfig(model="lenet", dataset="fashion-mnist",
 print(result.run_dir, result.metrics[-1]["test_accuracy"])
 
 Names are imported on first use (PEP 562), so `import cnnlab` and `cnnlab --help` do not wait
-for torch. `cnnlab.train` is the training subpackage, and calling it trains (see its docstring).
+for torch. `cnnlab.train` is a function (api.py); the training engine is the package
+`cnnlab.training`.
 """
 
 from __future__ import annotations
 
-from cnnlab import train  # cheap: the subpackage imports its modules on first use
 from cnnlab.config import EvalConfig, TrainConfig, load_recipe
 from cnnlab.errors import (
     CheckpointError,
@@ -31,13 +31,14 @@ _WHERE = {
     "summary": "inspect",
     "create_model": "models",
     "list_models": "models",
-    "EvalResult": "train",
-    "TrainResult": "train",
-    "evaluate": "train",
-    "evaluate_checkpoint": "train",
-    "fit": "train",
-    "load_checkpoint": "train",
-    "rebuild_model": "train",
+    "train": "api",
+    "train_seeds": "api",
+    "EvalResult": "training",
+    "TrainResult": "training",
+    "evaluate": "training",
+    "evaluate_checkpoint": "training",
+    "load_checkpoint": "training",
+    "rebuild_model": "deploy",
     "Predictor": "deploy",
     "export_model": "deploy",
     "load_model_file": "deploy",
@@ -55,6 +56,5 @@ __all__ = [
     "RunFolderError",
     "TrainConfig",
     "load_recipe",
-    "train",
     *_WHERE,
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ONLY_IN_CHILDREN = ("cnnlab.train.distributed.",)
+ONLY_IN_CHILDREN = ("cnnlab.training.distributed.",)
 COLLECTING = "stats"  # MUTANT_UNDER_TEST while mutmut learns which tests call what
 
 

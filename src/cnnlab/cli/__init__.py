@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
-    from cnnlab.train.signals import TrainingInterrupted  # no torch in there
+    from cnnlab.training.signals import TrainingInterrupted  # no torch in there
 
     parser = build_parser()
     try:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point (`cnnlab`, `python -m cnnlab`)."""
-    from cnnlab.train.process import pause_gc_for_startup
+    from cnnlab.training.process import pause_gc_for_startup
 
     pause_gc_for_startup()  # a command runs to its end in one go: see process.py
     code = main()

@@ -1,5 +1,6 @@
 """`cnnlab convcalc` and `cnnlab params`: the arithmetic of a conv or pool, of a chain of them,
-and the weights a convolution saves. Plain Python (inspect/convcalc.py): both answer at once."""
+and the weights a convolution saves. Plain Python (inspect/convcalc.py, inspect/params.py):
+both answer at once."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def run_convcalc(args: argparse.Namespace) -> None:
 
 
 def run_params(args: argparse.Namespace) -> None:
-    from cnnlab.inspect import convcalc
+    from cnnlab.inspect import params
 
     values = given_values(args, ParamsConfig)
     cfg = ParamsConfig.from_dict(values, source="cnnlab params").validate()
-    print("\n".join(convcalc.format_params(convcalc.params_from_config(cfg))))
+    print("\n".join(params.format_params(params.params_from_config(cfg))))

@@ -17,7 +17,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> None:
-    from cnnlab.train.evaluation import evaluate_checkpoint
+    from cnnlab.training.evaluation import evaluate_checkpoint
 
     cfg = EvalConfig.from_dict(given_values(args, EvalConfig), source="cnnlab eval")
     result, class_names = evaluate_checkpoint(cfg)

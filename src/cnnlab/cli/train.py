@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +43,22 @@ def run_train(args: argparse.Namespace) -> None:
     if args.seeds is not None:
         run_seeds(args, overrides)
         return
-    from cnnlab.train import fit, resume_run
+    from cnnlab.api import finish
+    from cnnlab.training import fit, resume_run
 
     if args.resume is not None:
         if args.recipe is not None:
             raise ConfigError("give --recipe or --resume, not both (a run keeps its own recipe)")
-        resume_run(args.resume, **overrides)
+        finish(resume_run(args.resume, **overrides))
         return
-    fit(TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train"))
+    finish(fit(TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train")))
 
 
 def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     """The recipe's values (if any), its run name, then the flags on top."""
     values: dict[str, Any] = load_recipe(args.recipe) if args.recipe is not None else {}
     if args.recipe is not None and "name" not in values and "name" not in overrides:
-        from cnnlab.train.run_dir import timestamp
+        from cnnlab.training.run_dir import timestamp
 
         # a recipe names its runs, with a timestamp so running it again starts a new run
         values["name"] = f"{args.recipe.stem}-{timestamp()}"
@@ -69,7 +69,7 @@ def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[
 def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """--seeds: every check first (seeds, config, every run folder), then one run per seed,
     then the compare table of those runs."""
-    from cnnlab.train.seeds import parse_seeds
+    from cnnlab.training.seeds import parse_seeds
 
     if args.resume is not None:
         raise ConfigError(
@@ -80,9 +80,9 @@ def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     seeds = parse_seeds(args.seeds)
     cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train").validate()
 
+    from cnnlab.api import train_seeds
     from cnnlab.report.compare import compare
-    from cnnlab.train.seeds import train_seeds
 
     results = train_seeds(cfg, seeds)  # checks every seed's run folder before the first trains
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
+    if results[0].main_process:  # under torchrun, rank 0 prints
         print(compare([result.run_dir for result in results]))

@@ -8,7 +8,8 @@
 `model_card.py`: the JSON that says what a model file is (architecture, classes, input size,
 normalisation, metrics), beside every exported file and inside ONNX and TorchScript ones.
 `model_file.py`: any model file (run folder, checkpoint, .onnx, .safetensors, TorchScript) as
-one LoadedModel. `export.py`: `cnnlab export`. `predictor.py`: `cnnlab predict`.
+one LoadedModel, and `rebuild_model` of any of them. `export.py`: `cnnlab export`. `predictor.py`:
+Predictor, what `cnnlab predict` (cli/predict.py) runs.
 Names here are imported on first use.
 """
 
@@ -19,6 +20,7 @@ from cnnlab.lazy import lazy_exports
 _WHERE = {
     "LoadedModel": "model_file",
     "load_model_file": "model_file",
+    "rebuild_model": "model_file",
     "card_from_checkpoint": "model_card",
     "export_model": "export",
     "Predictor": "predictor",

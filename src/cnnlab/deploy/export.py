@@ -119,8 +119,8 @@ def export_model(checkpoint: str | Path | ExportConfig, **options: Any) -> Expor
     `export_model("runs/x", format="torchscript", out=..., data_dir=...)` or
     `export_model(ExportConfig(...))`; the options and their defaults are ExportConfig's.
     """
-    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.train.process import startup_finished
+    from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.training.process import startup_finished
 
     start = time.perf_counter()
     cfg = _config(checkpoint, options)
@@ -159,7 +159,7 @@ def _config(checkpoint: str | Path | ExportConfig, options: dict[str, Any]) -> E
 
 def _checkpoint_file(checkpoint: str) -> Path:
     """The .pt file to export; a run folder gives its best.pt, else its last.pt."""
-    from cnnlab.train.checkpoint import checkpoint_path
+    from cnnlab.training.checkpoint import checkpoint_path
 
     file, _ = checkpoint_path(checkpoint)
     if Path(checkpoint).is_dir() and not file.is_file():
@@ -225,7 +225,7 @@ def check_inputs(state: dict[str, Any], checkpoint: Path, data_dir: str | None) 
     """The first CHECK_IMAGES test images as the model was trained on them, or random normal
     inputs when the data set is not on this machine (or has no test images)."""
     from cnnlab.data import make_loader
-    from cnnlab.train.evaluation import load_trained_data
+    from cnnlab.training.evaluation import load_trained_data
 
     name = str(state["dataset"])
     try:

@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CheckpointError
+from cnnlab.models.args import architecture_args
 
 CARD_FORMAT = "cnnlab-model"
 CARD_VERSION = 1
 # the export formats and the ending of each one's file name
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
-# builder arguments that say where the first weights came from, not what the model is: a
-# model rebuilt to take saved weights must not download or read them again
-WEIGHT_ARGS = ("pretrained", "weights_file")
 METRIC_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 REQUIRED = {
     "model_name": str, "model_args": dict, "class_names": list, "input_shape": list,
@@ -46,11 +44,6 @@ INPUT = {
     "scaling": "(pixel / 255 - mean) / std, per channel",
     "output": "logits (N, len(class_names)); softmax gives probabilities",
 }
-
-
-def architecture_args(model_args: dict[str, Any]) -> dict[str, Any]:
-    """`model_args` without the WEIGHT_ARGS: what rebuilds the architecture to load into."""
-    return {key: value for key, value in model_args.items() if key not in WEIGHT_ARGS}
 
 
 def card_from_checkpoint(state: dict[str, Any]) -> dict[str, Any]:

@@ -31,13 +31,13 @@ from torch import nn
 
 from cnnlab.deploy.model_card import (
     SUFFIXES,
-    architecture_args,
     card_from_checkpoint,
     parse_card,
     read_sidecar,
     sidecar_path,
 )
 from cnnlab.errors import CheckpointError, first_line
+from cnnlab.models.args import architecture_args
 
 KINDS = ("checkpoint", "safetensors", "onnx", "torchscript")
 ONNX_CARD_KEY = "cnnlab"  # metadata_props key of the card in an exported ONNX file
@@ -97,6 +97,25 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> Loa
     return _load_checkpoint(path, device)
 
 
+def rebuild_model(
+    source: dict[str, Any] | str | Path, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The trained model (`cnnlab.rebuild_model`), from a loaded checkpoint or from a file: a
+    run folder, a .pt checkpoint, or an exported .safetensors (with its sidecar .json) or
+    TorchScript file."""
+    from cnnlab.training import checkpoint
+
+    if not isinstance(source, (str, Path)):
+        return checkpoint.rebuild_model(source, device)
+    loaded = load_model_file(source, device)
+    if loaded.module is None:
+        raise CheckpointError(
+            f"{source} is an ONNX file: onnxruntime runs it, PyTorch cannot load it; use "
+            "cnnlab.Predictor, or the checkpoint or .safetensors file it was exported from"
+        )
+    return loaded.module
+
+
 def model_file_kind(path: Path) -> str:
     """One of KINDS, from the name, and for .pt files from what the archive holds."""
     name = path.name
@@ -119,7 +138,7 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
-    from cnnlab.train.checkpoint import checkpoint_path, load_checkpoint, rebuild_model
+    from cnnlab.training.checkpoint import checkpoint_path, load_checkpoint, rebuild_model
 
     file, _ = checkpoint_path(path)
     state = load_checkpoint(file, map_location=device)

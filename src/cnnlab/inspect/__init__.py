@@ -6,10 +6,7 @@ from __future__ import annotations
 from cnnlab.lazy import lazy_exports
 
 _WHERE: dict[str, str] = {
-    "Axis": "arithmetic",
-    "output_size": "arithmetic",
-    "check_layer": "arithmetic",
-    "compare_params": "convcalc",
+    "compare_params": "params",
     "follow_chain": "convcalc",
     "LayerRow": "layer_summary",
     "ModelSummary": "layer_summary",

@@ -1,14 +1,12 @@
-"""`cnnlab convcalc` and `cnnlab params`: conv and pool arithmetic a learner can follow.
+"""`cnnlab convcalc`: conv and pool arithmetic a learner can follow.
 
 A `Layer` is one conv or pool as PyTorch is given it, per axis (height, width). `apply_layer`
 gives its output size with the formula of arithmetic.py filled in for each axis (`Side`), so
 the numbers can be checked by hand. `follow_chain` runs a chain like "conv5p2,pool2,conv5,pool2"
 (the grammar is `GRAMMAR`) and returns one `ChainRow` per layer: the size, and the jump,
-receptive field and start of an `Axis` per axis. `compare_params` counts the weights of a
-convolution and of the fully connected layer that maps the same input to an output of the same
-size (seed 000's argument for convolutions). Each computation returns data; the `format_*`
-functions turn it into the lines the commands print. No torch here: both commands answer at
-once.
+receptive field and start of an `Axis` per axis. Each computation returns data; the `format_*`
+functions turn it into the lines the command prints (`pair_text` and `aligned` write those of
+params.py, `cnnlab params`, too). No torch here: the command answers at once.
 """
 
 from __future__ import annotations
@@ -19,9 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.config import ConvcalcConfig, ParamsConfig
+from cnnlab.arithmetic import Axis, check_layer, same_padding
+from cnnlab.config import ConvcalcConfig
 from cnnlab.errors import ConfigError
-from cnnlab.inspect.arithmetic import Axis, check_layer, same_padding
 
 OPS = ("conv", "maxpool", "avgpool")
 Pair = tuple[int, int]
@@ -205,8 +203,8 @@ def format_layer(result: LayerOutput) -> list[str]:
     """The layer, its formula per axis (once when both are alike) and the output HxW."""
     layer, (h, w) = result.layer, (result.height, result.width)
     numbers = (
-        f"kernel {_pair_text(layer.kernel)}, stride {_pair_text(layer.stride)}, "
-        f"padding {_padding_text(result)}, dilation {_pair_text(layer.dilation)}"
+        f"kernel {pair_text(layer.kernel)}, stride {pair_text(layer.stride)}, "
+        f"padding {_padding_text(result)}, dilation {pair_text(layer.dilation)}"
     )
     lines = [f"{layer.op} on {h.size}x{w.size}: {numbers}" + (", ceil mode" if layer.ceil else "")]
     if h.formula == w.formula:
@@ -220,7 +218,7 @@ def format_layer(result: LayerOutput) -> list[str]:
 def _padding_text(result: LayerOutput) -> str:
     """1, or 1x2, or for same the padding it stands for: 1 each side, or 1 before, 2 after."""
     if result.layer.padding != "same":
-        return _pair_text(result.layer.padding)
+        return pair_text(result.layer.padding)
     texts = [
         f"{s.left} each side" if s.left == s.right else f"{s.left} before, {s.right} after"
         for s in (result.height, result.width)
@@ -342,13 +340,13 @@ def format_chain(rows: list[ChainRow]) -> list[str]:
         (
             row.step,
             f"{row.height}x{row.width}",
-            _pair_text(row.jump),
-            _pair_text(row.rf),
-            _pair_text(row.start),
+            pair_text(row.jump),
+            pair_text(row.rf),
+            pair_text(row.start),
         )
         for row in rows
     ]
-    lines = _aligned(table)
+    lines = aligned(table)
     return [
         *lines,
         "jump: input pixels between neighbouring units; receptive field: input pixels one unit "
@@ -358,126 +356,13 @@ def format_chain(rows: list[ChainRow]) -> list[str]:
     ]
 
 
-@dataclass(frozen=True)
-class ParamsComparison:
-    """Weights of a convolution vs a fully connected layer with the same input and an output
-    of the same size (out_channels x out_height x out_width)."""
-
-    in_shape: tuple[int, int, int]  # C, H, W
-    out_channels: int
-    kernel: Pair
-    conv: LayerOutput  # the convolution's size arithmetic
-    conv_weights: int  # out_channels * C * kh * kw
-    conv_biases: int  # out_channels
-    conv_per_unit: int  # C * kh * kw: the weights one output unit uses
-    fc_per_unit: int  # C * H * W: one fully connected unit sees every input value
-    fc_units: int  # out_channels * out_height * out_width
-    fc_weights: int  # fc_per_unit * fc_units
-    fc_biases: int  # fc_units
-
-    @property
-    def ratio(self) -> float:
-        """How many times more weights the fully connected layer has."""
-        return self.fc_weights / self.conv_weights
-
-    @property
-    def is_seed_case(self) -> bool:
-        """Seed 000's example: a 3x3 conv from 3x32x32 to 16 channels."""
-        return self.in_shape == (3, 32, 32) and self.out_channels == 16 and self.kernel == (3, 3)
-
-
-def compare_params(
-    in_shape: Any = "3x32x32",
-    out_channels: int = 16,
-    kernel: Any = 3,
-    stride: Any = 1,
-    padding: Any = "same",
-) -> ParamsComparison:
-    """Count both layers' weights; the output size is the convolution's (`apply_layer`)."""
-    channels, height, width = parse_dims(in_shape, "--in", counts=(3,))
-    if channels < 1 or out_channels < 1:
-        raise ConfigError(f"channels must be at least 1, got {channels} in, {out_channels} out")
-    conv = apply_layer(make_layer("conv", kernel, stride, padding), (height, width))
-    kh, kw = conv.layer.kernel
-    fc_units = out_channels * conv.height.out * conv.width.out
-    fc_per_unit = channels * height * width
-    return ParamsComparison(
-        in_shape=(channels, height, width),
-        out_channels=out_channels,
-        kernel=(kh, kw),
-        conv=conv,
-        conv_weights=out_channels * channels * kh * kw,
-        conv_biases=out_channels,
-        conv_per_unit=channels * kh * kw,
-        fc_per_unit=fc_per_unit,
-        fc_units=fc_units,
-        fc_weights=fc_per_unit * fc_units,
-        fc_biases=fc_units,
-    )
-
-
-def params_from_config(cfg: ParamsConfig) -> ParamsComparison:
-    """`cnnlab params` (a ParamsConfig) as a ParamsComparison."""
-    return compare_params(cfg.in_shape, cfg.out_channels, cfg.kernel, cfg.stride, cfg.padding)
-
-
-def format_params(p: ParamsComparison) -> list[str]:
-    """The two layers' counts with their products written out, and the ratio."""
-    (c, h, w), (kh, kw), n = p.in_shape, p.kernel, p.out_channels
-    out_h, out_w = p.conv.shape
-    layer = p.conv.layer
-    padding = "same" if layer.padding == "same" else _pair_text(layer.padding)
-    table = [
-        ("", "weights", "biases", "weights per output unit"),
-        (
-            "convolution",
-            f"{n}*{c}*{kh}*{kw} = {p.conv_weights:,}",
-            f"{p.conv_biases:,}",
-            f"{c}*{kh}*{kw} = {p.conv_per_unit:,}",
-        ),
-        (
-            "fully connected",
-            f"({c}*{h}*{w})*({n}*{out_h}*{out_w}) = {p.fc_weights:,}",
-            f"{p.fc_biases:,}",
-            f"{c}*{h}*{w} = {p.fc_per_unit:,}",
-        ),
-    ]
-    lines = [
-        f"input {c}x{h}x{w} -> output {n}x{out_h}x{out_w} (kernel {kh}x{kw}, stride "
-        f"{_pair_text(layer.stride)}, padding {padding})",
-        "",
-        *_aligned(table, right=(1, 2, 3)),
-        "",
-        _ratio_line(p),
-    ]
-    if p.is_seed_case:
-        lines.append(
-            "seed 000 writes 16*3*3*3=1728 and 3*32*32=9216; "
-            f"the products are {p.conv_weights:,} and {p.fc_per_unit:,}"
-        )
-    return lines
-
-
-def _ratio_line(p: ParamsComparison) -> str:
-    if p.fc_weights == p.conv_weights:
-        return f"both layers have {p.conv_weights:,} weights"
-    more, fewer, ratio = ("fully connected layer", "convolution", p.ratio)
-    if ratio < 1:
-        more, fewer, ratio = ("convolution", "fully connected layer", 1 / ratio)
-    times = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:,.1f}".removesuffix(".0")
-    return (
-        f"the {fewer} has {times}× fewer weights: the {more} has "
-        f"{max(p.fc_weights, p.conv_weights):,}, the {fewer} {min(p.fc_weights, p.conv_weights):,}"
-    )
-
-
-def _pair_text(values: Any) -> str:
+def pair_text(values: Any) -> str:
     """(3, 3) as 3, (3, 5) as 3x5; 4.0 as 4 and 5.5 as 5.5."""
     texts = [str(int(v)) if float(v).is_integer() else str(v) for v in values]
     return texts[0] if texts[0] == texts[1] else "x".join(texts)
 
 
-def _aligned(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> list[str]:
+def aligned(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> list[str]:
     """Columns padded to their widest cell, two spaces apart; `right` columns flush right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [

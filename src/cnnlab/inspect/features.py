@@ -17,15 +17,13 @@ a resnet's 512-channel layers stay readable and small.
 Figures are `matplotlib.figure.Figure` objects made without pyplot: they draw on the Agg canvas
 whatever the backend (no display needed, no backend switched under a notebook, nothing left in
 pyplot's list of open figures to close), and a notebook shows them like any other figure. Their
-pixel size is fixed by `grid_layout` (tiles of TILE inches at DPI), so a report can lay them out
-before reading them.
+pixel size is fixed by `grid_layout` (tiles of TILE inches at DPI; figures.py draws the tiles), so
+a report can lay them out before reading them.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,49 +33,24 @@ from torch import nn
 
 from cnnlab.config import FeaturesConfig
 from cnnlab.errors import ConfigError, ModelError
-from cnnlab.figures import render_png
-from cnnlab.train.device import model_device
+from cnnlab.figures import (
+    DPI,
+    MAX_COLUMNS,
+    TITLE,
+    grid_layout,
+    render_png,
+    shorten,
+    tile_figure,
+    titles,
+    write_pngs,
+)
+from cnnlab.training.device import model_device
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DPI = 80  # pixels per inch of every PNG written
-TILE = 1.0  # inches per tile (80 pixels): small maps are drawn with nearest-neighbour pixels
-TITLE = 0.5  # inches above the tiles for the figure's two title lines
-MIN_WIDTH = 4.0  # inches: room for the title when there are few tiles
-MAX_COLUMNS = 8
 MAX_TILES = 64  # tiles per figure: "first 64 of 256 channels" beyond this
 INPUT_SIZE = (4.0, 3.5)  # inches (width, height) of input.png: the image in 3 × 3, the title
-FONT = 7  # points, tile labels; titles are one point larger
-
-
-@dataclass(frozen=True)
-class GridLayout:
-    """Where the tiles of a figure go: `columns` × `rows` tiles under a title band."""
-
-    tiles: int
-    columns: int
-    rows: int
-
-    @property
-    def size(self) -> tuple[float, float]:
-        """(width, height) in inches."""
-        return max(self.columns * TILE, MIN_WIDTH), self.rows * TILE + TITLE
-
-    @property
-    def pixels(self) -> tuple[int, int]:
-        """(width, height) of the PNG in pixels."""
-        width, height = self.size
-        return round(width * DPI), round(height * DPI)
-
-
-def grid_layout(tiles: int, columns: int | None = None) -> GridLayout:
-    """About square (at most MAX_COLUMNS wide), or `columns` wide (one filter per row)."""
-    tiles = max(int(tiles), 1)
-    if columns is None:
-        columns = min(math.ceil(math.sqrt(tiles)), MAX_COLUMNS)
-    columns = max(1, min(columns, tiles))
-    return GridLayout(tiles, columns, math.ceil(tiles / columns))
 
 
 # --- computing --------------------------------------------------------------------------------
@@ -189,7 +162,7 @@ def plot_filters(model: nn.Module, layer: str | None = None, max_tiles: int = MA
                 tiles.append(_coloured(weight[f, c], "gray", -limit, limit))
                 labels.append(f"filter {f}" if in_channels == 1 else f"f{f} ch {c}")
     capped = f" (first {shown} shown)" if shown < out_channels else ""
-    return _tile_figure(
+    return tile_figure(
         grid_layout(len(tiles), None if per_filter == 1 else per_filter),
         tiles,
         labels,
@@ -217,7 +190,7 @@ def plot_feature_maps(maps: dict[str, torch.Tensor], max_tiles: int = MAX_TILES)
             label = f"{name}[{c}]"  # the layer's name and the channel's index, if they fit
             labels.append(label if len(label) <= 15 else f"channel {c}")
         figures.append(
-            _tile_figure(
+            tile_figure(
                 grid_layout(shown),
                 tiles,
                 labels,
@@ -245,7 +218,7 @@ def plot_image(image: torch.Tensor, title: str = "", subtitle: str = "") -> Figu
     else:
         ax.imshow(pixels[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_axis_off()
-    _titles(fig, title, subtitle)
+    titles(fig, title, subtitle)
     return fig
 
 
@@ -260,53 +233,6 @@ def _coloured(values: torch.Tensor, cmap: str, low: Any = None, high: Any = None
     span = high - low
     norm = ((values - low) / span).clamp(0, 1) if span > 0 else torch.zeros_like(values)
     return matplotlib.colormaps[cmap](norm.numpy(), bytes=True)[..., :3]
-
-
-def _fit(tile: np.ndarray, box_h: int, box_w: int) -> np.ndarray:
-    """`tile` enlarged by a whole factor (crisp pixels) or shrunk (box filter) to fit a box."""
-    from PIL import Image
-
-    h, w = tile.shape[:2]
-    k = min(box_h // h, box_w // w)
-    if k >= 1:
-        return tile.repeat(k, axis=0).repeat(k, axis=1)
-    scale = min(box_h / h, box_w / w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.BOX))
-
-
-def _tile_figure(
-    layout: GridLayout, tiles: list[np.ndarray], labels: list[str], title: str, subtitle: str
-) -> Figure:
-    """A figure of layout.pixels: the tiles pasted row by row into one image (one axes, fast
-    for 64 tiles), each under its label, below the two title lines."""
-    from matplotlib.figure import Figure
-
-    width, height = layout.pixels
-    tile, band = round(TILE * DPI), round(TITLE * DPI)
-    label_h, pad = 14, 4  # pixels: the label above each tile, the margin around it
-    canvas = np.full((layout.rows * tile, width, 3), 255, dtype=np.uint8)
-    left0 = (width - layout.columns * tile) // 2
-    fig = Figure(figsize=layout.size, dpi=DPI)
-    for i, (pixels, label) in enumerate(zip(tiles, labels, strict=True)):
-        row, col = divmod(i, layout.columns)
-        fitted = _fit(pixels, tile - label_h - pad, tile - 2 * pad)
-        top = row * tile + label_h + (tile - label_h - pad - fitted.shape[0]) // 2
-        left = left0 + col * tile + (tile - fitted.shape[1]) // 2
-        canvas[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
-        x, y = (left0 + col * tile + tile / 2) / width, 1 - (band + row * tile + 2) / height
-        fig.text(x, y, label, ha="center", va="top", fontsize=FONT)
-    ax = fig.add_axes((0, 0, 1, layout.rows * tile / height))
-    ax.imshow(canvas, interpolation="nearest", aspect="auto")
-    ax.set_axis_off()
-    _titles(fig, title, subtitle)
-    return fig
-
-
-def _titles(fig: Figure, title: str, subtitle: str) -> None:
-    height = fig.get_figheight()
-    fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=FONT + 1)
-    fig.text(0.5, 1 - 0.24 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -345,7 +271,7 @@ def write_features(
         raise ConfigError("give a checkpoint: a run folder or a .pt file")
     if cfg.image is not None and cfg.index != 0:
         raise ConfigError("give an image file or a test image index, not both")
-    from cnnlab.train.checkpoint import checkpoint_path
+    from cnnlab.training.checkpoint import checkpoint_path
 
     path, run_dir = checkpoint_path(cfg.checkpoint)
     folder = Path(cfg.out) if cfg.out else run_dir / "features"
@@ -357,9 +283,9 @@ def write_features(
 
 def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
     from cnnlab.data.images import read_image
-    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.train.device import resolve_device
-    from cnnlab.train.process import startup_finished
+    from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.training.device import resolve_device
+    from cnnlab.training.process import startup_finished
 
     target = resolve_device(cfg.device)
     state = load_checkpoint(path, map_location=target)
@@ -413,20 +339,12 @@ def feature_figures(
     return figures
 
 
-def shorten(text: str, limit: int = 40) -> str:
-    """`text`, or its start and end around an ellipsis when it is longer than `limit`."""
-    if len(text) <= limit:
-        return text
-    keep = (limit - 1) // 2
-    return f"{text[:keep]}…{text[-keep:]}"
-
-
 def _test_image(
     cfg: FeaturesConfig, state: dict[str, Any], path: Path
 ) -> tuple[torch.Tensor, str, str]:
     """(uint8 (C, H, W), class name, data set name) of test image cfg.index."""
     from cnnlab.data import Split
-    from cnnlab.train.evaluation import load_trained_data
+    from cnnlab.training.evaluation import load_trained_data
 
     # any data set of the model's image size will do: a picture needs no class of its own
     data = load_trained_data(state, path, cfg.dataset, cfg.data_dir, same_classes=False)
@@ -443,23 +361,3 @@ def _test_image(
     names = list(state["class_names"])
     label_name = names[label] if 0 <= label < len(names) else str(label)
     return pixels, label_name, data.name
-
-
-def write_pngs(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
-    """Write each (file name, PNG bytes) into `folder` (made if needed), each file atomically,
-    readable by all; a ConfigError names the file that could not be written."""
-    from cnnlab.files import atomic_write
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create output folder {folder}: {err.strerror or err}") from None
-    paths = []
-    for name, data in pngs:
-        path = folder / name
-        try:  # readable by all, as a picture is meant to be (mkstemp's default: owner only)
-            atomic_write(path, lambda f, data=data: f.write(data), mode=0o644)
-        except OSError as err:
-            raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
-        paths.append(path)
-    return paths

@@ -25,7 +25,7 @@ from torch import nn
 from cnnlab.errors import ModelError
 from cnnlab.files import size_text
 from cnnlab.inspect.receptive import Field, trace
-from cnnlab.train.device import model_device
+from cnnlab.training.device import model_device
 
 DEFAULT_DEPTH = 3
 COLUMNS = (

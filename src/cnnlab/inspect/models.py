@@ -58,7 +58,7 @@ def open_model(
 
 
 def _from_checkpoint(path: Path, input_shape: tuple[int, int, int] | None):
-    from cnnlab.train.checkpoint import checkpoint_path, load_checkpoint, rebuild_model
+    from cnnlab.training.checkpoint import checkpoint_path, load_checkpoint, rebuild_model
 
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a model name, a .pt file or a run "

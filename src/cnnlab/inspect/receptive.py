@@ -32,7 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from cnnlab.inspect.arithmetic import Axis, merge, same_padding
+from cnnlab.arithmetic import Axis, merge, same_padding
 from cnnlab.models.shapes import pair
 
 SPATIAL_OPS = ("conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d",

@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.models.args import COMMON_ARGS
 from cnnlab.models.catalog import name_matches
 from cnnlab.models.init import check_init
 from cnnlab.models.shapes import InputTooSmallError
 
 SEEDS = ("000", "001", "002", "003", "004", "torchvision")
-# Every builder takes these; create_model fills the first three from the registry when None.
-COMMON_ARGS = ("num_classes", "in_channels", "image_size", "init")
 
 
 @dataclass(frozen=True)

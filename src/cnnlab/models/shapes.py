@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
+from cnnlab.arithmetic import output_size
 from cnnlab.errors import ModelError
-from cnnlab.inspect.arithmetic import output_size
 
 # No model here needs more; a bound keeps the search for the smallest size finite.
 LARGEST_SIDE = 4096

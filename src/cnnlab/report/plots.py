@@ -8,7 +8,7 @@ confident mistakes, and the first conv layer's filters and feature maps.
     run_figures(record, predictions)     # all of them: (file name, caption, Figure), report order
     write_plots("runs/lenet")            # all of them as PNGs in runs/lenet/plots: `cnnlab plot`
 
-Figures are made without pyplot, as inspect/features.py makes them (see there why), and each has
+Figures are made without pyplot, as figures.py makes them (see there why), and each has
 a fixed size in pixels (its *_SIZE in inches × DPI), so a report can lay them out before drawing
 them. Everything but the filters and feature maps comes from metrics.jsonl and the cached
 predictions (report/predictions.py): no figure needs the data set again.
@@ -27,8 +27,8 @@ from matplotlib.ticker import MaxNLocator
 
 from cnnlab.config import PlotConfig
 from cnnlab.errors import ConfigError
-from cnnlab.figures import render_png
-from cnnlab.inspect.features import conv_layers, feature_figures, shorten, write_pngs
+from cnnlab.figures import render_png, shorten, write_pngs
+from cnnlab.inspect.features import conv_layers, feature_figures
 from cnnlab.report.predictions import GRID, TOP_LOSSES, Predictions, load_predictions
 from cnnlab.report.run_folder import RunRecord, read_run
 
@@ -205,8 +205,8 @@ def _conv_figures(
 ) -> list[tuple[str, str, Figure]]:
     """filters.png and the maps of test image 0, from the checkpoint the predictions came from;
     its pixels are in the predictions already, so the data set is not loaded again."""
-    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.train.device import resolve_device
+    from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.training.device import resolve_device
 
     if not len(predictions.image_index):  # an empty test split: no image to look at
         return []
@@ -250,7 +250,7 @@ def write_plots(
 
 def plot_run(cfg: PlotConfig) -> tuple[list[Path], Predictions]:
     """`write_plots`, also giving back the predictions (for `cnnlab plot`'s summary lines)."""
-    from cnnlab.train.process import startup_finished
+    from cnnlab.training.process import startup_finished
 
     cfg.validate()
     if not cfg.run:

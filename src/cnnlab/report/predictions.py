@@ -98,7 +98,7 @@ def load_predictions(
 ) -> Predictions:
     """The run's predictions: from RUN/predictions.npz when it matches the checkpoint, else
     computed now (the model on the test split, once) and written there."""
-    from cnnlab.train.checkpoint import checkpoint_path
+    from cnnlab.training.checkpoint import checkpoint_path
 
     record = run if isinstance(run, RunRecord) else read_run(run)
     path, _ = checkpoint_path(record.path)
@@ -121,10 +121,10 @@ def compute_predictions(
     """Run the checkpoint at `path` over the test split it was trained against."""
     from cnnlab.config import EVAL_BATCH_SIZE
     from cnnlab.data import make_loader
-    from cnnlab.train.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.train.device import resolve_device
-    from cnnlab.train.evaluation import load_trained_data, predict
-    from cnnlab.train.process import startup_finished
+    from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
+    from cnnlab.training.device import resolve_device
+    from cnnlab.training.evaluation import load_trained_data, predict
+    from cnnlab.training.process import startup_finished
 
     target = resolve_device(device)
     state = load_checkpoint(path, map_location=target)

@@ -85,7 +85,7 @@ def render_report(record: RunRecord, predictions: Predictions, *, device: str = 
 
 def rerun_command(config: dict[str, Any]) -> str:
     """The `cnnlab train` command that runs this config again, into a new run folder."""
-    from cnnlab.cli.options import command_line
+    from cnnlab.config.flags import command_line
 
     flags = command_line(
         TrainConfig, config, leave_out=("name", "overwrite"), always=("model", "dataset", "epochs")

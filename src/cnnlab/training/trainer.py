@@ -19,47 +19,38 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.errors import ConfigError
-from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.cpu_split import SplitStep
-from cnnlab.train.distributed import StopVote, process_group
-from cnnlab.train.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
-from cnnlab.train.optim import steps_per_batch
-from cnnlab.train.outputs import RunOutputs, now
-from cnnlab.train.process import (
+from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.distributed import StopVote, process_group
+from cnnlab.training.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
+from cnnlab.training.optim import steps_per_batch
+from cnnlab.training.outputs import RunOutputs, now
+from cnnlab.training.process import (
     seconds_since_process_start,
     startup_finished,
     startup_seconds_once,
     torch_settings_restored,
 )
-from cnnlab.train.resume_rules import resume_config
-from cnnlab.train.session import Session, build_session
-from cnnlab.train.signals import StopSignals, TrainingInterrupted
+from cnnlab.training.resume_rules import resume_config
+from cnnlab.training.session import Session, build_session
+from cnnlab.training.signals import StopSignals, TrainingInterrupted
 
 
 @dataclass
 class TrainResult:
+    """A finished run: its folder, its trained model, one metrics row per epoch, the config it
+    ran with, and whether this process wrote the folder (under torchrun, rank 0 alone)."""
+
     run_dir: Path
     model: nn.Module
     metrics: list[dict[str, Any]]
-
-
-def train(
-    config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any
-) -> TrainResult:
-    """Train a model: `train(TrainConfig(...))`, `train(model="lenet", epochs=3)`, or
-    `train(resume="runs/x", epochs=20)` to continue a run from its last.pt, step for step.
-    This is `cnnlab.train(...)`."""
-    if resume is not None:
-        if config is not None:
-            raise ConfigError("give either a config or resume=RUN_DIR (with overrides), not both")
-        return resume_run(resume, **overrides)
-    values = {**(config or TrainConfig()).to_dict(), **overrides}
-    return fit(TrainConfig.from_dict(values, source="cnnlab.train"))
+    config: TrainConfig
+    main_process: bool = True
 
 
 def fit(cfg: TrainConfig) -> TrainResult:
-    """Train as `cfg` says and leave a run directory behind."""
+    """Train as `cfg` says and leave a run directory behind (no report: `cnnlab.train` asks
+    for it when the run is done)."""
     with torch_settings_restored():
         return run(build_session(cfg))
 
@@ -77,7 +68,7 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
         return run(build_session(cfg, saved))
 
 
-resume = resume_run  # the name `cnnlab.train.resume` has always had
+resume = resume_run  # the name `cnnlab.training.resume` has always had
 
 
 def run(session: Session) -> TrainResult:
@@ -107,10 +98,9 @@ def run(session: Session) -> TrainResult:
         finally:
             session.close()
             outputs.close()
-    if cfg.report:  # only when every epoch ran: an interrupted run reports when resumed
-        outputs.report(cfg.device, cfg.data_dir)
-    outputs.message(f"run directory: {session.run_dir}")
-    return TrainResult(session.run_dir, session.model, session.state.metrics)
+    return TrainResult(
+        session.run_dir, session.model, session.state.metrics, cfg, main_process=world.writes
+    )
 
 
 def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> None:

@@ -20,9 +20,9 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.files import atomic_write_text, remove_stale_temp_files
-from cnnlab.train.checkpoint import save_checkpoint
-from cnnlab.train.device import describe_device
-from cnnlab.train.run_dir import create_run_dir
+from cnnlab.training.checkpoint import save_checkpoint
+from cnnlab.training.device import describe_device
+from cnnlab.training.run_dir import create_run_dir
 
 # every epoch metric goes to TensorBoard at the global step, so all charts share one x axis;
 # metrics.jsonl key -> TensorBoard tag ("train_loss" is the loss of each log interval)
@@ -96,21 +96,6 @@ class RunOutputs:
         if self.tensorboard is not None:
             self.tensorboard.flush()
         self.progress.end_epoch(row)
-
-    def report(self, device: str, data_dir: str | None) -> None:
-        """report.html of the finished run; a report that cannot be made (its data set gone,
-        say) is a message, not a failure: the trained run is there either way."""
-        if not self.writes:
-            return
-        from cnnlab.errors import CnnlabError
-        from cnnlab.report.run_report import write_report
-
-        try:
-            path = write_report(self.run_dir, device=device, data_dir=data_dir)
-        except CnnlabError as err:
-            self.message(f"report not written: {err}; try `cnnlab report {self.run_dir}`")
-            return
-        self.message(f"report: {path}")
 
     def message(self, text: str) -> None:
         self.progress.message(text)

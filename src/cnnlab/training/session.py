@@ -17,20 +17,20 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.deploy.model_card import WEIGHT_ARGS, architecture_args
 from cnnlab.errors import ConfigError
+from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
-from cnnlab.train import checkpoint as ckpt
-from cnnlab.train.cpu_split import SplitStep, can_split, default_slices
-from cnnlab.train.determinism import set_determinism
-from cnnlab.train.device import resolve_device
-from cnnlab.train.distributed import ShardStep, World, process_device, seed_own_stream
-from cnnlab.train.fast_ops import use_fast_cpu_ops
-from cnnlab.train.loop import EpochSums
-from cnnlab.train.optim import make_loss, make_optimizer, make_scheduler, needs_closure
-from cnnlab.train.process import keep_freed_memory
-from cnnlab.train.resume_rules import check_resumable
-from cnnlab.train.run_dir import prepare_run_dir
+from cnnlab.training import checkpoint as ckpt
+from cnnlab.training.cpu_split import SplitStep, can_split, default_slices
+from cnnlab.training.determinism import set_determinism
+from cnnlab.training.device import resolve_device
+from cnnlab.training.distributed import ShardStep, World, process_device, seed_own_stream
+from cnnlab.training.fast_ops import use_fast_cpu_ops
+from cnnlab.training.loop import EpochSums
+from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
+from cnnlab.training.process import keep_freed_memory
+from cnnlab.training.resume_rules import check_resumable
+from cnnlab.training.run_dir import prepare_run_dir
 
 # the options that choose the starting weights: (flag, TrainConfig field = builder argument)
 WEIGHT_FLAGS = (("--pretrained", "pretrained"), ("--weights-file", "weights_file"))

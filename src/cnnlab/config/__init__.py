@@ -18,12 +18,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.config.fields import coerce, field_types, opt, plain_value
 from cnnlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "lbfgs")
@@ -33,34 +32,6 @@ SCHEDULERS = ("none", "step", "cosine", "onecycle")
 INITS = ("default", "xavier", "kaiming")
 PROGRESS = ("auto", "bar", "lines", "none")
 EVAL_BATCH_SIZE = 1024  # no gradients are kept in evaluation, so batches can be larger
-
-
-def opt(
-    help: str,
-    default: Any = None,
-    *,
-    factory: Any = None,
-    choices: tuple[str, ...] = (),
-    minimum: float | None = None,
-    resumable: bool = False,
-    argument: bool = False,
-    flag: str | None = None,
-) -> Any:
-    """A config field and its facts: the `--help` text, the allowed `choices`, the `minimum`,
-    whether a resumed run may change it (`resumable`: it decides where and how fast a run goes,
-    not what it learns), whether the CLI takes it as a positional `argument`, and its `flag`
-    when that is not the field's name (`--in` for `in_shape`: `in` is a Python keyword)."""
-    metadata = {
-        "help": help,
-        "choices": tuple(choices),
-        "minimum": minimum,
-        "resumable": resumable,
-        "argument": argument,
-        "flag": flag,
-    }
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 # Options that several commands share: one definition each, so they cannot drift apart.
@@ -95,7 +66,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-able values (tuples become lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config"):
@@ -508,71 +479,3 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     values = dict(values.pop("train", {}), **values)
     TrainConfig.from_dict(values, source=str(path))  # fail early, with the file's name
     return values
-
-
-@dataclass(frozen=True)
-class FieldType:
-    """A config field's value type, as the CLI and the recipe reader need it."""
-
-    kind: type  # bool, int, float, str, dict, list or tuple
-    optional: bool  # None is allowed
-
-
-def field_types(cls: type) -> dict[str, FieldType]:
-    """Every field of a config dataclass with its FieldType, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    types_ = {}
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = type(None) in typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            hint = args[0]
-        origin = typing.get_origin(hint)
-        types_[f.name] = FieldType(origin if origin is not None else hint, optional)
-    return types_
-
-
-def field_default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
-
-
-def coerce(value: Any, kind: FieldType, where: str) -> Any:
-    """Check `value` against a field's type; ints pass for floats, lists for tuples."""
-    if value is None:
-        if kind.optional:
-            return None
-        raise ConfigError(f"{where} must not be empty")
-    numbers = lambda v: (  # noqa: E731
-        isinstance(v, list | tuple)
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-    )
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-        dict: lambda v: isinstance(v, dict),
-        list: numbers,
-        tuple: numbers,
-    }[kind.kind]
-    if not ok(value):
-        raise ConfigError(f"{where} must be {_type_word(kind.kind)}, got {value!r}")
-    if kind.kind is float:
-        return float(value)
-    if kind.kind in (list, tuple):
-        return kind.kind(float(x) for x in value)
-    return value
-
-
-def _type_word(kind: type) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return words.get(kind, {dict: "a table", list: "a list of numbers"}.get(kind, "a pair"))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value

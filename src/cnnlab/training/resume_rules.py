@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import TrainConfig, resumable_fields
-from cnnlab.deploy.model_card import architecture_args
 from cnnlab.errors import ConfigError
+from cnnlab.models.args import architecture_args
 
 PLANNED_SCHEDULES = ("cosine", "onecycle")  # their shape depends on the number of epochs
 

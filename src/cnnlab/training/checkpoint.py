@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError, first_line
 from cnnlab.files import atomic_write_bytes
+from cnnlab.models.args import architecture_args
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1  # the layout below; files written before the run/session split have the same one
@@ -96,24 +97,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def rebuild_model(
-    state: dict[str, Any] | str | Path, device: str | torch.device = "cpu"
-) -> nn.Module:
-    """The trained model, from a loaded checkpoint or from a file: a run folder, a .pt
-    checkpoint, or an exported .safetensors (with its sidecar .json) or TorchScript file."""
-    from cnnlab.deploy.model_card import architecture_args
+def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """The trained model of a loaded checkpoint, on `device`. (`cnnlab.rebuild_model` also
+    takes a file: deploy/model_file.py.)"""
     from cnnlab.models import create_model
 
-    if isinstance(state, (str, Path)):
-        from cnnlab.deploy.model_file import load_model_file
-
-        loaded = load_model_file(state, device)
-        if loaded.module is None:
-            raise CheckpointError(
-                f"{state} is an ONNX file: onnxruntime runs it, PyTorch cannot load it; use "
-                "cnnlab.Predictor, or the checkpoint or .safetensors file it was exported from"
-            )
-        return loaded.module
     # weights come from the checkpoint: no pretrained download, no --weights-file read again
     model = create_model(state["model_name"], **architecture_args(state["model_args"]))
     load_model_state(model, state)

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.train.cpu_split import SplitStep
-from cnnlab.train.distributed import ShardStep, World
-from cnnlab.train.optim import needs_closure
+from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.distributed import ShardStep, World
+from cnnlab.training.optim import needs_closure
 
 
 class TrainingDiverged(CnnlabError):

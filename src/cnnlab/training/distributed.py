@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, first_line
-from cnnlab.train.cpu_split import loss_weight
+from cnnlab.training.cpu_split import loss_weight
 
 
 class LostContact(CnnlabError):

@@ -1,4 +1,5 @@
-"""One config trained once per seed: `cnnlab train --seeds 0,1,2`, `train_seeds(cfg, [0, 1, 2])`.
+"""One config trained once per seed: `cnnlab train --seeds 0,1,2`, or
+`cnnlab.train_seeds(cfg, [0, 1, 2])` (api.py), which trains the configs made here.
 
 A single run's accuracy moves by a point or more from seed to seed, so one run against another
 says little; several seeds of each measure that spread (`cnnlab compare` shows mean ± std).
@@ -12,13 +13,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from cnnlab.train.trainer import TrainResult
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -52,7 +49,7 @@ def check_seeds(seeds: Iterable[int]) -> list[int]:
 def seed_configs(config: TrainConfig, seeds: Sequence[int]) -> list[TrainConfig]:
     """One config per seed, named `<name>-seed<k>` (name: config.name, else the default
     model-dataset-timestamp, taken once for all), each checked and its folder free to use."""
-    from cnnlab.train.run_dir import default_run_name, prepare_run_dir
+    from cnnlab.training.run_dir import default_run_name, prepare_run_dir
 
     seeds = check_seeds(seeds)
     TrainConfig.from_dict(config.to_dict(), source="train_seeds").validate()
@@ -62,10 +59,3 @@ def seed_configs(config: TrainConfig, seeds: Sequence[int]) -> list[TrainConfig]
         cfg.validate()  # the name with its suffix is still a plain folder name
         prepare_run_dir(cfg)  # exists and not --overwrite, or not writable: refused now
     return configs
-
-
-def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:
-    """Train `config` once per seed, in order, one run folder each (`<name>-seed<k>`)."""
-    from cnnlab.train.trainer import fit
-
-    return [fit(cfg) for cfg in seed_configs(config, list(seeds))]

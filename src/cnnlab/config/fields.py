@@ -1,0 +1,111 @@
+"""The machinery under the config dataclasses: `opt` (a field and its facts) and the field
+types that the recipe reader and the command line check values against.
+
+Nothing here imports torch: `cnnlab --help` must not wait for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+def opt(
+    help: str,
+    default: Any = None,
+    *,
+    factory: Any = None,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    resumable: bool = False,
+    argument: bool = False,
+    flag: str | None = None,
+) -> Any:
+    """A config field and its facts: the `--help` text, the allowed `choices`, the `minimum`,
+    whether a resumed run may change it (`resumable`: it decides where and how fast a run goes,
+    not what it learns), whether the CLI takes it as a positional `argument`, and its `flag`
+    when that is not the field's name (`--in` for `in_shape`: `in` is a Python keyword)."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices),
+        "minimum": minimum,
+        "resumable": resumable,
+        "argument": argument,
+        "flag": flag,
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A config field's value type, as the CLI and the recipe reader need it."""
+
+    kind: type  # bool, int, float, str, dict, list or tuple
+    optional: bool  # None is allowed
+
+
+def field_types(cls: type) -> dict[str, FieldType]:
+    """Every field of a config dataclass with its FieldType, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    types_ = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = args[0]
+        origin = typing.get_origin(hint)
+        types_[f.name] = FieldType(origin if origin is not None else hint, optional)
+    return types_
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def coerce(value: Any, kind: FieldType, where: str) -> Any:
+    """Check `value` against a field's type; ints pass for floats, lists for tuples."""
+    if value is None:
+        if kind.optional:
+            return None
+        raise ConfigError(f"{where} must not be empty")
+    numbers = lambda v: (  # noqa: E731
+        isinstance(v, list | tuple)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    )
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        dict: lambda v: isinstance(v, dict),
+        list: numbers,
+        tuple: numbers,
+    }[kind.kind]
+    if not ok(value):
+        raise ConfigError(f"{where} must be {_type_word(kind.kind)}, got {value!r}")
+    if kind.kind is float:
+        return float(value)
+    if kind.kind in (list, tuple):
+        return kind.kind(float(x) for x in value)
+    return value
+
+
+def _type_word(kind: type) -> str:
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(kind, {dict: "a table", list: "a list of numbers"}.get(kind, "a pair"))
+
+
+def plain_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,93 @@
+"""The pictures of a comparison: every run's curves overlaid (`plot_curves`, the PNG `out=` gets)
+and one self-contained HTML page (`html_page`) of the table, the warnings, the curves and every
+run. matplotlib is imported only when the curves are drawn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.report import html as H
+from cnnlab.report.comparison import duration, final_accuracy, setting
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from cnnlab.report.comparison import Comparison
+
+DPI = 100
+STYLES = ("-", "--", ":", "-.")  # after ten rows the colours come back with another line style
+
+
+def plot_curves(comparison: Comparison) -> Figure:
+    """Test accuracy and train loss per epoch of every run, overlaid; one colour per row."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    colours = colormaps["tab10"].colors
+    fig = Figure(figsize=(12, 4.2), dpi=DPI, layout="constrained")
+    accuracy, loss = fig.subplots(1, 2)
+    handles = []
+    last_epoch = max(r["epoch"] for row in comparison.rows for run in row.runs for r in run.metrics)
+    for i, row in enumerate(comparison.rows):
+        colour, style = colours[i % len(colours)], STYLES[i // len(colours) % len(STYLES)]
+        for j, run in enumerate(row.runs):
+            label = f"{row.label} (n={row.n})" if j == 0 else None
+            kw = dict(color=colour, linestyle=style, linewidth=1.4, alpha=0.85)
+            points = [(r["epoch"], r["test_accuracy"]) for r in run.metrics
+                      if r.get("test_accuracy") is not None]  # fmt: skip
+            marker = "o" if len(run.metrics) <= 30 else None
+            if points:
+                (line,) = accuracy.plot(*zip(*points, strict=True), marker=marker, ms=3, **kw)
+                if label:
+                    line.set_label(label)
+                    handles.append(line)
+            losses = [(r["epoch"], r["train_loss"]) for r in run.metrics
+                      if r.get("train_loss") is not None]  # fmt: skip
+            if losses:
+                loss.plot(*zip(*losses, strict=True), marker=marker, ms=3, **kw)
+    for axes, title in ((accuracy, "test accuracy"), (loss, "train loss")):
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        if last_epoch <= 1:  # one point per run: an axis of one whole epoch, not 0.96-1.04
+            axes.set_xlim(0.5, 1.5)
+            axes.set_xticks([1])
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+def html_page(comparison: Comparison, png: bytes) -> str:
+    """One self-contained page: the table, the warnings, the curves, and every run."""
+    rows = comparison.rows
+    table = H.table(comparison.header, comparison.cells(), comparison.numeric_columns())
+    notes = "".join(H.paragraph(w, "warn") for w in comparison.warnings)
+    runs_header = ["row", "run", "seed", "final test acc", "best test acc", "epochs", "wall time",
+                   "started", "device", "folder"]  # fmt: skip
+    runs_rows = [
+        [
+            row.label, run.name, setting(run.config.get("seed")),
+            _accuracy(final_accuracy(run)), _accuracy(run.best_accuracy), len(run.metrics),
+            duration(run.wall_seconds), run.started or "-", setting(run.info.get("device")),
+            str(run.path),
+        ]
+        for row in rows
+        for run in row.runs
+    ]  # fmt: skip
+    body = (
+        H.section("Table", table + notes)
+        + H.section("Curves", H.image(png, "test accuracy and train loss per epoch",
+                                      "one colour per row; every run of a row is drawn"))
+        + H.section("Runs", H.table(runs_header, runs_rows, numeric=(2, 3, 4, 5, 6)))
+    )  # fmt: skip
+    n_runs = sum(row.n for row in rows)
+    title = f"Comparison of {n_runs} run{'s' if n_runs != 1 else ''}"
+    plural = "s" if len(rows) != 1 else ""
+    subtitle = f"{len(rows)} row{plural}: runs that differ only in seed are one row"
+    return H.page(title, body, subtitle)
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

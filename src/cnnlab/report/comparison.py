@@ -1,0 +1,293 @@
+"""Runs grouped into rows, with the spread of their accuracy: what `cnnlab compare` and the end of
+`cnnlab train --seeds` print (`str(comparison)`: the table, then the warnings).
+
+Runs whose TrainConfig values differ only in `seed` are one row (a group): its n, and the mean
+± sample standard deviation (n - 1) of the runs' final and best test accuracy. Settings that
+decide where and how fast a run goes, not what it learns (`resumable_fields()` but epochs),
+and the run's name, folder and --overwrite, are not settings here: two runs that differ only
+in them are seeds of one experiment too. The table shows the settings that differ between rows,
+and nothing else, so what changed is what you read. Rows are sorted by mean final accuracy,
+best first, and the warnings say when that order may be seed noise (spreads that overlap) or
+cannot be judged (a single run has no measured spread). Numbers and text only: the curves and
+the HTML page are compare_page.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.report.run_folder import RunRecord
+
+# not what a run learns: runs differing only in these (and seed) are one experiment
+NOT_SETTINGS = frozenset((resumable_fields() - {"epochs"}) | {"name", "out_dir", "overwrite"})
+SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation of `values` (std is None for fewer than two)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.mean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) >= 2 else None
+
+    def __str__(self) -> str:
+        if self.mean is None:
+            return "-"
+        return f"{self.mean:.4f}" + (f" ± {self.std:.4f}" if self.std is not None else "")
+
+
+@dataclass
+class Row:
+    """One experiment: runs that differ only in seed."""
+
+    label: str
+    runs: list[RunRecord]
+    settings: dict[str, Any]  # the TrainConfig values they share (seed and NOT_SETTINGS left out)
+    final: Spread  # final test accuracy of each run
+    best: Spread  # best test accuracy of each run
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[Any]:
+        return [run.config.get("seed") for run in self.runs]
+
+    @property
+    def parameters(self) -> int | None:
+        return self.runs[0].info.get("parameters")
+
+    @property
+    def epochs(self) -> str:
+        """Epochs done; `3/10` for a run that stopped early, `5,10` when its runs disagree."""
+        done = []
+        for run in self.runs:
+            planned, finished = run.config.get("epochs"), len(run.metrics)
+            text = str(finished) if planned in (None, finished) else f"{finished}/{planned}"
+            if text not in done:
+                done.append(text)
+        return ",".join(done)
+
+    @property
+    def wall_seconds(self) -> float:
+        return statistics.mean(run.wall_seconds for run in self.runs)
+
+    @property
+    def examples_per_second(self) -> float | None:
+        speeds = [s for s in (run.examples_per_second for run in self.runs) if s]
+        return statistics.mean(speeds) if speeds else None
+
+
+@dataclass
+class Comparison:
+    """The rows (best mean final accuracy first), the settings that differ between them, the
+    warnings, and the files written. `str(comparison)` is the table and the warnings."""
+
+    rows: list[Row]
+    differing: list[str]
+    warnings: list[str]
+    written: list[Path] = field(default_factory=list)
+
+    NUMERIC = ("n", "parameters", "epochs", "wall time", "examples/s")
+
+    @property
+    def header(self) -> list[str]:
+        return [
+            "run", "n", "final test acc", "best test acc", "parameters", "epochs", "wall time",
+            "examples/s", *self.differing,
+        ]  # fmt: skip
+
+    def cells(self) -> list[list[str]]:
+        """The table's rows as text, in the order of `header`."""
+        return [
+            [
+                row.label, str(row.n), str(row.final), str(row.best),
+                _thousands(row.parameters), row.epochs, duration(row.wall_seconds),
+                _thousands(row.examples_per_second),
+                *(setting(row.settings.get(name)) for name in self.differing),
+            ]
+            for row in self.rows
+        ]  # fmt: skip
+
+    def numeric_columns(self) -> list[int]:
+        return [i for i, name in enumerate(self.header) if name in self.NUMERIC]
+
+    def table(self) -> str:
+        """The aligned plain-text table: numbers right-aligned, text left."""
+        header, cells, right = self.header, self.cells(), set(self.numeric_columns())
+        widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+
+        def line(values: Sequence[str]) -> str:
+            parts = [
+                v.rjust(w) if i in right else v.ljust(w)
+                for i, (v, w) in enumerate(zip(values, widths, strict=True))
+            ]
+            return "  ".join(parts).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([line(header), rule, *(line(r) for r in cells)])
+
+    def __str__(self) -> str:
+        return "\n".join([self.table(), *(f"warning: {w}" for w in self.warnings)])
+
+
+def settings_of(run: RunRecord) -> dict[str, Any]:
+    """What a run learns from: its TrainConfig values (defaults filling keys an older cnnlab did
+    not write), without seed and NOT_SETTINGS."""
+    values = {**TrainConfig().to_dict(), **run.config}
+    return {k: v for k, v in values.items() if k not in NOT_SETTINGS and k != "seed"}
+
+
+def build_comparison(records: Sequence[RunRecord]) -> Comparison:
+    """Group the runs, sort the rows, find the differing settings, write the warnings."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        key = json.dumps(settings_of(record), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda r: (_seed_order(r.config.get("seed")), r.name))
+        rows.append(
+            Row(
+                label=_label(members),
+                runs=members,
+                settings=settings_of(members[0]),
+                final=Spread(tuple(v for v in map(final_accuracy, members) if v is not None)),
+                best=Spread(tuple(r.best_accuracy for r in members if r.best_accuracy is not None)),
+            )
+        )
+    rows.sort(key=lambda r: (r.final.mean is None, -(r.final.mean or 0.0), r.label))
+    _unique_labels(rows)
+    return Comparison(rows, differing_settings(rows), warnings_for(rows))
+
+
+def differing_settings(rows: Sequence[Row]) -> list[str]:
+    """The settings whose values are not the same in every row, in TrainConfig's order (epochs
+    has its own column)."""
+    names = list(TrainConfig().to_dict())
+    names += sorted({k for row in rows for k in row.settings} - set(names))
+    return [
+        name
+        for name in names
+        if name != "epochs"
+        and len({json.dumps(row.settings.get(name), sort_keys=True, default=str) for row in rows})
+        > 1
+    ]
+
+
+def warnings_for(rows: Sequence[Row]) -> list[str]:
+    """Where the table's order may mislead: overlapping spreads, single runs, unfinished runs."""
+    warnings = []
+    spread = [r for r in rows if r.final.n >= 2]
+    for i, a in enumerate(spread):  # one line per row: the rows below it it overlaps
+        below = [b for b in spread[i + 1 :] if _overlap(a.final, b.final)]
+        if below:
+            others = ", ".join(b.label for b in below)
+            warnings.append(
+                f"{a.label} overlaps {others} (final test accuracy, mean ± std): their order "
+                "may be seed noise"
+            )
+    single = [r.label for r in rows if r.n == 1]
+    if single:
+        which = "it has" if len(single) == 1 else "they have"
+        warnings.append(
+            f"single run{'s' if len(single) > 1 else ''} ({', '.join(single)}): {which} no "
+            "measured spread, so an order against it may be seed noise; train with several "
+            "seeds to measure it (`cnnlab train --seeds 0,1,2 ...`)"
+        )
+    for row in rows:
+        for run in row.runs:
+            planned = run.config.get("epochs")
+            if planned is not None and len(run.metrics) < planned:
+                warnings.append(
+                    f"{run.name} stopped after {len(run.metrics)} of {planned} epochs; finish "
+                    f"it with `cnnlab train --resume {run.path}`"
+                )
+    return warnings
+
+
+def _overlap(a: Spread, b: Spread) -> bool:
+    """Whether mean ± std of `a` and of `b` share values."""
+    assert a.mean is not None and b.mean is not None and a.std is not None and b.std is not None
+    return abs(a.mean - b.mean) <= a.std + b.std
+
+
+def final_accuracy(run: RunRecord) -> float | None:
+    """The last test accuracy the run measured (its last epoch's, unless it stopped between
+    evaluations)."""
+    values = [v for v in run.column("test_accuracy") if v is not None]
+    return values[-1] if values else None
+
+
+def _label(runs: Sequence[RunRecord]) -> str:
+    """The runs' common name: `lenet` for lenet-seed0 and lenet-seed1, the name of a lone run."""
+    if len(runs) == 1:
+        return runs[0].name
+    stems = {SEED_SUFFIX.sub("", run.name) or run.name for run in runs}
+    if len(stems) == 1:
+        return stems.pop()
+    # run names, not paths: their common start character by character is what is wanted
+    prefix = os.path.commonprefix([run.name for run in runs]).rstrip("-_. ")  # noqa: RUF071
+    return prefix if len(prefix) >= 3 else f"{runs[0].name} (+{len(runs) - 1})"
+
+
+def _unique_labels(rows: Sequence[Row]) -> None:
+    """Two rows of the same name (same run names in two folders) get `#2`, `#3`..."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[row.label] = seen.get(row.label, 0) + 1
+        if seen[row.label] > 1:
+            row.label = f"{row.label} #{seen[row.label]}"
+
+
+def _seed_order(seed: Any) -> tuple[int, str]:
+    return (seed, "") if isinstance(seed, int) else (1 << 62, str(seed))
+
+
+def _thousands(value: float | None) -> str:
+    return "-" if value is None else f"{round(value):,}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def setting(value: Any) -> str:
+    """A setting as the table shows it: `0.0005`, `true`, `0.9,0.999`, `n_chans1=32`, `-`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ",".join(setting(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={setting(v)}" for k, v in sorted(value.items())) or "-"
+    return str(value)
