@@ -39,7 +39,7 @@ def test_a_checkpoint_from_before_the_session_split_resumes(tmp_path):
     cfg = cnnlab.TrainConfig.from_dict(values)
     session = build_session(cfg, saved)
     # everything the old file holds is back: weights, momentum buffers, counters, metrics
-    restored = session.optimizer.state_dict()["state"]
+    restored = session.parts.optimizer.state_dict()["state"]
     assert restored and all(
         torch.equal(restored[k]["momentum_buffer"], v["momentum_buffer"])
         for k, v in saved["optimizer_state"]["state"].items()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -13,7 +14,6 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
-from cnnlab.training import cpu_split
 from cnnlab.training.cpu_split import SplitStep, can_split, default_slices
 from cnnlab.training.fast_ops import FastAvgPool2d, FastConv2d, use_fast_cpu_ops
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, steps_per_batch
@@ -206,10 +206,10 @@ def test_default_slices_is_one_per_usable_core_up_to_8(
 ):
     """One slice per core the process may run on, 1-8, or 2 for --deterministic."""
     if affinity is None:
-        monkeypatch.delattr(cpu_split.os, "sched_getaffinity", raising=False)
+        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     else:
-        monkeypatch.setattr(cpu_split.os, "sched_getaffinity", lambda pid: set(range(affinity)))
-    monkeypatch.setattr(cpu_split.os, "cpu_count", lambda: cpu_count)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(os, "cpu_count", lambda: cpu_count)
     assert default_slices(deterministic) == expected
 
 

@@ -39,8 +39,8 @@ def _rank_one(fn, out: Path) -> None:
     code = 0
     try:
         torch.set_num_threads(1)  # a forked torch must not touch the parent's thread pool
-        with process_group(World(rank=1, size=2, launched=True), CPU, timeout_s=60):
-            torch.save(fn(World(rank=1, size=2, launched=True)), out)
+        with process_group(World(rank=1, size=2, launched=True), CPU, timeout_s=60) as world:
+            torch.save(fn(world), out)
     except BaseException:
         out.with_suffix(".err").write_text(traceback.format_exc())
         code = 1
@@ -57,8 +57,8 @@ def two_ranks(fn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
     child = multiprocessing.get_context("fork").Process(target=_rank_one, args=(fn, out))
     child.start()
     try:
-        with process_group(World(rank=0, size=2, launched=True), CPU, timeout_s=60):
-            first = fn(World(rank=0, size=2, launched=True))
+        with process_group(World(rank=0, size=2, launched=True), CPU, timeout_s=60) as world:
+            first = fn(world)
     finally:
         child.join(90)
         if child.is_alive():

@@ -140,6 +140,28 @@ def test_safetensors_without_its_card_is_one_line_naming_it(exported, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_a_json_is_a_model_only_as_the_card_beside_its_safetensors(exported, tmp_path):
+    card = tmp_path / "model.json"
+    shutil.copy(exported["safetensors"].card_path, card)
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.json is a \.json file with no "
+        r"model\.safetensors beside it, not a model; give a run folder",
+    ) as info:
+        load_model_file(card)
+    assert "\n" not in str(info.value)
+    shutil.copy(card, tmp_path / "net.json")
+    (tmp_path / "net.onnx").touch()  # a card beside an ONNX file: the ONNX file is the model
+    with pytest.raises(
+        CheckpointError,
+        match=r"net\.json is the model card of .*net\.onnx, "
+        r"not a model; give .*net\.onnx itself",
+    ):
+        load_model_file(tmp_path / "net.json")
+    shutil.copy(exported["safetensors"].path, tmp_path / "model.safetensors")
+    assert load_model_file(card).kind == "safetensors"
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -126,7 +126,7 @@ FAULTS_CHILD = """
 import ctypes, resource, sys
 ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: a fault is one page, always
 import torch
-from cnnlab.training.process import keep_freed_memory
+from cnnlab.process import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)

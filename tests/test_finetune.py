@@ -62,7 +62,7 @@ def epoch_weights(monkeypatch) -> list[dict[str, torch.Tensor]]:
     real = trainer_module.end_epoch
 
     def spy(session, *args):
-        seen.append(snapshot(session.model))
+        seen.append(snapshot(session.parts.model))
         return real(session, *args)
 
     monkeypatch.setattr(trainer_module, "end_epoch", spy)

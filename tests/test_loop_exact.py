@@ -188,7 +188,8 @@ def test_evaluate_refuses_an_empty_split_in_one_line(data):
 def test_evaluation_sums_live_on_the_batches_device():
     """Sums made where the labels are (the meta device stands in for a GPU), so the loop
     never copies to the host per batch; the counts are int64 and one per class."""
-    loss_sum, correct, total = loop._eval_zeros(CLASSES, torch.device("meta"))
+    zeros = loop.EvalSums.zeros(CLASSES, torch.device("meta"))
+    loss_sum, correct, total = zeros.loss_sum, zeros.correct, zeros.total
     assert [t.device.type for t in (loss_sum, correct, total)] == ["meta"] * 3
     assert (loss_sum.shape, loss_sum.dtype) == (torch.Size([]), torch.float32)
     assert correct.shape == total.shape == (CLASSES,)

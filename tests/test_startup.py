@@ -87,7 +87,7 @@ def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatc
     rows = catalog.model_catalog()
     monkeypatch.setattr(catalog, "_compute", lambda: pytest.fail("the cache was not used"))
     assert catalog.model_catalog() == rows
-    monkeypatch.setattr(catalog, "_version", lambda package: "0.0-other")
+    monkeypatch.setattr(catalog, "installed_version", lambda package: "0.0-other")
     monkeypatch.setattr(catalog, "_compute", lambda: [{"name": "recomputed"}])
     assert catalog.model_catalog() == [{"name": "recomputed"}]
 
@@ -95,7 +95,7 @@ def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatc
 GC_DURING_STARTUP = """
 import gc, sys
 import cnnlab
-from cnnlab.training.process import pause_gc_for_startup
+from cnnlab.process import pause_gc_for_startup
 pause_gc_for_startup()  # as the `cnnlab` command does
 assert not gc.isenabled()
 cnnlab.train(model="mnist_cnn", dataset=sys.argv[1], epochs=1, batch_size=64,

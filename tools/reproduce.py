@@ -211,7 +211,7 @@ def experiment_row(exp: Experiment, runs: list) -> list[str]:
     """One row of the seed table: seed, experiment, seed's numbers, cnnlab's, time, rerun."""
     running = [r.metrics[-1]["train_accuracy"] for r in runs]
     after = [finished_model_train_accuracy(r) for r in runs]
-    test = [r.final_accuracy for r in runs]
+    test = [r.last_epoch_accuracy for r in runs]
     wall = statistics.mean(r.wall_seconds for r in runs)
     return [
         exp.seed_doc, f"[{exp.title}](../recipes/{exp.recipe}.toml)", exp.reported,
@@ -228,7 +228,7 @@ def modern_row(exp: Experiment, runs: list) -> list[str]:
         tta += f" ({len(reached)} of {len(runs)} runs)"
     return [
         f"[{exp.title}](../recipes/{exp.recipe}.toml)", f"{exp.target:.3f}", tta,
-        spread([r.final_accuracy for r in runs]), spread([r.best_accuracy for r in runs]),
+        spread([r.last_epoch_accuracy for r in runs]), spread([r.best_accuracy for r in runs]),
         str(len(runs)), str(runs[0].config["epochs"]),
         seconds(statistics.mean(r.metrics[-1]["process_seconds"] for r in runs)),
         copy_report(exp),

@@ -132,7 +132,7 @@ def shorten(text: str, limit: int = 40) -> str:
 def write_pngs(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
     """Write each (file name, PNG bytes) into `folder` (made if needed), each file atomically,
     readable by all; a ConfigError names the file that could not be written."""
-    from cnnlab.files import atomic_write
+    from cnnlab.files import publish_bytes, write_failure_as_config_error
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -141,9 +141,7 @@ def write_pngs(folder: Path, pngs: list[tuple[str, bytes]]) -> list[Path]:
     paths = []
     for name, data in pngs:
         path = folder / name
-        try:  # readable by all, as a picture is meant to be (mkstemp's default: owner only)
-            atomic_write(path, lambda f, data=data: f.write(data), mode=0o644)
-        except OSError as err:
-            raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+        with write_failure_as_config_error(path):
+            publish_bytes(path, data)
         paths.append(path)
     return paths

@@ -7,11 +7,18 @@ clears it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import BinaryIO
+
+from cnnlab.errors import ConfigError
+
+READABLE = 0o644  # what a published file gets: mkstemp's own default is owner only
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None):
@@ -43,6 +50,71 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def publish(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """`atomic_write`, readable by all: for the files a command hands to people (pages, pictures,
+    CSV, models to deploy) and caches shared between users. Raises OSError."""
+    atomic_write(path, write, mode=READABLE)
+
+
+def publish_bytes(path: str | Path, data: bytes) -> None:
+    publish(path, lambda f: f.write(data))
+
+
+def publish_text(path: str | Path, text: str) -> None:
+    publish_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def write_failure_as_config_error(path: str | Path, label: str = "") -> Iterator[None]:
+    """An OSError inside becomes the command's one-line ConfigError: "cannot write
+    {label }{path}: {reason}" (label: the option that named it, as "--csv")."""
+    try:
+        yield
+    except OSError as err:
+        where = f"{label} {path}" if label else f"{path}"
+        raise ConfigError(f"cannot write {where}: {err.strerror or err}") from None
+
+
+# what check_output_file and check_output_folder say, unless a caller words it its own way:
+# templates of {name} (what the user called it: "--csv"), {path}, {parent} (the folder the file
+# goes in), {what} (that folder: "does not exist" or "is a file") and {give} (what to give instead)
+FILE_IS_FOLDER = "{name} {path} is a folder; {give}"
+NO_FOLDER = "{name} {path} is in a folder that does not exist; {give}"
+FOLDER_IS_FILE = "{name} {path} is a file; {give}"
+
+
+def check_output_file(
+    path: str | Path,
+    name: str,
+    give: str,
+    *,
+    is_folder: str = FILE_IS_FOLDER,
+    no_folder: str = NO_FOLDER,
+) -> Path:
+    """`path` as a Path, when a command may write a file there; a one-line ConfigError before
+    anything is computed when it is a folder (`is_folder`), or when the folder it goes in does
+    not exist or is a file (`no_folder`)."""
+    path = Path(path)
+    facts = {"name": name, "path": path, "parent": path.parent, "give": give}
+    if path.is_dir():
+        raise ConfigError(is_folder.format(**facts))
+    if not path.parent.is_dir():
+        what = "is a file" if path.parent.exists() else "does not exist"
+        raise ConfigError(no_folder.format(**facts, what=what))
+    return path
+
+
+def check_output_folder(
+    path: str | Path, name: str, give: str, *, is_file: str = FOLDER_IS_FILE
+) -> Path:
+    """`path` as a Path, when a command may write its files into it (it is created when
+    missing); a one-line ConfigError when something other than a folder is there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(is_file.format(name=name, path=path, parent=path.parent, give=give))
+    return path
+
+
 def remove_stale_temp_files(folder: Path) -> None:
     """Delete the temporary files of writes that a kill interrupted (never read by anyone)."""
     for tmp in folder.glob(".*.tmp"):
@@ -71,3 +143,12 @@ def size_text(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count:.1f} GB"
+
+
+def installed_version(package: str) -> str | None:
+    """The installed distribution's version ("2.6.0"), or None when it is not installed; read
+    from its metadata, never by importing it (importing torchvision takes 2+ s)."""
+    try:
+        return _package_version(package)
+    except PackageNotFoundError:
+        return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 
 from cnnlab.cli import (
@@ -52,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
-    from cnnlab.training.signals import TrainingInterrupted  # no torch in there
+    from cnnlab.process import launched_rank  # no torch in these two
+    from cnnlab.training.signals import TrainingInterrupted
 
     parser = build_parser()
     try:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {err}\n")
         return getattr(err, "exit_code", 2)  # 2: bad input; a lost torchrun process: 1
     except TrainingInterrupted as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so
+        if launched_rank() == "0":  # under torchrun every rank stops; one says so
             sys.stderr.write(f"{err}\n")
         return err.exit_code
     except KeyboardInterrupt:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point (`cnnlab`, `python -m cnnlab`)."""
-    from cnnlab.training.process import pause_gc_for_startup
+    from cnnlab.process import pause_gc_for_startup
 
     pause_gc_for_startup()  # a command runs to its end in one go: see process.py
     code = main()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import PredictConfig
-from cnnlab.errors import ConfigError, DataFormatError
+from cnnlab.errors import DataFormatError
 
 if TYPE_CHECKING:
     from cnnlab.deploy.predictor import Prediction, Predictor
@@ -144,11 +144,9 @@ def summary_line(predicted: int, skipped: int, seconds: float) -> str:
 def _csv_target(csv_file: str | None) -> Path | None:
     if csv_file is None:
         return None
-    path = Path(csv_file)
-    if path.is_dir() or not path.parent.is_dir():
-        why = "is a folder" if path.is_dir() else "is in a folder that does not exist"
-        raise ConfigError(f"--csv {path} {why}; give a file name in an existing folder")
-    return path
+    from cnnlab.files import check_output_file
+
+    return check_output_file(csv_file, "--csv", "give a file name in an existing folder")
 
 
 def csv_text(rows: Sequence[Prediction]) -> str:
@@ -170,10 +168,8 @@ def csv_text(rows: Sequence[Prediction]) -> str:
 
 
 def write_csv(path: Path, rows: Sequence[Prediction]) -> None:
-    from cnnlab.files import atomic_write
+    from cnnlab.files import publish_text, write_failure_as_config_error
 
     text = csv_text(rows)
-    try:  # readable by all, like any file a command writes (mkstemp's default: owner only)
-        atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=0o644)
-    except OSError as err:
-        raise ConfigError(f"cannot write --csv {path}: {err.strerror or err}") from None
+    with write_failure_as_config_error(path, "--csv"):
+        publish_text(path, text)

@@ -23,7 +23,7 @@ def add_commands(subparsers: Any) -> None:
 
 def run_summary(args: argparse.Namespace) -> None:
     from cnnlab.inspect.layer_summary import summary
-    from cnnlab.inspect.models import parse_input
+    from cnnlab.inspect.sources import parse_input
 
     cfg = SummaryConfig.from_dict(given_values(args, SummaryConfig), "cnnlab summary").validate()
     shape = parse_input(cfg.input) if cfg.input else None  # before torch is imported

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.files import atomic_write
+from cnnlab.files import publish
 
 # bump when the layout of the cached arrays changes, so old files are never misread
 CACHE_VERSION = 1
@@ -42,8 +42,7 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> bool:
     """Write `arrays` to `path` atomically; False (and nothing written) if that fails."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # 0o644: a cache may be shared between users
-        atomic_write(path, lambda f: np.savez(f, **arrays), mode=0o644)
+        publish(path, lambda f: np.savez(f, **arrays))  # readable: a cache may be shared
         return True
     except OSError:
         return False

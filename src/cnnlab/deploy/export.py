@@ -59,7 +59,13 @@ from cnnlab.deploy.model_card import (
 )
 from cnnlab.deploy.model_file import ONNX_CARD_KEY, TORCHSCRIPT_CARD_FILE, load_model_file
 from cnnlab.errors import CheckpointError, ConfigError, DataNotFoundError, first_line
-from cnnlab.files import size_text
+from cnnlab.files import (
+    check_output_file,
+    publish,
+    publish_bytes,
+    size_text,
+    write_failure_as_config_error,
+)
 
 TOLERANCE = 1e-4  # max |Δlogit| between the exported file and PyTorch
 CHECK_IMAGES = 64  # the first test images the file is checked on
@@ -69,7 +75,7 @@ NAMES = {"onnx": "ONNX", "torchscript": "TorchScript", "safetensors": "safetenso
 RUNNERS = {"onnx": "onnxruntime", "torchscript": "TorchScript", "safetensors": "PyTorch"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportResult:
     """What `export_model` wrote and how the written file was checked."""
 
@@ -119,8 +125,8 @@ def export_model(checkpoint: str | Path | ExportConfig, **options: Any) -> Expor
     `export_model("runs/x", format="torchscript", out=..., data_dir=...)` or
     `export_model(ExportConfig(...))`; the options and their defaults are ExportConfig's.
     """
+    from cnnlab.process import startup_finished
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
-    from cnnlab.training.process import startup_finished
 
     start = time.perf_counter()
     cfg = _config(checkpoint, options)
@@ -131,7 +137,7 @@ def export_model(checkpoint: str | Path | ExportConfig, **options: Any) -> Expor
         _require_onnx()
     card = card_from_checkpoint(state)
     model = rebuild_model(state).eval()
-    probe = check_inputs(state, file, cfg.data_dir)
+    probe = load_probe(state, file, cfg.data_dir)
     startup_finished()  # the exporters make many short-lived cyclic objects: collect them
     with tempfile.TemporaryDirectory(prefix="cnnlab-export-") as folder:
         staged = Path(folder) / out.name
@@ -141,8 +147,10 @@ def export_model(checkpoint: str | Path | ExportConfig, **options: Any) -> Expor
         diff, sizes = check_file(staged, model, card, probe)
         _put_in_place(staged, out, card)
     return ExportResult(
-        out, sidecar_path(out), cfg.format, file, len(probe.images), probe.real, probe.dataset,
-        sizes, diff, out.stat().st_size, time.perf_counter() - start,
+        path=out, card_path=sidecar_path(out), format=cfg.format, checkpoint=file,
+        checked_images=len(probe.images), real_images=probe.real, dataset=probe.dataset,
+        batch_sizes=sizes, max_abs_diff=diff, size_bytes=out.stat().st_size,
+        seconds=time.perf_counter() - start,
     )  # fmt: skip
 
 
@@ -176,17 +184,16 @@ def output_path(checkpoint: Path, fmt: str, out: str | None) -> Path:
     suffix = SUFFIXES[fmt]
     default_name = checkpoint.name.removesuffix(".pt") + suffix
     path = Path(out) if out else checkpoint.with_name(default_name)
-    if path.is_dir():
-        raise ConfigError(f"--out {path} is a folder; give a file name like {path / default_name}")
-    if not path.name.endswith(suffix) or path.name == suffix:
+    misnamed = not path.name.endswith(suffix) or path.name == suffix
+    if misnamed and not path.is_dir():  # a folder is refused as a folder, whatever its name
         raise ConfigError(
             f"--out {path}: a {NAMES[fmt]} file's name must end in {suffix} (loaders tell "
             f"the format by it); give a name like {default_name}"
         )
-    if not path.parent.is_dir():
-        raise ConfigError(
-            f"--out {path} is in a folder that does not exist; create {path.parent} first"
-        )
+    check_output_file(
+        path, "--out", f"give a file name like {path / default_name}",
+        no_folder="{name} {path} is in a folder that does not exist; create {parent} first",
+    )  # fmt: skip
     _check_sidecar_free(sidecar_path(path))
     return path
 
@@ -221,9 +228,10 @@ def _require_onnx() -> None:
         ) from None
 
 
-def check_inputs(state: dict[str, Any], checkpoint: Path, data_dir: str | None) -> Probe:
-    """The first CHECK_IMAGES test images as the model was trained on them, or random normal
-    inputs when the data set is not on this machine (or has no test images)."""
+def load_probe(state: dict[str, Any], checkpoint: Path, data_dir: str | None) -> Probe:
+    """The Probe an export is checked on: the first CHECK_IMAGES test images as the model was
+    trained on them, or random normal inputs when the data set is not on this machine (or has
+    no test images)."""
     from cnnlab.data import make_loader
     from cnnlab.training.evaluation import load_trained_data
 
@@ -356,15 +364,12 @@ def _only_expected_files(folder: Path, staged: Path) -> None:
 def _put_in_place(staged: Path, out: Path, card: dict[str, Any]) -> None:
     """Copy the checked file, then its card, into place, each atomically; readable by all,
     as files to deploy are meant to be."""
-    from cnnlab.files import atomic_write
 
     def copy(target: Any) -> None:
         with staged.open("rb") as source:
             shutil.copyfileobj(source, target, 1 << 20)
 
     text = card_json(card).encode("utf-8")
-    try:
-        atomic_write(out, copy, mode=0o644)
-        atomic_write(sidecar_path(out), lambda f: f.write(text), mode=0o644)
-    except OSError as err:
-        raise ConfigError(f"cannot write {out}: {err.strerror or err}") from None
+    with write_failure_as_config_error(out):
+        publish(out, copy)
+        publish_bytes(sidecar_path(out), text)

@@ -19,11 +19,11 @@ channel, in NCHW float32.
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CheckpointError
+from cnnlab.files import installed_version
 from cnnlab.models.args import architecture_args
 
 CARD_FORMAT = "cnnlab-model"
@@ -62,7 +62,7 @@ def card_from_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
         "dataset": state.get("dataset"),
         "metrics": {key: last_row[key] for key in METRIC_KEYS if key in last_row},
         "input": INPUT,
-        "versions": {name: _version(name) for name in ("cnnlab", "torch")},
+        "versions": {name: installed_version(name) for name in ("cnnlab", "torch")},
     }
 
 
@@ -111,10 +111,3 @@ def read_sidecar(model_file: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read: {err}") from None
     return parse_card(text, path)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

@@ -8,8 +8,9 @@ What each kind of file is, and what runs it:
 
 * a run folder or a cnnlab checkpoint (.pt): the model rebuilt from its name and arguments,
   its weights loaded with `torch.load(weights_only=True)`; runs in PyTorch on `device`.
-* `.safetensors` (+ its sidecar `<stem>.json`, or the sidecar itself): the same, the weights
-  read by safetensors, which holds tensors only (nothing to unpickle).
+* `.safetensors` (+ its sidecar `<stem>.json`, or that sidecar beside it): the same, the
+  weights read by safetensors, which holds tensors only (nothing to unpickle). Any other .json
+  is refused, saying what it is.
 * `.onnx`: onnxruntime on the CPU; the card is read from the file's own metadata.
 * `.torchscript.pt`: `torch.jit.load`, TorchScript's own reader, which builds TorchScript types
   only and never runs Python's unpickler; the card is the file's extra file "cnnlab.json".
@@ -117,15 +118,41 @@ def rebuild_model(
 
 
 def model_file_kind(path: Path) -> str:
-    """One of KINDS, from the name, and for .pt files from what the archive holds."""
+    """One of KINDS, from the name, and for .pt files from what the archive holds. A .json is
+    the safetensors kind only as the card beside its `<stem>.safetensors`; any other .json is
+    a CheckpointError saying what to give instead."""
     name = path.name
     if name.endswith(SUFFIXES["onnx"]):
         return "onnx"
-    if name.endswith(SUFFIXES["safetensors"]) or name.endswith(".json"):
+    if name.endswith(SUFFIXES["safetensors"]):
         return "safetensors"
+    if name.endswith(".json"):
+        if _beside(path, "safetensors").is_file():
+            return "safetensors"
+        raise _not_a_model(path)
     if path.is_file() and _is_torchscript(path):
         return "torchscript"
     return "checkpoint"
+
+
+def _beside(card: Path, kind: str) -> Path:
+    """The `kind` model file a card `<stem>.json` describes: `<stem>.safetensors`, ..."""
+    return card.with_name(card.name[: -len(".json")] + SUFFIXES[kind])
+
+
+def _not_a_model(path: Path) -> CheckpointError:
+    """What a .json without its .safetensors is, and what to give instead, in one line."""
+    for kind in ("onnx", "torchscript"):
+        if _beside(path, kind).is_file():  # that file holds its card itself
+            return CheckpointError(
+                f"{path} is the model card of {_beside(path, kind)}, not a model; give "
+                f"{_beside(path, kind)} itself"
+            )
+    return CheckpointError(
+        f"{path} is a .json file with no {_beside(path, 'safetensors').name} beside it, not a "
+        "model; give a run folder, a .pt checkpoint, or an exported .onnx, .safetensors or "
+        ".torchscript.pt file"
+    )
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -149,7 +176,7 @@ def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
 def _load_safetensors(path: Path, device: torch.device) -> LoadedModel:
     if path.name.endswith(".json"):  # the sidecar: its weights are beside it
         card = parse_card(_read_bytes(path), path)
-        weights = path.with_name(path.name[: -len(".json")] + SUFFIXES["safetensors"])
+        weights = _beside(path, "safetensors")
         if not weights.is_file():
             raise CheckpointError(f"{weights}, the weights of model card {path}, is missing")
         path = weights

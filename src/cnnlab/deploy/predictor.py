@@ -41,6 +41,7 @@ import torch
 from cnnlab.data.images import MODES, normalize, read_image
 from cnnlab.deploy.model_file import LoadedModel, load_model_file
 from cnnlab.errors import ConfigError, DataFormatError
+from cnnlab.process import usable_cores
 from cnnlab.training.device import resolve_device
 
 GLOB_CHARS = frozenset("*?[")
@@ -296,12 +297,6 @@ def decode_threads(device: torch.device) -> int:
     other half, ModelThreads), else every core, up to DECODE_THREADS."""
     cores = usable_cores()
     return max(1, min(DECODE_THREADS, cores // 2 if device.type == "cpu" else cores))
-
-
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 class ModelThreads:

@@ -60,8 +60,8 @@ def parse_dims(value: Any, what: str, counts: tuple[int, ...] = (1, 2)) -> tuple
     return parts
 
 
-def pair(value: Any, what: str) -> Pair:
-    """A side given as one number (square) or HxW, as (height, width)."""
+def parse_pair(value: Any, what: str) -> Pair:
+    """A side the user gave as one number (square) or HxW, parsed as (height, width)."""
     parts = parse_dims(value, what)
     return (parts[0], parts[-1])
 
@@ -70,7 +70,7 @@ def padding_pair(value: Any, what: str) -> Pair | str:
     """Padding as (height, width), or "same" (PyTorch's padding="same")."""
     if isinstance(value, str) and value.strip().lower() == "same":
         return "same"
-    return pair(value, what)
+    return parse_pair(value, what)
 
 
 @dataclass(frozen=True)
@@ -99,15 +99,15 @@ def make_layer(
     kernel for a pool). Ranges are checked when it is applied to a size (`apply_layer`)."""
     if op not in OPS:
         raise ConfigError(f"unknown op {op!r}; choose one of: {', '.join(OPS)}")
-    kernel = pair(kernel, "--kernel")
+    kernel = parse_pair(kernel, "--kernel")
     if stride is None:
         stride = (1, 1) if op == "conv" else kernel
     return Layer(
         op=op,
         kernel=kernel,
-        stride=pair(stride, "--stride"),
+        stride=parse_pair(stride, "--stride"),
         padding=padding_pair(padding, "--padding"),
-        dilation=pair(dilation, "--dilation"),
+        dilation=parse_pair(dilation, "--dilation"),
         ceil=ceil,
         text=text,
     )
@@ -160,7 +160,7 @@ class LayerOutput:
 def apply_layer(layer: Layer, size: Any) -> LayerOutput:
     """The output of `layer` on an input of `size` (N or HxW), by PyTorch's rules, or a
     one-line ConfigError saying why PyTorch would refuse it."""
-    height, width = pair(size, "--size")
+    height, width = parse_pair(size, "--size")
     return LayerOutput(layer, _side(layer, 0, height), _side(layer, 1, width))
 
 
@@ -277,7 +277,7 @@ def follow_chain(chain: str | list[Layer], size: Any) -> list[ChainRow]:
     """One row for the input, then one after each layer of `chain` (text or Layers) applied to
     an input of `size`; a layer that cannot be applied is a ConfigError naming its step."""
     layers = parse_chain(chain) if isinstance(chain, str) else chain
-    shape = pair(size, "--size")
+    shape = parse_pair(size, "--size")
     if min(shape) < 1:
         raise ConfigError(f"--size must be at least 1, got {size}")
     axes = (Axis(), Axis())

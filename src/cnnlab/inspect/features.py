@@ -44,6 +44,7 @@ from cnnlab.figures import (
     titles,
     write_pngs,
 )
+from cnnlab.files import check_output_folder
 from cnnlab.training.device import model_device
 
 if TYPE_CHECKING:
@@ -274,18 +275,17 @@ def write_features(
     from cnnlab.training.checkpoint import checkpoint_path
 
     path, run_dir = checkpoint_path(cfg.checkpoint)
-    folder = Path(cfg.out) if cfg.out else run_dir / "features"
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"output folder {folder} is a file; give --out a folder")
+    folder = cfg.out or run_dir / "features"
+    folder = check_output_folder(folder, "output folder", "give --out a folder")
     pngs = _render_all(cfg, path)
     return write_pngs(folder, pngs)
 
 
 def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
     from cnnlab.data.images import read_image
+    from cnnlab.process import startup_finished
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.device import resolve_device
-    from cnnlab.training.process import startup_finished
 
     target = resolve_device(cfg.device)
     state = load_checkpoint(path, map_location=target)

@@ -186,7 +186,7 @@ def summary(
     `input_shape` is (C, H, W) or "CxHxW"; by default the model's own (a registry model's, or
     the size a checkpoint was trained at). Prints the table unless `verbose=False`.
     """
-    from cnnlab.inspect.models import open_model, parse_input
+    from cnnlab.inspect.sources import open_model, parse_input
 
     shape = parse_input(input_shape) if isinstance(input_shape, str) else input_shape
     model, shape, name, source = open_model(model, shape, model_args or {})

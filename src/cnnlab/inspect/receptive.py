@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from cnnlab.arithmetic import Axis, merge, same_padding
-from cnnlab.models.shapes import pair
+from cnnlab.models.shapes import as_pair
 
 SPATIAL_OPS = ("conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d",
                "adaptive_avg_pool2d", "adaptive_max_pool2d")  # fmt: skip
@@ -168,10 +168,10 @@ class _Tracker(TorchFunctionMode):
 def model_chain(name: str, size: Any = None) -> list:
     """`cnnlab convcalc --chain MODEL`: the input, then every conv and pool the registered
     model applies (in call order), as convcalc.ChainRows; at `size` (N or HxW) or its own."""
-    from cnnlab.inspect.convcalc import ChainRow, pair
+    from cnnlab.inspect.convcalc import ChainRow, parse_pair
     from cnnlab.models import create_model
 
-    model = create_model(name, image_size=pair(size, "--size") if size else None).eval()
+    model = create_model(name, image_size=parse_pair(size, "--size") if size else None).eval()
     channels, (height, width) = model.model_args["in_channels"], model.model_args["image_size"]
     with torch.no_grad():
         result = trace(model, torch.rand(1, channels, height, width))
@@ -316,9 +316,9 @@ def _spatial(
                 for axis, d in zip(field_.axes, (-2, -1), strict=True)]  # fmt: skip
         return Field(axes[0], axes[1])
     if name == "conv2d":
-        kernel = pair(tuple(args[1].shape[-2:]))
-        stride = pair(_arg(args, kwargs, 3, "stride", 1))
-        dilation = pair(_arg(args, kwargs, 5, "dilation", 1))
+        kernel = as_pair(tuple(args[1].shape[-2:]))
+        stride = as_pair(_arg(args, kwargs, 3, "stride", 1))
+        dilation = as_pair(_arg(args, kwargs, 5, "dilation", 1))
         padding = _arg(args, kwargs, 4, "padding", 0)
         if padding == "valid":
             padding = 0
@@ -326,13 +326,13 @@ def _spatial(
             padding = tuple(same_padding(k, d) for k, d in zip(kernel, dilation, strict=True))
     else:
         offset = 1 if name == "lp_pool2d" else 0  # lp_pool2d(input, norm_type, kernel_size, ...)
-        kernel = pair(_arg(args, kwargs, 1 + offset, "kernel_size", 1))
+        kernel = as_pair(_arg(args, kwargs, 1 + offset, "kernel_size", 1))
         stride = _arg(args, kwargs, 2 + offset, "stride", None)
-        stride = pair(stride) if stride else kernel  # a pool's stride defaults to its kernel
+        stride = as_pair(stride) if stride else kernel  # a pool's stride defaults to its kernel
         padding = 0 if name == "lp_pool2d" else _arg(args, kwargs, 3, "padding", 0)
         is_max = name.startswith("max_pool2d")  # avg and lp pools have no dilation
-        dilation = pair(_arg(args, kwargs, 4, "dilation", 1) if is_max else 1)
-    padding = pair(padding)
+        dilation = as_pair(_arg(args, kwargs, 4, "dilation", 1) if is_max else 1)
+    padding = as_pair(padding)
     axes = [axis.through(kernel[i], stride[i], padding[i], dilation[i])
             for i, axis in enumerate(field_.axes)]  # fmt: skip
     return Field(axes[0], axes[1])

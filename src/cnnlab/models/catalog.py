@@ -14,9 +14,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from cnnlab.files import atomic_write_text, installed_version
 
 COLUMNS = ("name", "seed", "input_shape", "parameters", "description")
 
@@ -57,8 +58,6 @@ def _compute() -> list[dict[str, Any]]:
 
 
 def _save(path: Path, rows: list[dict[str, Any]]) -> None:
-    from cnnlab.files import atomic_write_text
-
     try:  # only a cache: a folder that cannot be written costs the next call the time again
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(rows))
@@ -67,15 +66,8 @@ def _save(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _key() -> str:
-    facts: list[Any] = [_version(name) for name in ("cnnlab", "torch", "torchvision")]
+    facts: list[Any] = [installed_version(name) for name in ("cnnlab", "torch", "torchvision")]
     for source in sorted(Path(__file__).parent.glob("*.py")):
         stat = source.stat()
         facts.append([source.name, stat.st_size, stat.st_mtime_ns])
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

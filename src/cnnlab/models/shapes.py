@@ -46,7 +46,7 @@ def conv_output_size(
     return max(output_size(size, kernel, stride, padding, dilation), 0)
 
 
-def pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
+def as_pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
     """A layer setting as (height, width): 3 → (3, 3), (3,) → (3, 3), (3, 5) → (3, 5)."""
     if isinstance(value, tuple | list):
         return (value[0], value[-1])
@@ -64,9 +64,9 @@ def layers_output_size(layers: Iterable[nn.Module], image_size: tuple[int, int])
             continue  # activations, batch norm, dropout keep H×W
         if layer.padding == "same":
             continue  # so does Conv2d(padding="same")
-        padding = (0, 0) if layer.padding == "valid" else pair(layer.padding)
-        kernel, dilation = pair(layer.kernel_size), pair(getattr(layer, "dilation", 1))
-        stride = pair(layer.stride or layer.kernel_size)  # a pool's stride defaults to its kernel
+        padding = (0, 0) if layer.padding == "valid" else as_pair(layer.padding)
+        kernel, dilation = as_pair(layer.kernel_size), as_pair(getattr(layer, "dilation", 1))
+        stride = as_pair(layer.stride or layer.kernel_size)  # a pool's stride: its kernel
         height, width = (
             conv_output_size(side, kernel[i], stride[i], padding[i], dilation[i])
             for i, side in enumerate((height, width))

@@ -18,7 +18,12 @@ from pathlib import Path
 
 from cnnlab.errors import ConfigError
 from cnnlab.figures import render_png
-from cnnlab.files import atomic_write
+from cnnlab.files import (
+    check_output_file,
+    check_output_folder,
+    publish_bytes,
+    write_failure_as_config_error,
+)
 from cnnlab.report.compare_page import html_page, plot_curves
 from cnnlab.report.comparison import Comparison, build_comparison
 from cnnlab.report.run_folder import RunRecord, read_run
@@ -61,10 +66,8 @@ def compare(
 
 def _write(path: Path, data: bytes) -> None:
     """Atomically, readable by all (mkstemp's default is owner only), or a one-line error."""
-    try:
-        atomic_write(path, lambda f: f.write(data), mode=0o644)
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+    with write_failure_as_config_error(path):
+        publish_bytes(path, data)
 
 
 def _read_all(runs: Iterable[str | Path | RunRecord]) -> list[RunRecord]:
@@ -84,15 +87,12 @@ def _read_all(runs: Iterable[str | Path | RunRecord]) -> list[RunRecord]:
 def _check_outputs(
     html: str | Path | None, out: str | Path | None
 ) -> tuple[Path | None, Path | None]:
-    html_path = Path(html) if html is not None else None
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; give a folder for the PNG files")
-    if html_path is not None:
-        if html_path.is_dir():
-            raise ConfigError(f"--html {html_path} is a folder; give a file name like compare.html")
-        parent = html_path.parent
-        if not parent.is_dir():
-            what = "is a file" if parent.exists() else "does not exist"
-            raise ConfigError(f"--html {html_path}: the folder {parent} {what}; create it first")
+    out_dir = html_path = None
+    if out is not None:
+        out_dir = check_output_folder(out, "--out", "give a folder for the PNG files")
+    if html is not None:
+        html_path = check_output_file(
+            html, "--html", "give a file name like compare.html",
+            no_folder="{name} {path}: the folder {parent} {what}; create it first",
+        )  # fmt: skip
     return html_path, out_dir

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cnnlab.report import html as H
-from cnnlab.report.comparison import duration, final_accuracy, setting
+from cnnlab.report.comparison import duration, last_measured_accuracy, setting
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,7 +69,7 @@ def html_page(comparison: Comparison, png: bytes) -> str:
     runs_rows = [
         [
             row.label, run.name, setting(run.config.get("seed")),
-            _accuracy(final_accuracy(run)), _accuracy(run.best_accuracy), len(run.metrics),
+            _accuracy(last_measured_accuracy(run)), _accuracy(run.best_accuracy), len(run.metrics),
             duration(run.wall_seconds), run.started or "-", setting(run.info.get("device")),
             str(run.path),
         ]

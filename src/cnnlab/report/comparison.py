@@ -167,12 +167,13 @@ def build_comparison(records: Sequence[RunRecord]) -> Comparison:
     rows = []
     for members in groups.values():
         members.sort(key=lambda r: (_seed_order(r.config.get("seed")), r.name))
+        finals = [last_measured_accuracy(r) for r in members]
         rows.append(
             Row(
                 label=_label(members),
                 runs=members,
                 settings=settings_of(members[0]),
-                final=Spread(tuple(v for v in map(final_accuracy, members) if v is not None)),
+                final=Spread(tuple(v for v in finals if v is not None)),
                 best=Spread(tuple(r.best_accuracy for r in members if r.best_accuracy is not None)),
             )
         )
@@ -232,7 +233,7 @@ def _overlap(a: Spread, b: Spread) -> bool:
     return abs(a.mean - b.mean) <= a.std + b.std
 
 
-def final_accuracy(run: RunRecord) -> float | None:
+def last_measured_accuracy(run: RunRecord) -> float | None:
     """The last test accuracy the run measured (its last epoch's, unless it stopped between
     evaluations)."""
     values = [v for v in run.column("test_accuracy") if v is not None]

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from cnnlab.config import PlotConfig
 from cnnlab.errors import ConfigError
 from cnnlab.figures import render_png, shorten, write_pngs
+from cnnlab.files import check_output_folder
 from cnnlab.inspect.features import conv_layers, feature_figures
 from cnnlab.report.predictions import GRID, TOP_LOSSES, Predictions, load_predictions
 from cnnlab.report.run_folder import RunRecord, read_run
@@ -250,15 +251,14 @@ def write_plots(
 
 def plot_run(cfg: PlotConfig) -> tuple[list[Path], Predictions]:
     """`write_plots`, also giving back the predictions (for `cnnlab plot`'s summary lines)."""
-    from cnnlab.training.process import startup_finished
+    from cnnlab.process import startup_finished
 
     cfg.validate()
     if not cfg.run:
         raise ConfigError("give a run folder")
     record = read_run(cfg.run)  # first: a damaged folder must fail before anything is computed
-    folder = Path(cfg.out) if cfg.out else record.path / "plots"
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"output folder {folder} is a file; give --out a folder")
+    folder = cfg.out or record.path / "plots"
+    folder = check_output_folder(folder, "output folder", "give --out a folder")
     predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir)
     startup_finished()
     figures = run_figures(record, predictions, device=cfg.device)

@@ -121,10 +121,10 @@ def compute_predictions(
     """Run the checkpoint at `path` over the test split it was trained against."""
     from cnnlab.config import EVAL_BATCH_SIZE
     from cnnlab.data import make_loader
+    from cnnlab.process import startup_finished
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.device import resolve_device
     from cnnlab.training.evaluation import load_trained_data, predict
-    from cnnlab.training.process import startup_finished
 
     target = resolve_device(device)
     state = load_checkpoint(path, map_location=target)

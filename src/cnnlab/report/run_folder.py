@@ -45,7 +45,9 @@ class RunRecord:
         return max(values) if values else None
 
     @property
-    def final_accuracy(self) -> float | None:
+    def last_epoch_accuracy(self) -> float | None:
+        """The last epoch's test accuracy: None when that epoch was not evaluated (the last
+        one measured is comparison.last_measured_accuracy)."""
         return self.metrics[-1].get("test_accuracy")
 
     @property

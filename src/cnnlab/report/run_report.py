@@ -38,7 +38,7 @@ def write_report(
     The run folder is read and checked first, and the page is written atomically, so a bad
     folder changes nothing and a failure never leaves half a page.
     """
-    from cnnlab.files import atomic_write
+    from cnnlab.files import check_output_file, publish_text, write_failure_as_config_error
 
     cfg = (
         run
@@ -51,16 +51,13 @@ def write_report(
     if not cfg.run:
         raise ConfigError("give a run folder")
     record = read_run(cfg.run)
-    path = Path(cfg.out) if cfg.out else record.path / FILENAME
-    if path.is_dir() or not path.parent.is_dir():
-        why = "is a folder" if path.is_dir() else "is in a folder that does not exist"
-        raise ConfigError(f"report file {path} {why}; give --out a file in an existing folder")
+    path = check_output_file(
+        cfg.out or record.path / FILENAME, "report file", "give --out a file in an existing folder"
+    )
     predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir)
     text = render_report(record, predictions, device=cfg.device)
-    try:  # readable by all, as a page is meant to be (mkstemp's default: owner only)
-        atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=0o644)
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}") from None
+    with write_failure_as_config_error(path):
+        publish_text(path, text)
     return path
 
 
@@ -76,7 +73,7 @@ def render_report(record: RunRecord, predictions: Predictions, *, device: str = 
         html.section("Per-class accuracy", per_class(predictions), "per-class-accuracy"),
         html.section("Checkpoints", checkpoints(record), "checkpoints"),
     ]
-    accuracy = record.final_accuracy
+    accuracy = record.last_epoch_accuracy
     subtitle = f"{config.get('model')} on {config.get('dataset')}, {len(record.metrics)} epochs"
     if accuracy is not None:
         subtitle += f", final test accuracy {accuracy:.4f}"
@@ -145,24 +142,13 @@ def model_summary(record: RunRecord) -> str:
     )
 
 
-EPOCH_COLUMNS = (
-    ("epoch", "epoch", "{}"),
-    ("train loss", "train_loss", "{:.4f}"),
-    ("train accuracy", "train_accuracy", "{:.4f}"),
-    ("test loss", "test_loss", "{:.4f}"),
-    ("test accuracy", "test_accuracy", "{:.4f}"),
-    ("examples/s", "examples_per_second", "{:,.0f}"),
-    ("seconds", "epoch_seconds", "{:.1f}"),
-    ("learning rate", "lr", "{:.3g}"),
-)
-
-
 def epoch_table(record: RunRecord) -> str:
-    rows = [
-        [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in EPOCH_COLUMNS]
-        for row in record.metrics
-    ]
-    return html.table([title for title, _, _ in EPOCH_COLUMNS], rows, numeric=range(8))
+    """One row per epoch, a column per epoch metric (training.outputs.EPOCH_METRICS)."""
+    from cnnlab.training.outputs import EPOCH_METRICS
+
+    rows = [[metric.report_cell(row) for metric in EPOCH_METRICS] for row in record.metrics]
+    titles = [metric.title for metric in EPOCH_METRICS]
+    return html.table(titles, rows, numeric=range(len(EPOCH_METRICS)))
 
 
 def plots(record: RunRecord, predictions: Predictions, device: str) -> str:

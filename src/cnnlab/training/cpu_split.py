@@ -23,11 +23,12 @@ global RNG) are not split: `can_split` says so and the loop falls back to the pl
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
+
+from cnnlab.process import usable_cores
 
 _NOT_SPLITTABLE = (
     nn.modules.batchnorm._BatchNorm,
@@ -44,7 +45,7 @@ def can_split(model: nn.Module) -> bool:
 
 def default_slices(deterministic: bool) -> int:
     """One slice per core we may use (two when bit-exact reruns are asked for)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return 2 if deterministic else min(cores or 1, 8)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -10,16 +12,34 @@ from cnnlab.config import TrainConfig
 from cnnlab.data.specs import parse_dataset_name
 
 
-def set_determinism(cfg: TrainConfig, device: torch.device) -> list[str]:
-    """Seed everything; with cfg.deterministic, force deterministic kernels. Returns caveats."""
+def seed_run(cfg: TrainConfig) -> None:
+    """Seed torch's generators for a run, and (with --deterministic) fix cuBLAS's workspace,
+    which CUDA reads when it starts: both before the model is built."""
     torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def deterministic_kernels(deterministic: bool) -> Iterator[None]:
+    """With --deterministic, deterministic kernels only (and no cuDNN autotuning) while the
+    run trains; torch's own settings come back after, whatever they were."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
+def determinism_caveats(cfg: TrainConfig, device: torch.device) -> list[str]:
+    """What --deterministic cannot promise for this run (nothing without it)."""
     caveats: list[str] = []
     if not cfg.deterministic:
         return caveats
-    # cuBLAS needs a fixed workspace to be deterministic; it is read when CUDA starts
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
     if cfg.compile:
         caveats.append("torch.compile may pick different kernels on another machine or version")
     if device.type == "mps":

@@ -27,7 +27,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -45,14 +45,26 @@ class LostContact(CnnlabError):
 
 
 @dataclass(frozen=True)
+class Link:
+    """A process group while it is up: the Gloo group that carries the CPU-side votes (stop
+    signals), the rendezvous store, and the prefix of this group's keys in that store."""
+
+    flags: Any
+    store: Any
+    prefix: str
+
+
+@dataclass(frozen=True)
 class World:
-    """The processes of a run, and this one's place among them."""
+    """The processes of a run, and this one's place among them; `link` is the process group
+    they share, from `process_group` (None before it starts, and in a world of one)."""
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
     launched: bool = False  # started by torchrun (or another launcher setting RANK)
+    link: Link | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> World:
@@ -100,17 +112,16 @@ class World:
         tensor = torch.tensor([value], dtype=torch.int64)
         with collective("agreeing to stop"):
             torch.distributed.all_reduce(
-                tensor, torch.distributed.ReduceOp.MAX, group=_state["flags"]
+                tensor, torch.distributed.ReduceOp.MAX, group=self.link.flags
             )
         return int(tensor)
 
     def rank0_text(self, text: str, key: str) -> str:
         """Rank 0's `text` in every process (a run folder's timestamped name, say), through
-        the rendezvous store: strings, never pickles. torchrun's store outlives a process
-        group, so the key names the group too (`--seeds` runs one after the other)."""
+        the rendezvous store: strings, never pickles."""
         if not self.launched:
             return text
-        store, key = _state["store"], f"cnnlab/{_state['groups']}/{key}"
+        store, key = self.link.store, f"{self.link.prefix}/{key}"
         with collective("sharing the run folder"):
             if self.rank == 0:
                 store.set(key, text)
@@ -143,16 +154,13 @@ def process_device(device: torch.device, cfg: Any, world: World) -> torch.device
     return torch.device("cuda", world.local_rank if device.index is None else device.index)
 
 
-# the flags group and the store while a process group is up; how many this process started
-_state: dict[str, Any] = {"groups": 0}
-
-
 @contextlib.contextmanager
-def process_group(world: World, device: torch.device, timeout_s: int) -> Iterator[None]:
+def process_group(world: World, device: torch.device, timeout_s: int) -> Iterator[World]:
     """torch.distributed's process group for the run (nothing in a world of one): NCCL for
-    CUDA, Gloo for the CPU, plus a Gloo group for the CPU-side votes (stop signals)."""
+    CUDA, Gloo for the CPU, plus a Gloo group for the CPU-side votes (stop signals). Gives
+    `world` linked to the group, for the collectives that need it."""
     if not world.launched:
-        yield
+        yield world
         return
     import torch.distributed as dist
 
@@ -165,12 +173,13 @@ def process_group(world: World, device: torch.device, timeout_s: int) -> Iterato
         else:
             dist.init_process_group(backend, **where)
         flags = dist.new_group(backend="gloo", timeout=timeout)
-    store = dist.distributed_c10d._get_default_store()
-    _state.update(flags=flags, store=store, groups=_state["groups"] + 1)
+        store = dist.distributed_c10d._get_default_store()
+        # torchrun's store outlives a process group (`--seeds` starts one per run), so each
+        # group's keys get a prefix of their own: its number, which every rank counts alike
+        number = store.add(f"cnnlab/groups/rank{world.rank}", 1)
     try:
-        yield
+        yield replace(world, link=Link(flags, store, f"cnnlab/{number}"))
     finally:
-        del _state["flags"], _state["store"]
         dist.destroy_process_group()
 
 
@@ -299,7 +308,7 @@ class StopVote:
         flag = torch.tensor([signum or 0], dtype=torch.int64)
         with collective("agreeing to stop"):
             work = torch.distributed.all_reduce(
-                flag, torch.distributed.ReduceOp.MAX, group=_state["flags"], async_op=True
+                flag, torch.distributed.ReduceOp.MAX, group=self.world.link.flags, async_op=True
             )
         self.pending = (work, flag)
         return agreed

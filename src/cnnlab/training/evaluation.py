@@ -10,11 +10,11 @@ from torch import nn
 
 from cnnlab.config import EvalConfig, TrainConfig
 from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.process import startup_finished
 from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
 from cnnlab.training.device import resolve_device
 from cnnlab.training.loop import EvalResult, evaluate, scored_logits
 from cnnlab.training.optim import make_loss
-from cnnlab.training.process import startup_finished
 
 
 def evaluate_checkpoint(

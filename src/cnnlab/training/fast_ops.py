@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.shapes import pair
+from cnnlab.models.shapes import as_pair
 
 
 class _AvgPool2x2(torch.autograd.Function):
@@ -66,9 +66,9 @@ class FastAvgPool2d(nn.AvgPool2d):
 
 def _pool_fits(pool: nn.Module) -> bool:
     return type(pool) is nn.AvgPool2d and (
-        pair(pool.kernel_size) == (2, 2)
-        and pair(pool.stride) == (2, 2)
-        and pair(pool.padding) == (0, 0)
+        as_pair(pool.kernel_size) == (2, 2)
+        and as_pair(pool.stride) == (2, 2)
+        and as_pair(pool.padding) == (0, 0)
         and not pool.ceil_mode
         and pool.divisor_override is None
     )
@@ -124,8 +124,8 @@ def _conv_fits(conv: nn.Module) -> bool:
         type(conv) is nn.Conv2d
         and conv.in_channels == 1
         and conv.groups == 1
-        and pair(conv.stride) == (1, 1)
-        and pair(conv.dilation) == (1, 1)
+        and as_pair(conv.stride) == (1, 1)
+        and as_pair(conv.dilation) == (1, 1)
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)  # "same" / "valid"
     )

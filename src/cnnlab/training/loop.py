@@ -12,15 +12,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.training.cpu_split import SplitStep
-from cnnlab.training.distributed import ShardStep, World
+from cnnlab.training.distributed import World
 from cnnlab.training.optim import needs_closure
+
+
+class BatchStep(Protocol):
+    """A batch split into parts that run apart: slices on CPU threads (cpu_split.SplitStep)
+    or torchrun's processes (distributed.ShardStep). Either gives the whole batch's gradient."""
+
+    def forward_backward(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
 class TrainingDiverged(CnnlabError):
@@ -49,6 +59,10 @@ class EpochSums:
             scalar(-1, torch.int64),
             scalar(step, torch.int64),
         )
+
+    @property
+    def device(self) -> torch.device:
+        return self.loss_sum.device
 
     @torch.no_grad()
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -125,7 +139,7 @@ def train_one_epoch(
     *,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     autocast: torch.autocast | None = None,
-    split: SplitStep | None = None,
+    split: BatchStep | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> None:
     """One pass over `loader`, calling `on_step()` after every optimizer step."""
@@ -137,13 +151,7 @@ def train_one_epoch(
             logits, loss = closure_step(model, optimizer, loss_fn, images, labels, autocast, split)
         else:
             optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
-            if split is None:
-                with autocast or contextlib.nullcontext():
-                    logits = model(images)  # 2. forward: (B, num_classes)
-                    loss = loss_fn(logits, labels)  # 3. loss (mean over the batch)
-                loss.backward()  # 4. backward: gradients of the loss
-            else:  # 2.-4. on slices of the batch, one CPU core each (see cpu_split.py)
-                logits, loss = split.forward_backward(images, labels)
+            logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
             optimizer.step()  # 5. update the weights
         if scheduler is not None:
             scheduler.step()
@@ -155,6 +163,24 @@ def train_one_epoch(
     sums.seconds += time.perf_counter() - start
 
 
+def forward_backward(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    autocast: torch.autocast | None = None,
+    split: BatchStep | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2.-4. of a training step; the logits (B, num_classes) and the batch's mean loss."""
+    if split is not None:  # on parts of the batch, one CPU core or process each
+        return split.forward_backward(images, labels)
+    with autocast or contextlib.nullcontext():
+        logits = model(images)  # 2. forward: (B, num_classes)
+        loss = loss_fn(logits, labels)  # 3. loss (mean over the batch)
+    loss.backward()  # 4. backward: gradients of the loss
+    return logits, loss
+
+
 def closure_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -162,7 +188,7 @@ def closure_step(
     images: torch.Tensor,
     labels: torch.Tensor,
     autocast: torch.autocast | None = None,
-    split: SplitStep | None = None,
+    split: BatchStep | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of an optimizer that re-evaluates the loss along its search (LBFGS).
 
@@ -174,13 +200,7 @@ def closure_step(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        if split is None:
-            with autocast or contextlib.nullcontext():
-                logits = model(images)
-                loss = loss_fn(logits, labels)
-            loss.backward()
-        else:
-            logits, loss = split.forward_backward(images, labels)
+        logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
         if not first:
             first.append((logits.detach(), loss.detach()))
         return loss
@@ -198,6 +218,38 @@ def scored_logits(
     return (logits + forward(images.flip(3))) / 2 if tta else logits
 
 
+@dataclass
+class EvalSums:
+    """An evaluation's sums, kept where the batches are: loss sum, correct and total per class."""
+
+    loss_sum: torch.Tensor  # () float32
+    correct: torch.Tensor  # (num_classes,) int64
+    total: torch.Tensor  # (num_classes,) int64
+
+    @classmethod
+    def zeros(cls, num_classes: int, device: torch.device) -> EvalSums:
+        counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
+        return cls(torch.zeros((), device=device), counts, counts.clone())
+
+    def add(self, loss_fn: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        classes = self.total.shape[0]
+        self.loss_sum += loss_fn(logits, labels).float() * labels.shape[0]
+        self.correct += torch.bincount(labels[logits.argmax(1) == labels], minlength=classes)
+        self.total += torch.bincount(labels, minlength=classes)
+
+    def summed(self, world: World) -> EvalSums:
+        """Every process's sums added up (one all-reduce of one float64 vector)."""
+        if not world.launched:
+            return self
+        classes = self.total.shape[0]
+        packed = world.sum(
+            torch.cat(
+                [self.loss_sum.double().reshape(1), self.correct.double(), self.total.double()]
+            )
+        )
+        return EvalSums(packed[0], packed[1 : classes + 1].long(), packed[classes + 1 :].long())
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -205,7 +257,7 @@ def evaluate(
     loss_fn: nn.Module,
     num_classes: int,
     *,
-    split: SplitStep | ShardStep | None = None,
+    split: BatchStep | None = None,
     world: World | None = None,
     tta: bool = False,
 ) -> EvalResult:
@@ -214,33 +266,20 @@ def evaluate(
     scored_logits."""
     model.eval()
     forward = split.forward if split is not None else model
-    sums = None  # loss sum, correct and total per class
+    sums = None
     for images, labels in loader:
         if sums is None:
-            sums = _eval_zeros(num_classes, labels.device)
+            sums = EvalSums.zeros(num_classes, labels.device)
         if labels.shape[0] == 0:  # this process's part of a small last batch
             continue
-        logits = scored_logits(forward, images, tta)
-        loss_sum, correct, total = sums
-        loss_sum += loss_fn(logits, labels).float() * labels.shape[0]
-        correct += torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
-        total += torch.bincount(labels, minlength=num_classes)
-    if sums is not None and world is not None and world.launched:
-        packed = world.sum(
-            torch.cat([sums[0].double().reshape(1), *map(torch.Tensor.double, sums[1:])])
-        )
-        sums = (packed[0], packed[1 : num_classes + 1].long(), packed[num_classes + 1 :].long())
-    if sums is None or int(sums[2].sum()) == 0:
+        sums.add(loss_fn, scored_logits(forward, images, tta), labels)
+    if sums is not None and world is not None:
+        sums = sums.summed(world)
+    if sums is None or int(sums.total.sum()) == 0:
         raise CnnlabError("the evaluation split is empty; give a data set with test images")
-    loss_sum, correct, total = sums
-    n = int(total.sum())
-    correct_list, total_list = correct.tolist(), total.tolist()
-    return EvalResult(float(loss_sum) / n, sum(correct_list) / n, correct_list, total_list)
-
-
-def _eval_zeros(num_classes: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    counts = torch.zeros(num_classes, dtype=torch.int64, device=device)
-    return torch.zeros((), device=device), counts, counts.clone()
+    n = int(sums.total.sum())
+    correct, total = sums.correct.tolist(), sums.total.tolist()
+    return EvalResult(float(sums.loss_sum) / n, sum(correct) / n, correct, total)
 
 
 def raise_if_diverged(first_bad_step: int, epoch: int, run_dir: Path) -> None:

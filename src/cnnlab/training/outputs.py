@@ -10,31 +10,59 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab.config import TrainConfig
-from cnnlab.files import atomic_write_text, remove_stale_temp_files
+from cnnlab.files import atomic_write_text, installed_version, remove_stale_temp_files
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.device import describe_device
 from cnnlab.training.run_dir import create_run_dir
 
+
+@dataclass(frozen=True)
+class EpochMetric:
+    """One number of an epoch's row, and how each place that shows it shows it."""
+
+    key: str  # its key in metrics.jsonl
+    short: str  # the progress line's heading
+    title: str  # the heading of the report's epoch table
+    width: int  # the progress line's column, `unit` included
+    spec: str  # its format spec ("" for the epoch)
+    tag: str | None  # its TensorBoard tag; None: not sent to TensorBoard
+    unit: str = ""  # written after the number on the progress line
+    report_spec: str | None = None  # the report's format spec, where it differs from `spec`
+
+    def line_cell(self, row: dict[str, Any]) -> str:
+        """Its column of the progress line: right-aligned, "-" when the row has no value."""
+        value, width = row.get(self.key), self.width - len(self.unit)
+        text = f"{value:{width}{self.spec}}" if value is not None else " " * (width - 1) + "-"
+        return text + self.unit
+
+    def report_cell(self, row: dict[str, Any]) -> str:
+        value = row.get(self.key)
+        spec = self.spec if self.report_spec is None else self.report_spec
+        return format(value, spec) if value is not None else "-"
+
+
+# the epoch metrics, in the order of the progress line's and the report's columns
+EPOCH_METRICS = (
+    EpochMetric("epoch", "epoch", "epoch", 5, "", "epoch"),
+    EpochMetric("train_loss", "train_loss", "train loss", 10, ".4f", "train_loss_epoch"),
+    EpochMetric("train_accuracy", "train_acc", "train accuracy", 9, ".4f", "train_accuracy"),
+    EpochMetric("test_loss", "test_loss", "test loss", 9, ".4f", "test_loss"),
+    EpochMetric("test_accuracy", "test_acc", "test accuracy", 8, ".4f", "test_accuracy"),
+    EpochMetric("examples_per_second", "ex/s", "examples/s", 8, ",.0f", "examples_per_second"),
+    EpochMetric("epoch_seconds", "time", "seconds", 6, ".1f", None, unit="s"),
+    EpochMetric("lr", "lr", "learning rate", 8, ".2e", "lr", report_spec=".3g"),
+)
 # every epoch metric goes to TensorBoard at the global step, so all charts share one x axis;
 # metrics.jsonl key -> TensorBoard tag ("train_loss" is the loss of each log interval)
-EPOCH_SCALARS = {
-    "epoch": "epoch",
-    "train_loss": "train_loss_epoch",
-    "train_accuracy": "train_accuracy",
-    "test_loss": "test_loss",
-    "test_accuracy": "test_accuracy",
-    "lr": "lr",
-    "examples_per_second": "examples_per_second",
-}
+EPOCH_SCALARS = {metric.key: metric.tag for metric in EPOCH_METRICS if metric.tag is not None}
 
 
 class RunOutputs:
@@ -64,8 +92,8 @@ class RunOutputs:
             versions = {
                 "python": platform.python_version(),
                 "torch": torch.__version__,
-                "torchvision": _version("torchvision"),  # no import: it takes 2+ s
-                "cnnlab": _version("cnnlab"),
+                "torchvision": installed_version("torchvision"),  # no import: it takes 2+ s
+                "cnnlab": installed_version("cnnlab"),
             }
             started = _read_started(self.run_dir / "config.json")  # kept when resumed
             facts = {
@@ -118,13 +146,6 @@ def _read_started(path: Path) -> str | None:
         return None
 
 
-def _version(package: str) -> str | None:
-    try:
-        return package_version(package)
-    except PackageNotFoundError:
-        return None
-
-
 class MetricsLog:
     """metrics.jsonl: one JSON object per epoch, rewritten atomically (it is a few KB at most)."""
 
@@ -160,23 +181,12 @@ class TensorBoardLog:
             self.writer.close()
 
 
-HEADER = (
-    f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {'test_loss':>9} {'test_acc':>8} "
-    f"{'ex/s':>8} {'time':>6} {'lr':>8}"
-)
+HEADER = " ".join(f"{metric.short:>{metric.width}}" for metric in EPOCH_METRICS)
 
 
 def format_row(row: dict[str, Any]) -> str:
-    def num(key: str, fmt: str, width: int) -> str:
-        value = row.get(key)
-        return f"{value:{width}{fmt}}" if value is not None else " " * (width - 1) + "-"
-
-    return (
-        f"{row['epoch']:>5} {num('train_loss', '.4f', 10)} {num('train_accuracy', '.4f', 9)} "
-        f"{num('test_loss', '.4f', 9)} {num('test_accuracy', '.4f', 8)} "
-        f"{num('examples_per_second', ',.0f', 8)} {num('epoch_seconds', '.1f', 5)}s "
-        f"{num('lr', '.2e', 8)}"
-    )
+    """The progress line of an epoch: its row under HEADER."""
+    return " ".join(metric.line_cell(row) for metric in EPOCH_METRICS)
 
 
 class Progress:

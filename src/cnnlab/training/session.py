@@ -20,15 +20,15 @@ from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
+from cnnlab.process import keep_freed_memory
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.cpu_split import SplitStep, can_split, default_slices
-from cnnlab.training.determinism import set_determinism
+from cnnlab.training.determinism import determinism_caveats, seed_run
 from cnnlab.training.device import resolve_device
 from cnnlab.training.distributed import ShardStep, World, process_device, seed_own_stream
 from cnnlab.training.fast_ops import use_fast_cpu_ops
 from cnnlab.training.loop import EpochSums
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
-from cnnlab.training.process import keep_freed_memory
 from cnnlab.training.resume_rules import check_resumable
 from cnnlab.training.run_dir import prepare_run_dir
 
@@ -38,37 +38,48 @@ WEIGHT_FLAGS = (("--pretrained", "pretrained"), ("--weights-file", "weights_file
 
 @dataclass
 class TrainState:
-    """Where the run is: everything besides model/optimizer/scheduler that a resume needs."""
+    """Where the run is: counters, metrics, and the sums of the epoch in progress (the part
+    of it done when a checkpoint was taken mid-epoch). Everything a resume needs besides the
+    model, optimizer and schedule."""
 
+    sums: EpochSums
     epoch: int = 0  # epochs finished
     step: int = 0  # optimizer steps taken
     batch_in_epoch: int = 0  # batches finished in the epoch in progress
     best_accuracy: float = -1.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, world: World) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "step": self.step,
             "batch_in_epoch": self.batch_in_epoch,
             "best_accuracy": self.best_accuracy,
             "metrics": list(self.metrics),
+            "epoch_sums": self.sums.state_dict(world),  # every process's, summed
         }
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: dict[str, Any], world: World) -> None:
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.batch_in_epoch, self.best_accuracy = saved["batch_in_epoch"], saved["best_accuracy"]
         self.metrics = list(saved["metrics"])
+        self.sums = EpochSums.zeros(self.sums.device, self.step)
+        if self.batch_in_epoch and world.rank == 0:  # every process's sums: counted once
+            self.sums.load_state_dict(saved["epoch_sums"])
+
+    def start_epoch(self) -> EpochSums:
+        """The sums of the epoch about to run: fresh, or a part-done epoch's as restored."""
+        if self.batch_in_epoch == 0:
+            self.sums = EpochSums.zeros(self.sums.device, self.step)
+        return self.sums
 
 
 @dataclass(kw_only=True)
-class Session:
-    """Everything one run trains with, built once by `build_session`."""
+class RunParts:
+    """What a run trains with: the model, its data, optimizer, schedule and loss, and how a
+    batch is split (across CPU threads: SplitStep; across torchrun's processes: ShardStep,
+    made once the process group is up; None: not at all)."""
 
-    cfg: TrainConfig
-    info: ckpt.RunInfo  # what every checkpoint and config.json say the run is
-    device: torch.device
-    run_dir: Path
     model: nn.Module  # the module whose state_dict is saved
     forward_model: nn.Module  # the same model, compiled when cfg.compile
     train_loader: Any
@@ -77,17 +88,56 @@ class Session:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     loss_fn: nn.Module
     num_classes: int
-    facts: dict[str, Any]  # parameter count, where the data came from: for config.json
-    caveats: list[str]  # what --deterministic cannot promise here
-    world: World = field(default_factory=World)  # the processes under torchrun (else one)
     backbone: list[nn.Parameter] = field(default_factory=list)  # what --freeze-backbone freezes
-    # how each batch is split: across CPU threads (SplitStep), or across torchrun's processes
-    # (ShardStep, made by join_world once the process group is up); None: not at all
     split: SplitStep | ShardStep | None = None
-    state: TrainState = field(default_factory=TrainState)
-    sums: EpochSums | None = None  # the epoch in progress (saves happen only inside one)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict() if self.scheduler else None,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        ckpt.load_model_state(self.model, saved)
+        self.optimizer.load_state_dict(saved["optimizer_state"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(saved["scheduler_state"])
+
+    def freeze_backbone(self, frozen: bool) -> None:
+        """A frozen parameter gets no gradient, so the optimizer skips it. Batch norm layers of
+        a frozen backbone still update their running statistics in train mode, as fastai's
+        freezing does: the statistics follow the new data (grey 28×28 digits are far from
+        ImageNet's), while the weights that were learned stay as they are."""
+        for param in self.backbone:
+            param.requires_grad_(not frozen)
+        if isinstance(self.split, ShardStep):
+            self.split.follow_requires_grad()
+
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def close(self) -> None:
+        self.freeze_backbone(False)  # the model handed back is an ordinary, trainable one
+        if self.split is not None:
+            self.split.close()
+
+
+@dataclass(kw_only=True)
+class Session:
+    """One run, built once by `build_session`: what it is and where it runs (config, RunInfo,
+    device, folder, processes), what it trains with (`parts`) and where it stands (`state`)."""
+
+    cfg: TrainConfig
+    info: ckpt.RunInfo  # what every checkpoint and config.json say the run is
+    device: torch.device
+    run_dir: Path
+    world: World  # the processes under torchrun (else one); linked once the group is up
+    parts: RunParts
+    state: TrainState
     resumed: bool = False  # restored from a checkpoint by load_state_dict
-    resumed_sums: dict[str, Any] | None = None  # a checkpoint's part-done epoch, used once
+    facts: dict[str, Any] = field(default_factory=dict)  # parameter count, data: config.json
+    caveats: list[str] = field(default_factory=list)  # what --deterministic cannot promise
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint: the run as it stands, enough to continue it step for step."""
@@ -95,48 +145,35 @@ class Session:
             "format": ckpt.FORMAT,
             "version": ckpt.VERSION,
             **self.info.to_dict(),
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict() if self.scheduler else None,
-            **self.state.state_dict(),
+            **self.parts.state_dict(),
+            **self.state.state_dict(self.world),
             "finished": self.state.epoch >= self.cfg.epochs,
-            "epoch_sums": self.sums.state_dict(self.world),  # every process's, summed
             "rng": ckpt.rng_state(self.device),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Put model, optimizer, schedule, RNGs and counters back as the checkpoint left them."""
-        ckpt.load_model_state(self.model, saved)
-        self.optimizer.load_state_dict(saved["optimizer_state"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(saved["scheduler_state"])
+        self.parts.load_state_dict(saved)
         ckpt.set_rng_state(saved["rng"], self.device)
-        self.state.load_state_dict(saved)
+        self.state.load_state_dict(saved, self.world)
         self.resumed = True
-        self.resumed_sums = saved["epoch_sums"] if self.state.batch_in_epoch else None
 
-    def start_epoch(self) -> EpochSums:
-        """Fresh sums for the next epoch, or the part-done epoch's sums when resuming."""
-        self.sums = EpochSums.zeros(self.device, self.state.step)
-        if self.resumed_sums is not None:
-            if self.world.rank == 0:  # the saved sums are every process's: counted once
-                self.sums.load_state_dict(self.resumed_sums)
-            self.resumed_sums = None
-        return self.sums
-
-    def join_world(self) -> None:
-        """Under torchrun, once the process group is up: rank 0's run folder (its name may
-        hold a timestamp), the DDP step, and each rank's own dropout stream."""
-        if not self.world.launched:
+    def join_world(self, world: World) -> None:
+        """Under torchrun, once the process group is up (`world` is linked to it): rank 0's
+        run folder (its name may hold a timestamp), the DDP step, and each rank's own dropout
+        stream."""
+        self.world = world
+        if not world.launched:
             return
         if not self.resumed:
-            self.run_dir = Path(self.world.rank0_text(str(self.run_dir), "run_dir"))
-        autocast = torch.autocast(self.device.type, torch.bfloat16) if self.cfg.amp else None
-        self.split = ShardStep(
-            self.model, self.loss_fn, self.train_loader, self.device, autocast=autocast,
-            global_loss=needs_closure(self.optimizer), compile=self.cfg.compile,
+            self.run_dir = Path(world.rank0_text(str(self.run_dir), "run_dir"))
+        parts, cfg = self.parts, self.cfg
+        autocast = torch.autocast(self.device.type, torch.bfloat16) if cfg.amp else None
+        parts.split = ShardStep(
+            parts.model, parts.loss_fn, parts.train_loader, self.device, autocast=autocast,
+            global_loss=needs_closure(parts.optimizer), compile=cfg.compile,
         )  # fmt: skip
-        seed_own_stream(self.world, self.cfg.seed, self.state.step)
+        seed_own_stream(world, cfg.seed, self.state.step)
 
     def backbone_frozen(self, epoch: int) -> bool:
         """Whether the backbone is frozen in `epoch` (0-based): decided by the epoch alone, so
@@ -145,24 +182,16 @@ class Session:
         return cfg.freeze_backbone and (cfg.unfreeze_epoch is None or epoch < cfg.unfreeze_epoch)
 
     def freeze_for_epoch(self, epoch: int, *, first: bool) -> str | None:
-        """Set the backbone's requires_grad for `epoch`; a line to print when a phase starts
-        (frozen: at the process's `first` epoch; unfrozen: at --unfreeze-epoch).
-
-        A frozen parameter gets no gradient, so the optimizer skips it. Batch norm layers of a
-        frozen backbone still update their running statistics in train mode, as fastai's
-        freezing does: the statistics follow the new data (grey 28×28 digits are far from
-        ImageNet's), while the weights that were learned stay as they are."""
+        """Freeze or unfreeze the backbone for `epoch`; a line to print when a phase starts
+        (frozen: at the process's `first` epoch; unfrozen: at --unfreeze-epoch)."""
         frozen = self.backbone_frozen(epoch)
-        for param in self.backbone:
-            param.requires_grad_(not frozen)
-        if isinstance(self.split, ShardStep):
-            self.split.follow_requires_grad()
+        self.parts.freeze_backbone(frozen)
         if frozen and first:
             until = self.cfg.unfreeze_epoch
             later = f" for {until} epoch{'s' * (until != 1)}" if until is not None else ""
             return (
                 f"backbone frozen{later}: training the head's {self.trainable_parameters(epoch):,}"
-                f" of {self.total_parameters():,} parameters"
+                f" of {self.parts.total_parameters():,} parameters"
             )
         if self.cfg.freeze_backbone and epoch == self.cfg.unfreeze_epoch:
             scale = self.cfg.backbone_lr_scale
@@ -170,19 +199,10 @@ class Session:
             return f"epoch {epoch + 1}: backbone unfrozen, training all parameters{lr}"
         return None
 
-    def total_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
     def trainable_parameters(self, epoch: int) -> int:
         """The parameters that learn in `epoch`."""
-        frozen = sum(p.numel() for p in self.backbone) if self.backbone_frozen(epoch) else 0
-        return self.total_parameters() - frozen
-
-    def close(self) -> None:
-        for param in self.backbone:  # the model handed back is an ordinary, trainable one
-            param.requires_grad_(True)
-        if self.split is not None:
-            self.split.close()
+        frozen = sum(p.numel() for p in self.parts.backbone) if self.backbone_frozen(epoch) else 0
+        return self.parts.total_parameters() - frozen
 
 
 def build_session(
@@ -200,7 +220,7 @@ def build_session(
     device = process_device(resolve_device(cfg.device), cfg, world)
     if device.type == "cpu":
         keep_freed_memory()
-    caveats = set_determinism(cfg, device)
+    seed_run(cfg)
     data = load_dataset(
         cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
         val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
@@ -215,21 +235,23 @@ def build_session(
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    session = Session(
-        cfg=cfg, info=info, device=device, run_dir=run_dir, model=model,
-        forward_model=torch.compile(model) if cfg.compile else model,
+    parts = RunParts(
+        model=model, forward_model=torch.compile(model) if cfg.compile else model,
         train_loader=train_loader, test_loader=test_loader,
         optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
         loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
+        backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
+    )  # fmt: skip
+    parts.split = make_split(cfg, parts, device, world)
+    session = Session(
+        cfg=cfg, info=info, device=device, run_dir=run_dir, world=world, parts=parts,
+        state=TrainState(EpochSums.zeros(device, 0)), caveats=determinism_caveats(cfg, device),
         facts={
             "parameters": count_parameters(model),
             "data": {"location": data.location, "train": len(data.train), "test": len(data.test)},
             "processes": world.size,
         },
-        caveats=caveats, world=world,
-        backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
     )  # fmt: skip
-    session.split = make_split(session)
     if saved is not None:
         session.load_state_dict(saved)
     session.facts["trainable_parameters"] = session.trainable_parameters(session.state.epoch)
@@ -311,19 +333,20 @@ def weight_args(cfg: TrainConfig) -> dict[str, Any]:
     return weights
 
 
-def make_split(session: Session) -> SplitStep | None:
+def make_split(
+    cfg: TrainConfig, parts: RunParts, device: torch.device, world: World
+) -> SplitStep | None:
     """Slice CPU batches across cores when it keeps the step's meaning (see cpu_split.py)."""
-    cfg = session.cfg
     slices = cfg.cpu_slices or default_slices(cfg.deterministic)
     if cfg.deterministic and slices > 2:
         raise ConfigError(
             "--deterministic allows --cpu-slices 1 or 2 (summing more gradients "
             "in thread order is not bit-exact)"
         )
-    if session.world.launched:  # the processes are the parallelism (ShardStep)
+    if world.launched:  # the processes are the parallelism (ShardStep)
         return None
-    if session.device.type != "cpu" or slices < 2 or cfg.compile or cfg.amp:
+    if device.type != "cpu" or slices < 2 or cfg.compile or cfg.amp:
         return None
-    if not can_split(session.model):
+    if not can_split(parts.model):
         return None
-    return SplitStep(session.forward_model, session.loss_fn, slices)
+    return SplitStep(parts.forward_model, parts.loss_fn, slices)

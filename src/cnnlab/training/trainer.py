@@ -19,18 +19,19 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
+from cnnlab.process import (
+    seconds_since_process_start,
+    startup_finished,
+    startup_seconds_once,
+    torch_threads_restored,
+)
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.cpu_split import SplitStep
+from cnnlab.training.determinism import deterministic_kernels
 from cnnlab.training.distributed import StopVote, process_group
 from cnnlab.training.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.training.optim import steps_per_batch
 from cnnlab.training.outputs import RunOutputs, now
-from cnnlab.training.process import (
-    seconds_since_process_start,
-    startup_finished,
-    startup_seconds_once,
-    torch_settings_restored,
-)
 from cnnlab.training.resume_rules import resume_config
 from cnnlab.training.session import Session, build_session
 from cnnlab.training.signals import StopSignals, TrainingInterrupted
@@ -51,8 +52,7 @@ class TrainResult:
 def fit(cfg: TrainConfig) -> TrainResult:
     """Train as `cfg` says and leave a run directory behind (no report: `cnnlab.train` asks
     for it when the run is done)."""
-    with torch_settings_restored():
-        return run(build_session(cfg))
+    return run(build_session(cfg))
 
 
 def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
@@ -64,8 +64,7 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
     run_dir = Path(run_dir)
     saved = load_checkpoint(run_dir / "last.pt")
     cfg = resume_config(saved["config"], overrides, run_dir)
-    with torch_settings_restored():
-        return run(build_session(cfg, saved))
+    return run(build_session(cfg, saved))
 
 
 resume = resume_run  # the name `cnnlab.training.resume` has always had
@@ -74,12 +73,17 @@ resume = resume_run  # the name `cnnlab.training.resume` has always had
 def run(session: Session) -> TrainResult:
     """Open the run's outputs, train the remaining epochs, close everything. Under torchrun
     the process group starts here, after every check, and rank 0 alone writes."""
-    cfg, world = session.cfg, session.world
+    cfg = session.cfg
     # the stop handlers, once training starts, stay until everything is closed: under torchrun
     # a process closing after an error gets SIGTERM from torchrun (one of its processes has
     # failed), and it must still get to say why
-    with contextlib.ExitStack() as handlers, process_group(world, session.device, cfg.dist_timeout):
-        session.join_world()
+    with (
+        torch_threads_restored(),
+        deterministic_kernels(cfg.deterministic),
+        contextlib.ExitStack() as handlers,
+        process_group(session.world, session.device, cfg.dist_timeout) as world,
+    ):
+        session.join_world(world)
         outputs = RunOutputs(session.run_dir, cfg, writes=world.writes)
         try:
             outputs.open(resumed_at_step=session.state.step if session.resumed else None)
@@ -90,23 +94,23 @@ def run(session: Session) -> TrainResult:
                 outputs.message(f"torchrun: {world.size} processes, {batch}")
             for caveat in session.caveats:
                 outputs.message(f"deterministic: {caveat}")
-            if cfg.threads or isinstance(session.split, SplitStep):
+            if cfg.threads or isinstance(session.parts.split, SplitStep):
                 torch.set_num_threads(cfg.threads or 1)  # slices run one intra-op thread each
             startup_finished()  # every module is imported (torch.optim's dynamo): process.py
             stop = handlers.enter_context(StopSignals(repeats_within=1.0 if world.launched else 0))
             run_epochs(session, stop, outputs)
         finally:
-            session.close()
+            session.parts.close()
             outputs.close()
     return TrainResult(
-        session.run_dir, session.model, session.state.metrics, cfg, main_process=world.writes
+        session.run_dir, session.parts.model, session.state.metrics, cfg, main_process=world.writes
     )
 
 
 def save(session: Session, outputs: RunOutputs, filename: str = "last.pt") -> None:
     """Write a checkpoint of the run as it stands (refusing to save a diverged model).
     Every process calls it (the sums are summed over them); rank 0 writes."""
-    totals = session.sums.totals(session.world)
+    totals = session.state.sums.totals(session.world)
     raise_if_diverged(totals.first_bad_step, session.state.epoch, session.run_dir)
     outputs.checkpoint(session.state_dict(), filename)
 
@@ -121,14 +125,14 @@ class StepHook:
         first_of_process: bool,
     ):  # fmt: skip
         self.session, self.epoch, self.stop, self.outputs = session, epoch, stop, outputs
-        totals = session.sums.totals(session.world)
+        totals = session.state.sums.totals(session.world)
         self.logged_loss, self.logged_seen = totals.loss_sum, totals.seen
         self.vote = StopVote(session.world)  # a signal to any process stops them all
         self.first_of_process = first_of_process  # time the start-up at this epoch's first step
         self.startup_seconds: float | None = None
 
     def __call__(self) -> None:
-        session, state, sums = self.session, self.session.state, self.session.sums
+        session, state, sums = self.session, self.session.state, self.session.state.sums
         cfg = session.cfg
         if self.first_of_process and self.startup_seconds is None:
             self.startup_seconds = startup_seconds_once()
@@ -167,19 +171,19 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
         phase = session.freeze_for_epoch(epoch, first=epoch == first_epoch)
         if phase is not None:
             outputs.message(phase)
-        sums = session.start_epoch()
-        session.train_loader.set_epoch(epoch, start_batch=state.batch_in_epoch)
-        outputs.progress.start_epoch(epoch, len(session.train_loader), state.batch_in_epoch)
+        sums = session.state.start_epoch()
+        session.parts.train_loader.set_epoch(epoch, start_batch=state.batch_in_epoch)
+        outputs.progress.start_epoch(epoch, len(session.parts.train_loader), state.batch_in_epoch)
         hook = StepHook(session, epoch, stop, outputs, first_of_process=epoch == first_epoch)
         train_one_epoch(
-            session.forward_model,
-            session.train_loader,
-            session.optimizer,
-            session.loss_fn,
+            session.parts.forward_model,
+            session.parts.train_loader,
+            session.parts.optimizer,
+            session.parts.loss_fn,
             sums,
-            scheduler=session.scheduler if per_batch else None,
+            scheduler=session.parts.scheduler if per_batch else None,
             autocast=autocast,
-            split=session.split,
+            split=session.parts.split,
             on_step=hook,
         )
         row = end_epoch(session, epoch, outputs, hook.startup_seconds)
@@ -193,24 +197,24 @@ def end_epoch(
     session: Session, epoch: int, outputs: RunOutputs, startup_seconds: float | None
 ) -> dict[str, Any]:
     """After an epoch's last step: its row, the schedule's step, evaluation, checkpoints."""
-    cfg, state, sums = session.cfg, session.state, session.sums
+    cfg, state, sums = session.cfg, session.state, session.state.sums
     totals = sums.totals(session.world)
     raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
     row = epoch_row(
-        epoch, state.step, totals, sums.seconds, session.optimizer.param_groups[0]["lr"]
+        epoch, state.step, totals, sums.seconds, session.parts.optimizer.param_groups[0]["lr"]
     )
     if startup_seconds is not None:
         row["startup_seconds"] = startup_seconds  # process start to its first step
-    if session.scheduler is not None and not steps_per_batch(cfg):
-        session.scheduler.step()
+    if session.parts.scheduler is not None and not steps_per_batch(cfg):
+        session.parts.scheduler.step()
     eval_start = time.perf_counter()
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
         result = evaluate(
-            session.forward_model,
-            session.test_loader,
-            session.loss_fn,
-            session.num_classes,
-            split=session.split,
+            session.parts.forward_model,
+            session.parts.test_loader,
+            session.parts.loss_fn,
+            session.parts.num_classes,
+            split=session.parts.split,
             world=session.world,
             tta=cfg.tta,
         )

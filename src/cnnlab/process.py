@@ -1,5 +1,10 @@
-"""Process-wide settings: glibc's memory reuse, Python's garbage collector during start-up,
-torch's threads and determinism, and how long the process has run."""
+"""The process cnnlab runs in: glibc's memory reuse, Python's garbage collector during
+start-up, torch's thread count, the cores this process may use, its torchrun rank, and how
+long it has run.
+
+What this module remembers (whether it paused the collector, whether the process has taken its
+first training step) is the process's own, so it is kept here, once per process: the only
+module-level state in cnnlab. Nothing here imports torch at import time."""
 
 from __future__ import annotations
 
@@ -67,16 +72,15 @@ def startup_finished() -> None:
 
 
 @contextlib.contextmanager
-def torch_settings_restored() -> Iterator[None]:
-    """A run may change torch's global thread count and determinism; give them back after."""
+def torch_threads_restored() -> Iterator[None]:
+    """A run may set torch's global thread count (--threads, --cpu-slices); give it back after."""
     import torch  # here, not at the top: the CLI imports this module before it needs torch
 
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
 
 
 def seconds_since_process_start() -> float | None:
@@ -104,3 +108,18 @@ def startup_seconds_once() -> float | None:
         return None
     _first_step_taken = True
     return seconds_since_process_start()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one), at
+    least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def launched_rank() -> str:
+    """This process's RANK as its launcher (torchrun) set it, "0" when it was started alone.
+    Unchecked, and readable before the process group starts or after it failed: for "only one
+    process says so" (distributed.World reads and checks it for the run itself)."""
+    return os.environ.get("RANK", "0")
