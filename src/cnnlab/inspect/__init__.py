@@ -11,7 +11,7 @@ _WHERE: dict[str, str] = {
     "LayerRow": "layer_summary",
     "ModelSummary": "layer_summary",
     "summary": "layer_summary",
-    "Field": "receptive",
+    "Field": "field_rules",
     "Trace": "receptive",
     "trace": "receptive",
     "conv_filters": "features",

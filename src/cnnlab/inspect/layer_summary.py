@@ -24,7 +24,8 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.files import size_text
-from cnnlab.inspect.receptive import Field, trace
+from cnnlab.inspect.field_rules import Field
+from cnnlab.inspect.receptive import trace
 from cnnlab.training.device import model_device
 
 DEFAULT_DEPTH = 3
