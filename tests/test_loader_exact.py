@@ -5,7 +5,6 @@ FolderLoader and make_loader pass every option on."""
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pytest
 import torch
@@ -213,10 +212,12 @@ def test_labels_come_out_as_int64():
 
 
 def test_default_num_workers_is_up_to_four_and_never_more_than_the_cpus(monkeypatch):
-    """Four workers on a big machine, one per CPU on a small one, one when the count is
-    unknown."""
-    for cpus, workers in [(16, 4), (4, 4), (2, 2), (1, 1), (None, 1)]:
-        monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
+    """Four workers on a big machine, one per usable core on a small one (the cores this
+    process may run on: process.usable_cores, tested in test_core_exact.py)."""
+    from cnnlab.data import loader
+
+    for cores, workers in [(16, 4), (5, 4), (4, 4), (3, 3), (2, 2), (1, 1)]:
+        monkeypatch.setattr(loader, "usable_cores", lambda cores=cores: cores)
         assert default_num_workers() == workers
 
 

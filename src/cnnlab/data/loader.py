@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from cnnlab.data.augment import augment_batch, random_jpeg
 from cnnlab.data.types import ImageData, Split
 from cnnlab.errors import ConfigError
+from cnnlab.process import usable_cores
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -39,8 +39,9 @@ def seeded_generator(*parts: int) -> torch.Generator:
 
 
 def default_num_workers() -> int:
-    """Worker processes for image folders: up to 4, never more than the CPUs."""
-    return min(4, os.cpu_count() or 1)
+    """Worker processes for image folders: up to 4, never more than the cores this process
+    may use."""
+    return min(4, usable_cores())
 
 
 class _Normalise:
