@@ -1,13 +1,20 @@
-"""Print mutmut's results per module: mutants, killed, survived, the score, and each survivor.
+"""Print mutmut's results per module, and keep docs/MUTANTS.md, the table of survivors.
 
-`make mutation` runs this after `mutmut run`. A survivor named in docs/TESTING.md (its reason
-given there) is marked "explained"; the command fails while a module scores under the target
-and has a survivor nobody explained, so the habit holds as the code changes.
+`make mutation` runs this after `mutmut run`. It prints mutants, killed, survived and the score
+of every module, then writes docs/MUTANTS.md again: one row per mutant that survives today, with
+what it changes and why it is left. The reasons are written by people, in that file: a row keeps
+its reason as long as its mutant survives, a mutant that is killed now loses its row, and a new
+survivor gets a row whose reason is TO_EXPLAIN. The command fails while a module scores under
+the target and has a survivor with no reason, so the habit holds as the code changes.
+
+    python tools/mutation_report.py            # after `mutmut run` (make mutation)
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 import tomllib
 from collections import Counter
@@ -19,6 +26,21 @@ TARGET = 90.0
 KILLED = {1, 3, 36, -24, 24, 152, 255}
 SURVIVED = {0}
 NO_TESTS = {5, 33}
+PAGE = Path("docs") / "MUTANTS.md"
+TO_EXPLAIN = "**to explain**"
+ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<change>.*) \| (?P<reason>.*) \|$")
+HEAD = """# Mutants that survive `make mutation`, and why they are left
+
+Written by `tools/mutation_report.py` after each `make mutation`; docs/TESTING.md says how the
+run works and gives the scores. Each row is a mutant that survived: what it changes and why no
+test is written for it. *equivalent*: the change cannot alter what a run does. *CUDA-only*: the
+change moves a tensor on a GPU and nothing on the CPU, and the suite runs without a GPU here.
+*not worth a test*: a speed setting (`foreach`, `pin_memory`, `non_blocking`, `--compile`) or
+the words of an error whose form is tested elsewhere. *killed since*: a test added after the
+run. The reasons are written here by hand and kept while their mutant survives; a new survivor
+gets {to_explain}, and the report fails while its module is under {target:.0f}%. The names are
+mutmut's and change when the function does.
+"""
 
 
 def status(exit_code: int | None) -> str:
@@ -39,14 +61,48 @@ def module_results(root: Path, source: str) -> dict[str, str]:
     return {name: status(code) for name, code in codes.items()}
 
 
+def known_rows(page: Path) -> dict[str, tuple[str, str]]:
+    """mutant name → (change, reason), from the rows of the page as it stands."""
+    if not page.exists():
+        return {}
+    rows = (ROW.match(line) for line in page.read_text(encoding="utf-8").splitlines())
+    return {m["name"]: (m["change"], m["reason"]) for m in rows if m}
+
+
+def change_of(name: str, root: Path) -> str:
+    """The mutant's first removed and added lines, from `mutmut show`."""
+    try:
+        shown = subprocess.run(
+            [sys.executable, "-m", "mutmut", "show", name], cwd=root, capture_output=True,
+            text=True, timeout=60, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "(see `mutmut show`)"
+    lines = shown.splitlines()
+    old = next((x[1:].strip() for x in lines if x.startswith("-") and not x.startswith("---")), "")
+    new = next((x[1:].strip() for x in lines if x.startswith("+") and not x.startswith("+++")), "")
+    return f"`-{old}` → `+{new}`".replace("|", "\\|") if old or new else "(see `mutmut show`)"
+
+
+def page_text(sections: list[tuple[str, list[tuple[str, str, str]]]]) -> str:
+    parts = [HEAD.format(to_explain=TO_EXPLAIN, target=TARGET)]
+    for module, rows in sections:
+        parts.append(f"\n## `{module}`: {len(rows)}\n")
+        if rows:
+            parts.append("\n| mutant | change | why it is left |\n| --- | --- | --- |\n")
+            parts.extend(f"| `{name}` | {change} | {reason} |\n" for name, change, reason in rows)
+    return "".join(parts)
+
+
 def main(root: Path = Path(".")) -> int:
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]
-    explained = (root / "docs" / "TESTING.md").read_text()
+    known = known_rows(root / PAGE)
     header = ("mutants", "killed", "survived", "no tests", "not run", "score")
     print(f"{'module':<34}" + "".join(f" {name:>8}" for name in header))
-    failing, unexplained = [], []
+    sections, failing, unexplained, ran = [], [], [], False
     for source in config["only_mutate"]:
         results = module_results(root, source)
+        ran = ran or bool(results)
         counts = Counter(results.values())
         tried = counts["killed"] + counts["survived"] + counts["no tests"]
         score = 100 * counts["killed"] / tried if tried else 0.0
@@ -56,17 +112,24 @@ def main(root: Path = Path(".")) -> int:
             f"{counts['no tests']:>8} {counts['not run']:>8} {score:>7.1f}%"
         )
         missed = [name for name, s in results.items() if s in ("survived", "no tests")]
+        rows = []
+        for name in missed:
+            change, reason = known.get(name) or (change_of(name, root), TO_EXPLAIN)
+            rows.append((name, change, reason))
+        sections.append((source.removeprefix("src/cnnlab/"), rows))
         if score < TARGET:
             failing.append(module)
-            unexplained += [name for name in missed if name not in explained]
+            unexplained += [name for name, _, reason in rows if reason == TO_EXPLAIN]
+    if ran:  # no mutants/ folder: nothing ran, the page stays as it is
+        (root / PAGE).write_text(page_text(sections), encoding="utf-8")
     if unexplained:
-        print(f"\n{len(unexplained)} survivors in modules under {TARGET:.0f}% that docs/TESTING.md")
-        print("does not explain (see one with: .venv/bin/mutmut show NAME):")
+        print(f"\n{len(unexplained)} survivors in modules under {TARGET:.0f}% have no reason in")
+        print(f"{PAGE} (see one with: .venv/bin/mutmut show NAME):")
         for name in unexplained:
             print(f"  {name}")
         return 1
     if failing:
-        print(f"\nunder {TARGET:.0f}%, explained in docs/TESTING.md: {', '.join(failing)}")
+        print(f"\nunder {TARGET:.0f}%, every survivor explained in {PAGE}: {', '.join(failing)}")
     return 0
 
 
