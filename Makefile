@@ -62,8 +62,9 @@ quick: setup
 demo: setup
 	$(VENV)/bin/cnnlab train --recipe recipes/lenet-fashion-mnist.toml
 
-## mutation: mutation testing of the training core with mutmut, the score per module (not part
-## of make test: about an hour on 2 CPU cores; docs/TESTING.md)
+## mutation: mutation testing of the training core with mutmut, the score per module, and
+## docs/MUTANTS.md (the survivors) written again (not part of make test: about an hour on 2 CPU
+## cores; docs/TESTING.md)
 mutation: $(VENV)/.cnnlab-mutation
 	rm -rf mutants
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run

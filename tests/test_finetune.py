@@ -257,3 +257,36 @@ def test_a_weights_file_starts_a_tv_model_and_is_never_read_again(tmp_path):
     weights.unlink()  # a resume takes its weights from last.pt
     resumed = cnnlab.train(resume=result.run_dir, epochs=2)
     assert len(resumed.metrics) == 2
+
+
+def test_closing_a_run_unfreezes_without_rewrapping_ddp():
+    """At the end of a run (or after an error on one rank) the backbone learns again, and
+    the DDP step is closed, not wrapped anew: a new DDP wrapper is a collective, which a rank
+    closing alone would wait in for --dist-timeout."""
+    from cnnlab.training.distributed import ShardStep
+    from cnnlab.training.session import RunParts
+
+    calls = []
+
+    class Shards(ShardStep):
+        def __init__(self):  # no process group here: only the calls are of interest
+            pass
+
+        def follow_requires_grad(self):
+            calls.append("rewrap")
+
+        def close(self):
+            calls.append("close")
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    backbone = list(model[0].parameters())
+    parts = RunParts(
+        model=model, forward_model=model, train_loader=[], test_loader=[],
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+        loss_fn=torch.nn.CrossEntropyLoss(), num_classes=2, backbone=backbone, split=Shards(),
+    )  # fmt: skip
+    parts.set_backbone_frozen(True)
+    assert calls == ["rewrap"] and not any(p.requires_grad for p in backbone)
+    parts.close()
+    assert calls == ["rewrap", "close"]
+    assert all(p.requires_grad for p in model.parameters())

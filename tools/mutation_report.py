@@ -3,9 +3,10 @@
 `make mutation` runs this after `mutmut run`. It prints mutants, killed, survived and the score
 of every module, then writes docs/MUTANTS.md again: one row per mutant that survives today, with
 what it changes and why it is left. The reasons are written by people, in that file: a row keeps
-its reason as long as its mutant survives, a mutant that is killed now loses its row, and a new
-survivor gets a row whose reason is TO_EXPLAIN. The command fails while a module scores under
-the target and has a survivor with no reason, so the habit holds as the code changes.
+its reason while its mutant survives with the same change, a mutant that is killed now loses
+its row, a new survivor gets TO_EXPLAIN, and one whose change is not the one its reason was
+written for gets TO_CHECK. The command fails while a module scores under the target and has
+such a row, so the habit holds as the code changes.
 
     python tools/mutation_report.py            # after `mutmut run` (make mutation)
 """
@@ -28,6 +29,9 @@ SURVIVED = {0}
 NO_TESTS = {5, 33}
 PAGE = Path("docs") / "MUTANTS.md"
 TO_EXPLAIN = "**to explain**"
+# a reason written for another change: mutmut numbers a function's mutants anew when it changes
+TO_CHECK = "**to check**: written for {change}: {reason}"
+NEEDS_WORK = (TO_EXPLAIN, "**to check**")
 ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<change>.*) \| (?P<reason>.*) \|$")
 HEAD = """# Mutants that survive `make mutation`, and why they are left
 
@@ -37,9 +41,10 @@ test is written for it. *equivalent*: the change cannot alter what a run does. *
 change moves a tensor on a GPU and nothing on the CPU, and the suite runs without a GPU here.
 *not worth a test*: a speed setting (`foreach`, `pin_memory`, `non_blocking`, `--compile`) or
 the words of an error whose form is tested elsewhere. *killed since*: a test added after the
-run. The reasons are written here by hand and kept while their mutant survives; a new survivor
-gets {to_explain}, and the report fails while its module is under {target:.0f}%. The names are
-mutmut's and change when the function does.
+run. The reasons are written here by hand and kept while their mutant survives with the same
+change; a new survivor gets {to_explain}, and one whose change is not the one its reason was
+written for (mutmut numbers a function's mutants anew when the function changes) gets
+**to check**. The report fails while such a row is in a module under {target:.0f}%.
 """
 
 
@@ -84,6 +89,17 @@ def change_of(name: str, root: Path) -> str:
     return f"`-{old}` → `+{new}`".replace("|", "\\|") if old or new else "(see `mutmut show`)"
 
 
+def row(name: str, known: tuple[str, str] | None, change: str) -> tuple[str, str]:
+    """(change, reason) of a survivor: its reason is kept while the change it was written
+    for is the mutant's change; otherwise it is shown to check, or to explain when new."""
+    if known is None:
+        return change, TO_EXPLAIN
+    old_change, reason = known
+    if old_change == change or reason.startswith(NEEDS_WORK):
+        return change, reason
+    return change, TO_CHECK.format(change=old_change, reason=reason)
+
+
 def page_text(sections: list[tuple[str, list[tuple[str, str, str]]]]) -> str:
     parts = [HEAD.format(to_explain=TO_EXPLAIN, target=TARGET)]
     for module, rows in sections:
@@ -112,14 +128,11 @@ def main(root: Path = Path(".")) -> int:
             f"{counts['no tests']:>8} {counts['not run']:>8} {score:>7.1f}%"
         )
         missed = [name for name, s in results.items() if s in ("survived", "no tests")]
-        rows = []
-        for name in missed:
-            change, reason = known.get(name) or (change_of(name, root), TO_EXPLAIN)
-            rows.append((name, change, reason))
+        rows = [(name, *row(name, known.get(name), change_of(name, root))) for name in missed]
         sections.append((source.removeprefix("src/cnnlab/"), rows))
         if score < TARGET:
             failing.append(module)
-            unexplained += [name for name, _, reason in rows if reason == TO_EXPLAIN]
+            unexplained += [name for name, _, reason in rows if reason.startswith(NEEDS_WORK)]
     if ran:  # no mutants/ folder: nothing ran, the page stays as it is
         (root / PAGE).write_text(page_text(sections), encoding="utf-8")
     if unexplained:

@@ -73,5 +73,7 @@ def report_run(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def _say(cfg: TrainConfig, text: str) -> None:
-    if cfg.progress != "none":  # as the run's own progress lines (training/outputs.py)
-        print(text, flush=True)
+    """A line of the run's own output (none with progress="none")."""
+    from cnnlab.training.outputs import Progress
+
+    Progress(cfg.progress, cfg.epochs).message(text)

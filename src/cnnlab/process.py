@@ -3,8 +3,8 @@ start-up, torch's thread count, the cores this process may use, its torchrun ran
 long it has run.
 
 What this module remembers (whether it paused the collector, whether the process has taken its
-first training step) is the process's own, so it is kept here, once per process: the only
-module-level state in cnnlab. Nothing here imports torch at import time."""
+first training step) is the process's own, so it is kept here, once per process, and not in
+any run's objects. Nothing here imports torch at import time."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features,
 plot, report, compare, predict and export.
 
-Each command's options are generated from its config dataclass (config.py) by options.py, so a
+Each command's options are generated from its config dataclass (config/) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
 commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets), summary.py
 (summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot), report.py

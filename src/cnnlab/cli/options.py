@@ -1,4 +1,4 @@
-"""Command-line options generated from the config dataclasses (config.py).
+"""Command-line options generated from the config dataclasses (config/).
 
 `add_config_options(parser, EvalConfig)` adds one option per field (`batch_size` is
 `--batch-size`; a bool is `--flag / --no-flag`; a dict is a repeated `--model-arg KEY=VALUE`; a

@@ -5,9 +5,9 @@ knows reports exist. Users call `cnnlab.train(...)` (cnnlab/api.py), which train
 and then asks for the run's report.
 
 Modules: loop (train_one_epoch, evaluate), session (building a run: Session, TrainState),
-trainer (running it: fit, resume), checkpoint (safe saves and loads, RunInfo), outputs (every
+trainer (running it: fit, resume_run), checkpoint (safe saves and loads, RunInfo), outputs (every
 file a run writes), resume_rules (what a resumed run may change), optim, cpu_split, fast_ops,
-device, process, determinism, run_dir, signals, evaluation (`cnnlab eval`). Names here are
+device, determinism, run_dir, signals, evaluation (`cnnlab eval`). Names here are
 imported on first use, so the CLI can reach `signals` without importing torch.
 """
 
@@ -23,7 +23,6 @@ _WHERE = {
     "evaluate_checkpoint": "evaluation",
     "TrainResult": "trainer",
     "fit": "trainer",
-    "resume": "trainer",
     "resume_run": "trainer",
     "EvalResult": "loop",
     "TrainingDiverged": "loop",

@@ -4,7 +4,8 @@ A checkpoint is a plain dict of tensors and Python values (no pickled classes), 
 with `torch.load(..., weights_only=True)`: a file whose pickle would run code is refused.
 It is written through cnnlab.files, so a kill at any moment leaves the old good file or the new
 good file, never a torn one. Layout: `format`, `version`, the RunInfo fields, `model_state`,
-`optimizer_state`, `scheduler_state`, the TrainState fields, `finished`, `epoch_sums`, `rng`.
+`optimizer_state`, `scheduler_state`, the TrainState fields (`epoch_sums` among them),
+`finished`, `rng`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> 
     """The trained model of a loaded checkpoint, on `device`. (`cnnlab.rebuild_model` also
     takes a file: deploy/model_file.py.)"""
     from cnnlab.models import create_model
+
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"rebuild_model here takes a loaded checkpoint, not {state!r}: give "
+            "load_checkpoint(path), or call cnnlab.rebuild_model(path), which reads model files"
+        )
 
     # weights come from the checkpoint: no pretrained download, no --weights-file read again
     model = create_model(state["model_name"], **architecture_args(state["model_args"]))

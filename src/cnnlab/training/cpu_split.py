@@ -45,8 +45,7 @@ def can_split(model: nn.Module) -> bool:
 
 def default_slices(deterministic: bool) -> int:
     """One slice per core we may use (two when bit-exact reruns are asked for)."""
-    cores = usable_cores()
-    return 2 if deterministic else min(cores or 1, 8)
+    return 2 if deterministic else min(usable_cores(), 8)
 
 
 def loss_weight(loss_fn: nn.Module, labels: torch.Tensor) -> int | torch.Tensor:

@@ -23,16 +23,23 @@ def seed_run(cfg: TrainConfig) -> None:
 @contextlib.contextmanager
 def deterministic_kernels(deterministic: bool) -> Iterator[None]:
     """With --deterministic, deterministic kernels only (and no cuDNN autotuning) while the
-    run trains; torch's own settings come back after, whatever they were."""
-    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    run trains; torch's own settings, warn-only mode included, come back after. Without it,
+    torch's settings are left as the caller has them."""
+    if not deterministic:
+        yield
+        return
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0])
-        torch.backends.cudnn.benchmark = before[1]
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
 
 
 def determinism_caveats(cfg: TrainConfig, device: torch.device) -> list[str]:

@@ -112,16 +112,23 @@ class World:
         tensor = torch.tensor([value], dtype=torch.int64)
         with collective("agreeing to stop"):
             torch.distributed.all_reduce(
-                tensor, torch.distributed.ReduceOp.MAX, group=self.link.flags
+                tensor, torch.distributed.ReduceOp.MAX, group=self.linked().flags
             )
         return int(tensor)
+
+    def linked(self) -> Link:
+        """The process group's Link; a launched world gets one from `process_group`."""
+        if self.link is None:
+            raise RuntimeError("a collective of a launched World outside its process_group")
+        return self.link
 
     def rank0_text(self, text: str, key: str) -> str:
         """Rank 0's `text` in every process (a run folder's timestamped name, say), through
         the rendezvous store: strings, never pickles."""
         if not self.launched:
             return text
-        store, key = self.link.store, f"{self.link.prefix}/{key}"
+        link = self.linked()
+        store, key = link.store, f"{link.prefix}/{key}"
         with collective("sharing the run folder"):
             if self.rank == 0:
                 store.set(key, text)
@@ -308,7 +315,7 @@ class StopVote:
         flag = torch.tensor([signum or 0], dtype=torch.int64)
         with collective("agreeing to stop"):
             work = torch.distributed.all_reduce(
-                flag, torch.distributed.ReduceOp.MAX, group=self.world.link.flags, async_op=True
+                flag, torch.distributed.ReduceOp.MAX, group=self.world.linked().flags, async_op=True
             )
         self.pending = (work, flag)
         return agreed

@@ -1,5 +1,6 @@
-"""Everything a run writes or prints goes through RunOutputs: the run folder, config.json,
-checkpoints, metrics.jsonl, TensorBoard events and the progress output.
+"""Everything a run writes or prints while it trains goes through RunOutputs: the run folder,
+config.json, checkpoints, metrics.jsonl, TensorBoard events and the progress output. (The
+report and the closing line come after the run, from cnnlab/api.py.)
 
 One object decides whether this process writes (under torchrun only rank 0 does); every other
 process gets the same calls and writes nothing.
@@ -30,7 +31,7 @@ class EpochMetric:
 
     key: str  # its key in metrics.jsonl
     short: str  # the progress line's heading
-    title: str  # the heading of the report's epoch table
+    title: str  # its name in words, as a table of epochs heads it (report.html's)
     width: int  # the progress line's column, `unit` included
     spec: str  # its format spec ("" for the epoch)
     tag: str | None  # its TensorBoard tag; None: not sent to TensorBoard

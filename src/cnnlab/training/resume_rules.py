@@ -1,6 +1,6 @@
 """What a resumed run may change: where and how fast it runs, never what it learns.
 
-The fields that may change are marked `resumable` in config.py. `epochs` may grow too, unless
+The fields that may change are marked `resumable` in config/. `epochs` may grow too, unless
 a schedule was planned around the old number of epochs.
 """
 

@@ -104,7 +104,7 @@ class RunParts:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(saved["scheduler_state"])
 
-    def freeze_backbone(self, frozen: bool) -> None:
+    def set_backbone_frozen(self, frozen: bool) -> None:
         """A frozen parameter gets no gradient, so the optimizer skips it. Batch norm layers of
         a frozen backbone still update their running statistics in train mode, as fastai's
         freezing does: the statistics follow the new data (grey 28×28 digits are far from
@@ -118,7 +118,10 @@ class RunParts:
         return sum(p.numel() for p in self.model.parameters())
 
     def close(self) -> None:
-        self.freeze_backbone(False)  # the model handed back is an ordinary, trainable one
+        """Hand the model back as an ordinary, trainable one. No DDP re-wrap here: that is a
+        collective, and a rank closing after an error must not wait for the others in it."""
+        for param in self.backbone:
+            param.requires_grad_(True)
         if self.split is not None:
             self.split.close()
 
@@ -185,7 +188,7 @@ class Session:
         """Freeze or unfreeze the backbone for `epoch`; a line to print when a phase starts
         (frozen: at the process's `first` epoch; unfrozen: at --unfreeze-epoch)."""
         frozen = self.backbone_frozen(epoch)
-        self.parts.freeze_backbone(frozen)
+        self.parts.set_backbone_frozen(frozen)
         if frozen and first:
             until = self.cfg.unfreeze_epoch
             later = f" for {until} epoch{'s' * (until != 1)}" if until is not None else ""

@@ -4,14 +4,15 @@
 run folder is touched) and runs its epochs: train (loop.py), evaluate, checkpoint, log, in that
 order. `resume_run(run_dir)` rebuilds the session from last.pt (model, optimizer, schedule, RNGs,
 data order and running sums), so a resumed run is the run it would have been. Every file and
-line of output goes through RunOutputs (outputs.py).
+line of output of the training goes through RunOutputs (outputs.py); the report and the last
+line come after, from whoever finished the run (cnnlab/api.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,6 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
     return run(build_session(cfg, saved))
 
 
-resume = resume_run  # the name `cnnlab.training.resume` has always had
-
-
 def run(session: Session) -> TrainResult:
     """Open the run's outputs, train the remaining epochs, close everything. Under torchrun
     the process group starts here, after every check, and rank 0 alone writes."""
@@ -102,6 +100,7 @@ def run(session: Session) -> TrainResult:
         finally:
             session.parts.close()
             outputs.close()
+            session.world = replace(world, link=None)  # the group ends with this block
     return TrainResult(
         session.run_dir, session.parts.model, session.state.metrics, cfg, main_process=world.writes
     )
