@@ -284,6 +284,37 @@ def test_sliced_inference_is_the_models_output_in_batch_order():
     assert out.grad_fn is None and not out.requires_grad
 
 
+class UnweightedLoss(nn.Module):
+    """A loss with no `weight` attribute at all (CrossEntropyLoss has one, set to None)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
+
+
+def test_a_loss_without_class_weights_weighs_each_part_by_its_count():
+    """Any loss module may be split, whether or not it has a `weight`: each slice, and each
+    torchrun process, counts by its number of examples (share = n_part / n_batch)."""
+    from types import SimpleNamespace
+
+    from cnnlab.training.cpu_split import loss_weight
+    from cnnlab.training.distributed import ShardStep
+
+    labels = torch.tensor([0, 1, 1])
+    assert loss_weight(UnweightedLoss(), labels) == 3
+    assert loss_weight(nn.CrossEntropyLoss(), labels) == 3
+    shard = SimpleNamespace(loss_fn=UnweightedLoss(), loader=SimpleNamespace(batch_total=8))
+    assert ShardStep.share(shard, labels) == 3 / 8
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    split = SplitStep(model, UnweightedLoss(), 2)
+    try:
+        x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+        _, loss = split.forward_backward(x, y)
+        assert loss.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
+    finally:
+        split.close()
+
+
 # --- optim.py ----------------------------------------------------------------------------------
 
 

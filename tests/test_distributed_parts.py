@@ -92,16 +92,34 @@ def test_metrics_and_votes_are_reduced_over_both_ranks(tmp_path, monkeypatch):
 
 
 def _votes(world: World) -> list:
-    """Rank 1 is signalled before step 1; rank 0 never is."""
+    """Rank 1 is signalled before step 1, and both ranks before step 3: rank 0 with SIGINT
+    (2), rank 1 with SIGTERM (15), so the largest (15) is not their sum (17)."""
     vote = StopVote(world)
-    signals = [None, signal.SIGTERM, None] if world.rank == 1 else [None, None, None]
-    return [vote(signum) for signum in signals] + [vote.result(), vote.result()]
+    signals = {
+        1: [None, signal.SIGTERM, None, signal.SIGTERM],
+        0: [None, None, None, signal.SIGINT],
+    }
+    return [vote(signum) for signum in signals[world.rank]] + [vote.result(), vote.result()]
 
 
 def test_a_stop_signal_on_one_rank_stops_both_one_step_later(tmp_path, monkeypatch):
-    """The vote is read a step after it is cast (it runs while the next step computes)."""
+    """The vote is read a step after it is cast (it runs while the next step computes); the
+    ranks agree on the largest signal."""
     first, second = two_ranks(_votes, tmp_path, monkeypatch)
-    assert first == second == [None, None, int(signal.SIGTERM), None, None]
+    term = int(signal.SIGTERM)
+    assert first == second == [None, None, term, None, term, None]
+
+
+def test_a_launched_world_needs_its_process_group_for_a_collective():
+    """process_group links the World it gives; a launched World without one says so in one
+    line rather than failing deep inside torch.distributed."""
+    from cnnlab.training.distributed import Link
+
+    with pytest.raises(RuntimeError) as info:
+        World(rank=0, size=2, launched=True).linked()
+    assert str(info.value) == "a collective of a launched World outside its process_group"
+    link = Link(flags="group", store="store", prefix="cnnlab/1")
+    assert World(rank=0, size=2, launched=True, link=link).linked() is link
 
 
 def test_a_world_of_one_votes_alone_without_a_process_group():

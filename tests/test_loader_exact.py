@@ -249,7 +249,16 @@ OPTIONS = [
     dict(drop_last=True),
     dict(shuffle=True, augment=True, seed=2, rank=1, world_size=3),
     dict(shuffle=True, augment=True, seed=2, rank=2, world_size=3, drop_last=True),
+    dict(shuffle=True, augment=True, seed=6, jpeg_quality=40),
 ]
+
+
+def test_jpeg_quality_changes_the_batches_it_is_given_to():
+    """So the OPTIONS with jpeg_quality tell a loader that passes it on from one that drops it."""
+    images, labels = images_and_labels(14, size=16)
+    plain = tensor_loader(images, labels, batch_size=4, shuffle=True, augment=True, seed=6)
+    jpeg = tensor_loader(images, labels, batch_size=4, **OPTIONS[-1])
+    assert not torch.equal(collect(plain)[0][0], collect(jpeg)[0][0])
 
 
 @pytest.mark.parametrize("options", OPTIONS)

@@ -576,6 +576,15 @@ def test_rebuild_model_puts_the_saved_weights_on_the_asked_device():
         assert tensor.device.type == "cpu" and torch.equal(tensor, saved["model_state"][name])
 
 
+def test_rebuild_model_of_the_training_package_refuses_a_path_saying_what_reads_one():
+    with pytest.raises(CheckpointError) as info:
+        ckpt.rebuild_model("run/best.pt")
+    assert str(info.value) == (
+        "rebuild_model here takes a loaded checkpoint, not 'run/best.pt': give "
+        "load_checkpoint(path), or call cnnlab.rebuild_model(path), which reads model files"
+    )
+
+
 def test_rebuild_model_hands_a_file_and_the_device_to_the_model_file_loader(monkeypatch):
     """A path goes to load_model_file with the asked device (a GPU's, which this machine may
     not have); an ONNX file, which holds no PyTorch module, is refused saying what runs it."""

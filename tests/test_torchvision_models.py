@@ -31,6 +31,7 @@ from cnnlab.models import (
     min_input_size,
     model_info,
     torchvision_models,
+    tv_weights,
 )
 from cnnlab.models.args import architecture_args
 from cnnlab.models.heads import first_conv_name, head_name
@@ -392,7 +393,7 @@ def test_pretrained_weights_are_downloaded_with_a_timeout_into_the_cache(
     model = create_model("tv_resnet18", pretrained=True, num_classes=10, in_channels=1)
     assert_resnet18_weights_adapted(model, resnet18_state)
     dst = str(hub / "resnet18-f37072fd.pth")
-    assert calls == [(RESNET18_URL, dst, "f37072fd", torchvision_models.DOWNLOAD_TIMEOUT_S)]
+    assert calls == [(RESNET18_URL, dst, "f37072fd", tv_weights.DOWNLOAD_TIMEOUT_S)]
     assert socket.getdefaulttimeout() is None  # put back
     create_model("tv_resnet18", pretrained=True)  # the second time from the cache
     assert len(calls) == 1

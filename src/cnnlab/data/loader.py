@@ -72,7 +72,7 @@ class _EpochBatches:
 
     def __init__(
         self, num_items: int, batch_size: int, *, shuffle: bool, drop_last: bool,
-        seed: int, rank: int, world_size: int, augment: bool, jpeg_quality: int = 0,
+        seed: int, rank: int, world_size: int, augment: bool, jpeg_quality: int,
     ) -> None:  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

@@ -9,9 +9,10 @@
 cifar, cifar2, torchvision_models), whose builders register themselves when the registry is
 first asked. torchvision_models registers every torchvision classifier as tv_<name>; as it
 imports torchvision (a second or two), the registry loads it only for a tv_ name, the full list
-or an unknown name, never for a seed model. `heads.py` finds a model's classifier head and
-stem. `catalog.py` is the table `cnnlab models` prints, cached so listing needs no torch.
-Names here are imported on first use.
+or an unknown name, never for a seed model (tv_weights.py reads their ImageNet weights).
+`heads.py` finds a model's classifier head and stem; `args.py` says which builder arguments
+make the architecture; `catalog.py` is the table `cnnlab models` prints, cached so listing
+needs no torch. Names here are imported on first use.
 """
 
 from __future__ import annotations
