@@ -60,7 +60,7 @@ quick: setup
 
 ## demo: set up, then train the seed 001 recipe (LeNet on Fashion-MNIST, 10 epochs)
 demo: setup
-	$(VENV)/bin/cnnlab train --recipe recipes/lenet-fashion-mnist.toml
+	$(VENV)/bin/cnnlab train --recipe lenet-fashion-mnist
 
 ## mutation: mutation testing of the training core with mutmut, the score per module, and
 ## docs/MUTANTS.md (the survivors) written again (not part of make test: about an hour on 2 CPU

@@ -5,8 +5,8 @@
                                                 # every modern recipe; writes results/<machine>.md
     python benchmarks/bench.py --startup-only   # the start-up table alone (about a minute)
 
-Then the modern recipes (recipes/*-modern.toml; --quick: Fashion-MNIST alone) and their time to
-accuracy: process start to the first evaluation at the target, start-up included.
+Then the modern recipes (`cnnlab recipes '*modern'`; --quick: Fashion-MNIST alone) and their
+time to accuracy: process start to the first evaluation at the target, start-up included.
 
 Each way runs as its own child process (start-up and data loading count) and reports its test
 accuracy and the wall time of its training loops; this script adds the process's wall time and
@@ -64,7 +64,7 @@ IDX_NAMES = (
 class Task:
     key: str  # the --only name, and seed_way.py's --task
     title: str
-    recipe: str
+    recipe: str  # a shipped recipe's name (`cnnlab recipes`)
     full_epochs: int
     quick_epochs: int | None  # None: left out of --quick unless --only names it
     train_samples: int
@@ -76,14 +76,14 @@ class Task:
 TASKS = [
     # LeNet: conv1 6*28*28*(1*5*5) = 117,600; conv2 16*10*10*(6*5*5) = 240,000;
     # fc 400*120 + 120*84 + 84*10 = 58,920  ->  416,520
-    Task("lenet", "LeNet on Fashion-MNIST (seed 001)", "recipes/lenet-fashion-mnist.toml",
+    Task("lenet", "LeNet on Fashion-MNIST (seed 001)", "lenet-fashion-mnist",
          10, 3, 60_000, 416_520, lenet, (1, 28, 28)),
     # conv1 10*24*24*(1*5*5) = 144,000; conv2 20*8*8*(10*5*5) = 320,000; fc 320*10 = 3,200
-    Task("mnist", "mnist-cnn on MNIST (seed 003)", "recipes/mnist-cnn.toml",
+    Task("mnist", "mnist-cnn on MNIST (seed 003)", "mnist-cnn",
          6, 1, 60_000, 467_200, Model, (1, 28, 28)),
     # conv1 32*32*32*(3*25) = 2,457,600; conv2 32*16*16*(32*25) = 6,553,600;
     # conv3 64*8*8*(32*25) = 3,276,800; fc 1024*64 + 64*10 = 66,176  ->  12,354,176
-    Task("cifar", "cifar10-cnn on CIFAR-10 (seed 004)", "recipes/cifar10-cnn.toml",
+    Task("cifar", "cifar10-cnn on CIFAR-10 (seed 004)", "cifar10-cnn",
          1, None, 50_000, 12_354_176, MyConvModel, (3, 32, 32)),
 ]  # fmt: skip
 
@@ -102,11 +102,10 @@ class Target:
 
 
 TARGETS = [
-    Target("fashion-modern", "Fashion-MNIST to 0.92", "recipes/fashion-mnist-modern.toml", 0.92,
-           True),
-    Target("mnist-modern", "MNIST to 0.993", "recipes/mnist-modern.toml", 0.993, False),
-    Target("cifar2-modern", "CIFAR-2 to 0.95", "recipes/cifar2-modern.toml", 0.95, False),
-    Target("cifar10-modern", "CIFAR-10 to 0.85", "recipes/cifar10-modern.toml", 0.85, False),
+    Target("fashion-modern", "Fashion-MNIST to 0.92", "fashion-mnist-modern", 0.92, True),
+    Target("mnist-modern", "MNIST to 0.993", "mnist-modern", 0.993, False),
+    Target("cifar2-modern", "CIFAR-2 to 0.95", "cifar2-modern", 0.95, False),
+    Target("cifar10-modern", "CIFAR-10 to 0.85", "cifar10-modern", 0.85, False),
 ]  # fmt: skip
 
 

@@ -62,7 +62,7 @@ def isolate_data_session(tmp_path_factory: pytest.TempPathFactory):
 
     with pytest.MonkeyPatch.context() as patch:
         _cut_off_real_data(patch, tmp_path_factory.mktemp("cnnlab-session-cache"))
-        patch.setattr(api, "report_run", lambda run_dir, cfg: None)
+        patch.setattr(api, "report_run", lambda run_dir, cfg, data=None: None)
         yield
 
 

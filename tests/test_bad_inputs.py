@@ -138,7 +138,7 @@ CASES = [
         lambda e: train(e, "--model", "mnist_cnn", "--model-arg", "width=3"),
         "width",
     ),
-    ("eps on sgd", lambda e: train(e, "--eps", "1e-8"), "sgd has no eps"),
+    ("eps on sgd", lambda e: train(e, "--optimizer", "sgd", "--eps", "1e-8"), "sgd has no eps"),
     (
         "weight decay on lbfgs",
         lambda e: train(e, "--optimizer", "lbfgs", "--weight-decay", "0.1"),

@@ -8,21 +8,28 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.config import DatasetsConfig, EvalConfig, ModelsConfig, TrainConfig, load_recipe
+from cnnlab.config import (
+    DatasetsConfig,
+    EvalConfig,
+    ModelsConfig,
+    RecipesConfig,
+    TrainConfig,
+    load_recipe,
+)
+from cnnlab.config.recipes import shipped_recipes
 from cnnlab.data import BUILTIN_DATASETS
 from cnnlab.models import list_models
 from helpers import write_learnable_npz
 
-RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.toml"))
+RECIPES = shipped_recipes()  # name: the file in src/cnnlab/recipes/
 
 
 def test_recipes_cover_every_seed_experiment():
-    names = {p.stem for p in RECIPES}
+    names = set(RECIPES)
     assert names == {
         "lenet-fashion-mnist",
         "mnist-cnn",
@@ -43,13 +50,14 @@ def test_recipes_cover_every_seed_experiment():
     }
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_parses_and_names_a_real_model_and_data_set(recipe):
-    values = load_recipe(recipe)
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_parses_and_names_a_real_model_and_data_set(name):
+    recipe = RECIPES[name]
+    values = load_recipe(name)
     cfg = TrainConfig.from_dict(values).validate()
     assert cfg.model in list_models()
     assert cfg.dataset in BUILTIN_DATASETS
-    first = r"# Not in the seeds: a modern recipe" if "modern" in recipe.stem else r"# Seeds? 00\d"
+    first = r"# Not in the seeds: a modern recipe" if "modern" in name else r"# Seeds? 00\d"
     assert re.match(first, recipe.read_text()), "the comment names the seed"
     tomllib.loads(recipe.read_text())
 
@@ -171,6 +179,7 @@ COMMAND_CONFIGS = [
     (["train"], TrainConfig),
     (["eval"], EvalConfig),
     (["models"], ModelsConfig),
+    (["recipes"], RecipesConfig),
     (["datasets"], DatasetsConfig),
 ]
 
@@ -199,7 +208,7 @@ def test_help_of_every_command_lists_every_field_of_its_config(command, config, 
 def test_plain_cnnlab_prints_the_commands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    for command in ("train", "eval", "models", "datasets"):
+    for command in ("train", "eval", "models", "recipes", "datasets"):
         assert re.search(rf"^\s+{command}\s+\w", out, re.M), command
 
 

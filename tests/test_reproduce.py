@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import cnnlab
+from cnnlab.config.recipes import shipped_recipes
 from cnnlab.training.evaluation import evaluate_checkpoint
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "reproduce.py"
@@ -128,10 +129,14 @@ def test_the_ablation_is_cnnlab_compare_with_its_plot(page, repo):
 
 
 def test_the_page_lists_every_command_and_the_experiments_not_run(page, reproduce):
-    recipes = {path.stem for path in (TOOL.parent.parent / "recipes").glob("*.toml")}
+    recipes = set(shipped_recipes())
     assert {exp.recipe for exp in reproduce.EVERYTHING} == recipes  # every recipe, once
     for exp in reproduce.EVERYTHING:
-        assert f"--recipe recipes/{exp.recipe}.toml --seed {exp.seeds[0]}" in page
+        assert f"--recipe {exp.recipe} --seed {exp.seeds[0]}" in page
+        # a row links its recipe's file (shipped in the package) from docs/
+        assert (TOOL.parent.parent / "docs" / reproduce.recipe_link(exp)).is_file()
+    for name in ("lenet-fashion-mnist", "fashion-mnist-modern"):
+        assert f"](../src/cnnlab/recipes/{name}.toml) |" in page
     missing = page.split("Not run yet: ")[1].split(".")[0].split(", ")
     assert "mnist-cnn" in missing and "cifar10-modern" in missing
     assert "lenet-fashion-mnist" not in missing and "cifar2-net" not in missing

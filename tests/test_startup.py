@@ -54,6 +54,8 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
         ["predict", "--help"],
         ["export", "--help"],
         ["datasets"],
+        ["recipes"],
+        ["recipes", "--help"],
         ["convcalc", "--size", "32", "--kernel", "3"],
         ["convcalc", "--size", "28", "--chain", "conv5p2,pool2,conv5,pool2"],
         ["params"],

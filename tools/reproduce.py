@@ -4,11 +4,12 @@
     python tools/reproduce.py --only lenet-fashion-mnist,mnist-cnn
     python tools/reproduce.py --write-only   # the table again from the runs already there
 
-A thin wrapper over cnnlab's commands: each run is `cnnlab train --recipe recipes/<name>.toml
---seed K` in its own process, into runs/reproduce/<name>-seed<K>/ (with its report.html); a run
-whose folder already holds every epoch is kept, not trained again, so an interrupted
-`make reproduce` picks up where it stopped. The ablation table is `cnnlab compare`'s. The
-numbers in RESULTS.md are read back from the run folders (config.json, metrics.jsonl).
+A thin wrapper over cnnlab's commands: each run is `cnnlab train --recipe <name> --seed K`
+(a recipe shipped in src/cnnlab/recipes/) in its own process, into
+runs/reproduce/<name>-seed<K>/ (with its report.html); a run whose folder already holds every
+epoch is kept, not trained again, so an interrupted `make reproduce` picks up where it stopped.
+The ablation table is `cnnlab compare`'s. The numbers in RESULTS.md are read back from the run
+folders (config.json, metrics.jsonl).
 Data: Fashion-MNIST where cnnlab finds it; MNIST and CIFAR-10 from CNNLAB_DATA (the Makefile
 points it at ../shared/data when that exists).
 """
@@ -40,7 +41,7 @@ class Experiment:
     """One recipe and what its seed reported (`reported`: text; `train`, `test`: the numbers
     to hold cnnlab's against, where the seed gives them)."""
 
-    recipe: str  # recipes/<recipe>.toml
+    recipe: str  # a shipped recipe's name (src/cnnlab/recipes/<recipe>.toml)
     seed_doc: str  # "000".."004", or "modern"
     title: str
     seeds: tuple[int, ...]
@@ -121,7 +122,7 @@ def run_name(exp: Experiment, seed: int) -> str:
 
 def train_command(exp: Experiment, seed: int) -> list[str]:
     return [
-        "cnnlab", "train", "--recipe", f"recipes/{exp.recipe}.toml", "--seed", str(seed),
+        "cnnlab", "train", "--recipe", exp.recipe, "--seed", str(seed),
         "--out-dir", str(RUNS), "--name", run_name(exp, seed), "--progress", "lines",
     ]  # fmt: skip
 
@@ -207,6 +208,11 @@ def finished_model_train_accuracy(run) -> float:
     return result.accuracy
 
 
+def recipe_link(exp: Experiment) -> str:
+    """The recipe's file, as a link from docs/RESULTS.md (the recipes ship in the package)."""
+    return f"../src/cnnlab/recipes/{exp.recipe}.toml"
+
+
 def experiment_row(exp: Experiment, runs: list) -> list[str]:
     """One row of the seed table: seed, experiment, seed's numbers, cnnlab's, time, rerun."""
     running = [r.metrics[-1]["train_accuracy"] for r in runs]
@@ -214,7 +220,7 @@ def experiment_row(exp: Experiment, runs: list) -> list[str]:
     test = [r.last_epoch_accuracy for r in runs]
     wall = statistics.mean(r.wall_seconds for r in runs)
     return [
-        exp.seed_doc, f"[{exp.title}](../recipes/{exp.recipe}.toml)", exp.reported,
+        exp.seed_doc, f"[{exp.title}]({recipe_link(exp)})", exp.reported,
         spread(running), spread(after), spread(test), str(len(runs)),
         str(runs[0].config["epochs"]), seconds(wall), copy_report(exp),
     ]  # fmt: skip
@@ -227,7 +233,7 @@ def modern_row(exp: Experiment, runs: list) -> list[str]:
     if reached and len(reached) < len(runs):
         tta += f" ({len(reached)} of {len(runs)} runs)"
     return [
-        f"[{exp.title}](../recipes/{exp.recipe}.toml)", f"{exp.target:.3f}", tta,
+        f"[{exp.title}]({recipe_link(exp)})", f"{exp.target:.3f}", tta,
         spread([r.last_epoch_accuracy for r in runs]), spread([r.best_accuracy for r in runs]),
         str(len(runs)), str(runs[0].config["epochs"]),
         seconds(statistics.mean(r.metrics[-1]["process_seconds"] for r in runs)),

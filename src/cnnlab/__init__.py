@@ -31,6 +31,7 @@ _WHERE = {
     "summary": "inspect",
     "create_model": "models",
     "list_models": "models",
+    "register_model": "models",
     "train": "api",
     "train_seeds": "api",
     "EvalResult": "training",

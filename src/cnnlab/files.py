@@ -8,6 +8,7 @@ clears it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -152,3 +153,12 @@ def installed_version(package: str) -> str | None:
         return _package_version(package)
     except PackageNotFoundError:
         return None
+
+
+def sha256_of(path: str | Path) -> str:
+    """The file's SHA-256, hex, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,13 +1,13 @@
-"""The `cnnlab` command: train, eval, models, datasets, summary, convcalc, params, features,
-plot, report, compare, predict and export.
+"""The `cnnlab` command: train, eval, models, recipes, datasets, summary, convcalc, params,
+features, plot, report, compare, predict and export.
 
 Each command's options are generated from its config dataclass (config/) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
-commands: train.py (train), evaluate.py (eval), catalog.py (models, datasets), summary.py
-(summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot), report.py
-(report), compare.py (compare), predict.py (predict), export.py (export). Bad input ends in
-one line on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after
-saving. Nothing here imports torch before a command needs it, so `--help` answers at once.
+commands: train.py (train), evaluate.py (eval), catalog.py (models, recipes, datasets),
+summary.py (summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot),
+report.py (report), compare.py (compare), predict.py (predict), export.py (export). Bad input
+ends in one line on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143
+after saving. Nothing here imports torch before a command needs it, so `--help` answers at once.
 """
 
 from __future__ import annotations

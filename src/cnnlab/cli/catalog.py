@@ -1,4 +1,5 @@
-"""`cnnlab models` and `cnnlab datasets`: what there is to train, and where the data is."""
+"""`cnnlab models`, `cnnlab recipes` and `cnnlab datasets`: what there is to train, how, and
+where the data is."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import sys
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
-from cnnlab.config import DatasetsConfig, ModelsConfig
+from cnnlab.config import DatasetsConfig, ModelsConfig, RecipesConfig
 
 
 def add_commands(subparsers: Any) -> None:
     add_command(
         subparsers, ModelsConfig, run_models, help="list the models",
         description="List the models: name, seed, default input, parameters, description.",
+    )  # fmt: skip
+    add_command(
+        subparsers, RecipesConfig, run_recipes,
+        help="list the recipes shipped with cnnlab",
+        description=(
+            "List the recipes shipped with cnnlab: name and purpose. Train one with "
+            "`cnnlab train --recipe NAME`; flags override its values."
+        ),
     )  # fmt: skip
     add_command(
         subparsers, DatasetsConfig, run_datasets,
@@ -31,8 +40,24 @@ def run_models(args: argparse.Namespace) -> None:
     table = Table("name", "seed", "input", "parameters", "description")
     for row in model_catalog(cfg.pattern):
         shape = "×".join(map(str, row["input_shape"]))
-        table.add_row(row["name"], row["seed"], shape, f"{row['parameters']:,}", row["description"])
+        count = "?" if row["parameters"] is None else f"{row['parameters']:,}"
+        table.add_row(row["name"], row["seed"], shape, count, row["description"])
     _console().print(table)
+
+
+def run_recipes(args: argparse.Namespace) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from cnnlab.config.recipes import recipe_catalog
+
+    cfg = RecipesConfig.from_dict(given_values(args, RecipesConfig), "cnnlab recipes").validate()
+    table = Table("name", "purpose")
+    for name, purpose in recipe_catalog(cfg.pattern):
+        table.add_row(name, Text(purpose))  # as written: brackets are not rich markup
+    console = _console()
+    console.print(table)
+    console.print("train one: cnnlab train --recipe NAME (or --recipe FILE, a TOML of your own)")
 
 
 def run_datasets(args: argparse.Namespace) -> None:

@@ -10,7 +10,9 @@ from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import TrainConfig, load_recipe
 from cnnlab.errors import ConfigError
 
-RECIPE_HELP = "TOML recipe with defaults; flags override it"
+RECIPE_HELP = (
+    "a shipped recipe's name (`cnnlab recipes`), or a TOML file: defaults that flags override"
+)
 RESUME_HELP = "continue the run in this folder from last.pt"
 SEEDS_HELP = (
     "train once per seed, one run folder each (NAME-seedK), then compare them: mean ± std of "
@@ -23,15 +25,18 @@ def add_commands(subparsers: Any) -> None:
         subparsers, TrainConfig, run_train,
         help="train a model from a recipe, flags, or both",
         description=(
-            "Train a model. Use a recipe (--recipe recipes/lenet-fashion-mnist.toml), flags, "
-            "or both; flags override the recipe. Writes runs/NAME/: config.json, "
+            "Train a model. Use a recipe (--recipe lenet-fashion-mnist), flags, "
+            "or both; flags override the recipe. With no flag: LeNet on Fashion-MNIST, pixels "
+            "normalised by the data set's mean and std, adam at lr 3e-3, batch 256, 10 epochs. "
+            "Your own model: --model path/to/file.py:Name (or package.module:Name) with "
+            "--model-arg KEY=VALUE for its arguments. Writes runs/NAME/: config.json, "
             "metrics.jsonl, TensorBoard events, last.pt and best.pt. --seeds 0,1,2 trains "
             "the same config once per seed (runs/NAME-seed0, ...) and prints their accuracy "
             "as mean ± std."
         ),
-        usage="cnnlab train [--recipe FILE | --resume RUN_DIR] [--seeds 0,1,2] [OPTIONS]",
+        usage="cnnlab train [--recipe RECIPE | --resume RUN_DIR] [--seeds 0,1,2] [OPTIONS]",
         leading=(
-            ("--recipe", dict(type=Path, metavar="FILE", help=RECIPE_HELP)),
+            ("--recipe", dict(metavar="RECIPE", help=RECIPE_HELP)),
             ("--resume", dict(type=Path, metavar="RUN_DIR", help=RESUME_HELP)),
             ("--seeds", dict(metavar="0,1,2", help=SEEDS_HELP)),
         ),
@@ -58,10 +63,11 @@ def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[
     """The recipe's values (if any), its run name, then the flags on top."""
     values: dict[str, Any] = load_recipe(args.recipe) if args.recipe is not None else {}
     if args.recipe is not None and "name" not in values and "name" not in overrides:
+        from cnnlab.config.recipes import recipe_name
         from cnnlab.training.run_dir import timestamp
 
         # a recipe names its runs, with a timestamp so running it again starts a new run
-        values["name"] = f"{args.recipe.stem}-{timestamp()}"
+        values["name"] = f"{recipe_name(args.recipe)}-{timestamp()}"
     values.update(overrides)
     return values
 

@@ -5,10 +5,10 @@
     for x, y in loader: ...                          # float32 (B, C, H, W) normalised, int64 (B,)
 
 Modules: specs (what the built-ins are, reading a data set name), locate (where files are),
-formats (IDX, CIFAR, npz readers), cache (decode once), builtin, npz, folder (the three kinds
-of data set), datasets (load_dataset), loader (TensorLoader, FolderLoader), augment (batched
-random crop and flip). Names are imported on first use, so `cnnlab datasets` never waits for
-torch.
+formats (IDX, CIFAR, npz readers), cache (decode once), builtin, npz, folder (the three kinds of
+data set on disk), own (a Dataset or tensors given in Python), datasets (load_dataset), loader
+(TensorLoader, FolderLoader), augment (batched random crop and flip). Names are imported on
+first use, so `cnnlab datasets` never waits for torch.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from cnnlab.config import TrainConfig
 from cnnlab.data.builtin import load_builtin
 from cnnlab.data.npz import load_npz_dir
+from cnnlab.data.own import not_on_disk
 from cnnlab.data.specs import parse_dataset_name
 from cnnlab.data.types import ImageData, Split
 from cnnlab.errors import ConfigError
@@ -48,6 +50,8 @@ def load_dataset(
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
     parsed = parse_dataset_name(name)
+    if parsed.kind == "python":
+        raise not_on_disk(name)
     if parsed.kind == "folder":
         from cnnlab.data.folder import load_folder  # imports torchvision: 2+ s, only for folders
 
@@ -59,6 +63,23 @@ def load_dataset(
         data = _resized(load_npz_dir(parsed.path), image_size)
     else:
         data = _resized(_builtin_data(parsed.spec, data_dir, download), image_size)
+    if not normalize:
+        channels = data.input_shape[0]
+        data.mean, data.std = (0.0,) * channels, (1.0,) * channels
+    return data
+
+
+def configured(data: ImageData, *, image_size: int | None, normalize: bool) -> ImageData:
+    """Data given in Python (own.py), resized and scaled as a run's config says, as
+    load_dataset does it for data read from disk; a copy, the given one stays as it is."""
+    data = dataclasses.replace(data)
+    in_memory = isinstance(data.train, Split) and isinstance(data.test, Split)
+    if image_size and data.input_shape[1:] != (image_size, image_size) and not in_memory:
+        raise ConfigError(
+            f"image_size {image_size}: a Dataset read batch by batch is resized by its own "
+            "transform (torchvision's Resize); remove image_size"
+        )
+    data = _resized(data, image_size)
     if not normalize:
         channels = data.input_shape[0]
         data.mean, data.std = (0.0,) * channels, (1.0,) * channels

@@ -68,7 +68,8 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
 
 
 ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-2": "cifar2"}
-PREFIXES = ("npz", "folder")  # your own data: npz:PATH, folder:PATH
+# your own data: npz:PATH, folder:PATH; python:NAME was given to cnnlab.train in Python (own.py)
+PREFIXES = ("npz", "folder", "python")
 
 
 def list_datasets() -> list[str]:

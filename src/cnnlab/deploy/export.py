@@ -136,7 +136,7 @@ def export_model(checkpoint: str | Path | ExportConfig, **options: Any) -> Expor
     if cfg.format == "onnx":
         _require_onnx()
     card = card_from_checkpoint(state)
-    model = rebuild_model(state).eval()
+    model = rebuild_model(state, where=file).eval()
     probe = load_probe(state, file, cfg.data_dir)
     startup_finished()  # the exporters make many short-lived cyclic objects: collect them
     with tempfile.TemporaryDirectory(prefix="cnnlab-export-") as folder:

@@ -59,6 +59,7 @@ def card_from_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
         "input_shape": list(state["input_shape"]),
         "mean": list(state["mean"]),
         "std": list(state["std"]),
+        **({"model_source": state["model_source"]} if state.get("model_source") else {}),
         "dataset": state.get("dataset"),
         "metrics": {key: last_row[key] for key in METRIC_KEYS if key in last_row},
         "input": INPUT,

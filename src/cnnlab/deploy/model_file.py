@@ -38,7 +38,6 @@ from cnnlab.deploy.model_card import (
     sidecar_path,
 )
 from cnnlab.errors import CheckpointError, first_line
-from cnnlab.models.args import architecture_args
 
 KINDS = ("checkpoint", "safetensors", "onnx", "torchscript")
 ONNX_CARD_KEY = "cnnlab"  # metadata_props key of the card in an exported ONNX file
@@ -169,7 +168,7 @@ def _load_checkpoint(path: Path, device: torch.device) -> LoadedModel:
 
     file, _ = checkpoint_path(path)
     state = load_checkpoint(file, map_location=device)
-    model = rebuild_model(state, device).eval()
+    model = rebuild_model(state, device, file).eval()
     return LoadedModel(file, "checkpoint", card_from_checkpoint(state), device, model, module=model)
 
 
@@ -182,7 +181,7 @@ def _load_safetensors(path: Path, device: torch.device) -> LoadedModel:
         path = weights
     else:
         card = read_sidecar(path)
-    model = _architecture(card)
+    model = _architecture(card, path)
     _load_weights(model, path, card, device)
     model = model.to(device).eval()
     return LoadedModel(path, "safetensors", card, device, model, module=model)
@@ -266,11 +265,11 @@ def _load_torchscript(path: Path, device: torch.device) -> LoadedModel:
     return LoadedModel(path, "torchscript", card, device, module, module=module)
 
 
-def _architecture(card: dict[str, Any]) -> nn.Module:
+def _architecture(card: dict[str, Any], where: Path) -> nn.Module:
     """The card's model, built with fresh weights to load the saved ones into."""
-    from cnnlab.models import create_model
+    from cnnlab.models.own import build_recorded
 
-    return create_model(card["model_name"], **architecture_args(card["model_args"]))
+    return build_recorded(card["model_name"], card["model_args"], card.get("model_source"), where)
 
 
 def _read_bytes(path: Path) -> bytes:

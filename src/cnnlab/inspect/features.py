@@ -296,7 +296,7 @@ def _render_all(cfg: FeaturesConfig, path: Path) -> list[tuple[str, bytes]]:
     else:
         pixels, label, source = _test_image(cfg, state, path)
         title = f"input: test image {cfg.index} of {shorten(source)}"
-    model = rebuild_model(state, target)
+    model = rebuild_model(state, target, path)
     if not conv_layers(model):
         raise ModelError(
             f"{path} holds a {state['model_name']}, which has no Conv2d layer: no filters or "

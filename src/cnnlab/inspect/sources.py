@@ -65,7 +65,7 @@ def _from_checkpoint(path: Path, input_shape: tuple[int, int, int] | None):
                               "folder (`cnnlab models` lists the names)")  # fmt: skip
     file, _ = checkpoint_path(path)  # a run folder: its best.pt
     state = load_checkpoint(file)
-    model = rebuild_model(state)
+    model = rebuild_model(state, where=file)
     return model, input_shape or tuple(state["input_shape"]), state["model_name"], str(file)
 
 

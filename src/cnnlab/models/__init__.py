@@ -10,9 +10,11 @@ cifar, cifar2, torchvision_models), whose builders register themselves when the 
 first asked. torchvision_models registers every torchvision classifier as tv_<name>; as it
 imports torchvision (a second or two), the registry loads it only for a tv_ name, the full list
 or an unknown name, never for a seed model (tv_weights.py reads their ImageNet weights).
-`heads.py` finds a model's classifier head and stem; `args.py` says which builder arguments
-make the architecture; `catalog.py` is the table `cnnlab models` prints, cached so listing
-needs no torch. Names here are imported on first use.
+`own.py` builds your own model, named `path/to/file.py:Name` or `package.module:Name`, and
+records and checks where its code is; installed packages register theirs through the
+`cnnlab.models` entry point group. `heads.py` finds a model's classifier head and stem;
+`args.py` says which builder arguments make the architecture; `catalog.py` is the table `cnnlab
+models` prints, cached so listing needs no torch. Names here are imported on first use.
 """
 
 from __future__ import annotations

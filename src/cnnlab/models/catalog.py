@@ -23,8 +23,8 @@ COLUMNS = ("name", "seed", "input_shape", "parameters", "description")
 
 
 def name_matches(name: str, pattern: str) -> bool:
-    """Shell-style matching of model names ("net*", "tv_*"); names are lower case."""
-    return fnmatch.fnmatchcase(name, pattern.lower())
+    """Shell-style matching of model names ("net*", "tv_*"), in any case."""
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 def model_catalog(pattern: str = "*") -> list[dict[str, Any]]:
@@ -50,8 +50,11 @@ def _compute() -> list[dict[str, Any]]:
         info = model_info(name)
         parameters = info.parameters
         if parameters is None:
-            with torch.device("meta"):  # counts without allocating a single weight
-                parameters = count_parameters(create_model(name))
+            try:
+                with torch.device("meta"):  # counts without allocating a single weight
+                    parameters = count_parameters(create_model(name))
+            except Exception:  # a model of your own whose size is known once it runs (lazy)
+                parameters = None
         rows.append(dict(zip(COLUMNS, (name, info.seed, list(info.input_shape), parameters,
                                        info.description), strict=True)))  # fmt: skip
     return rows
@@ -66,7 +69,12 @@ def _save(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _key() -> str:
+    from importlib.metadata import entry_points
+
     facts: list[Any] = [installed_version(name) for name in ("cnnlab", "torch", "torchvision")]
+    # the installed packages that register models (registry.PLUGIN_GROUP), and their versions
+    for entry in entry_points(group="cnnlab.models"):
+        facts.append([entry.name, entry.value, entry.dist.version if entry.dist else None])
     for source in sorted(Path(__file__).parent.glob("*.py")):
         stat = source.stat()
         facts.append([source.name, stat.st_size, stat.st_mtime_ns])

@@ -328,7 +328,7 @@ def net_res_stages(
     widths: tuple[int, ...] = (32, 64, 128),
     blocks: int = 1,
 ) -> NetResStages:
-    """Not in the seed: the modern recipes' model (recipes/*-modern.toml). Stages of (conv →
+    """Not in the seed: the modern recipes' model (`cnnlab recipes '*modern'`). Stages of (conv →
     max-pool → BatchNorm → ReLU, `blocks` of seed 000's ResBlock), widths (32, 64, 128), a global
     max-pool and one Linear; 287,714 parameters at the defaults for 2 classes."""
     if isinstance(widths, int) or not isinstance(widths, (tuple, list)) or not widths:

@@ -213,7 +213,7 @@ def _conv_figures(
         return []
     target = resolve_device(device)
     state = load_checkpoint(record.path / predictions.checkpoint, map_location=target)
-    model = rebuild_model(state, target)
+    model = rebuild_model(state, target, record.path)
     if not conv_layers(model):  # a model without convs has nothing to show here
         return []
     label = predictions.class_names[int(predictions.labels[0])]

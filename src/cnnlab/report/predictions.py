@@ -11,7 +11,6 @@ evaluated again. It is an .npz of plain arrays, read with allow_pickle=False.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import RunFolderError
+from cnnlab.files import sha256_of
 from cnnlab.report.run_folder import RunRecord, read_run
 
 CACHE = "predictions.npz"
@@ -94,10 +94,15 @@ class Predictions:
 
 
 def load_predictions(
-    run: str | Path | RunRecord, *, device: str = "auto", data_dir: str | Path | None = None
+    run: str | Path | RunRecord,
+    *,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    data: Any = None,
 ) -> Predictions:
     """The run's predictions: from RUN/predictions.npz when it matches the checkpoint, else
-    computed now (the model on the test split, once) and written there."""
+    computed now (the model on the test split, once) and written there. `data`: the data
+    given in Python that the run trained on."""
     from cnnlab.training.checkpoint import checkpoint_path
 
     record = run if isinstance(run, RunRecord) else read_run(run)
@@ -106,17 +111,22 @@ def load_predictions(
         raise RunFolderError(
             f"{record.path} has no best.pt or last.pt: there is no trained model to look at"
         )
-    digest = _sha256(path)
+    digest = sha256_of(path)
     cached = _read_cache(record.path / CACHE, digest)
     if cached is not None:
         return cached
-    predictions = compute_predictions(path, digest, device=device, data_dir=data_dir)
+    predictions = compute_predictions(path, digest, device=device, data_dir=data_dir, data=data)
     _write_cache(record.path / CACHE, predictions)
     return predictions
 
 
 def compute_predictions(
-    path: Path, digest: str, *, device: str = "auto", data_dir: str | Path | None = None
+    path: Path,
+    digest: str,
+    *,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    data: Any = None,
 ) -> Predictions:
     """Run the checkpoint at `path` over the test split it was trained against."""
     from cnnlab.config import EVAL_BATCH_SIZE
@@ -128,8 +138,8 @@ def compute_predictions(
 
     target = resolve_device(device)
     state = load_checkpoint(path, map_location=target)
-    model = rebuild_model(state, target)
-    data = load_trained_data(state, path, data_dir=data_dir)
+    model = rebuild_model(state, target, path)
+    data = load_trained_data(state, path, data_dir=data_dir, given=data)
     trained_with = state.get("config") or {}
     batch_size = trained_with.get("eval_batch_size") or EVAL_BATCH_SIZE
     loader = make_loader(data, "test", batch_size=batch_size, device=target)
@@ -165,14 +175,6 @@ def _pixels(test: Any, indices: np.ndarray) -> np.ndarray:
     if isinstance(test, Split):
         return test.images[torch.from_numpy(indices)].numpy()
     return np.stack([np.asarray(test[int(i)][0]) for i in indices])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ARRAYS = ("labels", "predicted", "confidence", "p_true", "image_index", "images")

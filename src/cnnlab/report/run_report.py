@@ -32,8 +32,10 @@ def write_report(
     *,
     device: str = "auto",
     data_dir: str | Path | None = None,
+    data: Any = None,
 ) -> Path:
-    """Write the run's report (default RUN/report.html) and return its path.
+    """Write the run's report (default RUN/report.html) and return its path. `data`: the
+    ImageData a run on data given in Python was trained on (it cannot be read from disk).
 
     The run folder is read and checked first, and the page is written atomically, so a bad
     folder changes nothing and a failure never leaves half a page.
@@ -54,7 +56,7 @@ def write_report(
     path = check_output_file(
         cfg.out or record.path / FILENAME, "report file", "give --out a file in an existing folder"
     )
-    predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir)
+    predictions = load_predictions(record, device=cfg.device, data_dir=cfg.data_dir, data=data)
     text = render_report(record, predictions, device=cfg.device)
     with write_failure_as_config_error(path):
         publish_text(path, text)

@@ -23,7 +23,6 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError, first_line
 from cnnlab.files import atomic_write_bytes
-from cnnlab.models.args import architecture_args
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1  # the layout below; files written before the run/session split have the same one
@@ -42,6 +41,8 @@ class RunInfo:
     input_shape: list[int]  # (C, H, W)
     dataset: str
     config: dict[str, Any]  # TrainConfig.to_dict()
+    # your own model's code: {"file", "sha256"} or {"module"} (models/own.py); None: built-in
+    model_source: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,10 +99,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+def rebuild_model(
+    state: dict[str, Any], device: str | torch.device = "cpu", where: str | Path = "the run"
+) -> nn.Module:
     """The trained model of a loaded checkpoint, on `device`. (`cnnlab.rebuild_model` also
-    takes a file: deploy/model_file.py.)"""
-    from cnnlab.models import create_model
+    takes a file: deploy/model_file.py.) Your own model's code must be where the run found it,
+    unchanged: `where` (the checkpoint's path) names the run in the error that says so."""
+    from cnnlab.models.own import build_recorded
 
     if not isinstance(state, dict):
         raise CheckpointError(
@@ -110,7 +114,8 @@ def rebuild_model(state: dict[str, Any], device: str | torch.device = "cpu") -> 
         )
 
     # weights come from the checkpoint: no pretrained download, no --weights-file read again
-    model = create_model(state["model_name"], **architecture_args(state["model_args"]))
+    source = state.get("model_source")
+    model = build_recorded(state["model_name"], state["model_args"], source, where)
     load_model_state(model, state)
     return model.to(device)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from cnnlab.training.optim import make_loss
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path | EvalConfig, **options: Any
+    checkpoint: str | Path | EvalConfig, *, test_data: Any = None, **options: Any
 ) -> tuple[EvalResult, list[str]]:
     """Loss, accuracy and per-class accuracy of a checkpoint on a test split (or `split="train"`:
     the training images, in eval mode, unaugmented).
@@ -26,9 +27,11 @@ def evaluate_checkpoint(
     `evaluate_checkpoint("runs/x/best.pt", dataset=..., device=..., batch_size=...)` or
     `evaluate_checkpoint(EvalConfig(...))`; the options and their defaults are EvalConfig's.
     The checkpoint loads onto whatever device is here (a GPU checkpoint works on a CPU-only
-    machine); the data set defaults to the one it was trained on.
+    machine); the data set defaults to the one it was trained on. `test_data`: your own, a
+    Dataset or (images, labels), as `cnnlab.train(test_data=...)` takes it.
     """
     from cnnlab.data import make_loader
+    from cnnlab.data.own import own_data
 
     if isinstance(checkpoint, EvalConfig):
         cfg = checkpoint
@@ -37,8 +40,10 @@ def evaluate_checkpoint(
     cfg.validate()
     target = resolve_device(cfg.device)
     state = load_checkpoint(cfg.checkpoint, map_location=target)
-    model = rebuild_model(state, target)
-    data = load_trained_data(state, cfg.checkpoint, cfg.dataset, cfg.data_dir)
+    model = rebuild_model(state, target, cfg.checkpoint)
+    names = state["class_names"]
+    given = None if test_data is None else own_data(None, test_data, class_names=names)
+    data = load_trained_data(state, cfg.checkpoint, cfg.dataset, cfg.data_dir, given=given)
     loader = make_loader(data, cfg.split, batch_size=cfg.batch_size, device=target)
     startup_finished()
     trained_with = TrainConfig.from_dict(state["config"])
@@ -55,6 +60,7 @@ def load_trained_data(
     data_dir: str | Path | None = None,
     *,
     same_classes: bool = True,
+    given: Any = None,
 ):
     """The data set a checkpoint was trained on (or `dataset`), split, resized and scaled as
     it was trained: the test split is the one its test accuracy was measured on. It is looked
@@ -67,6 +73,9 @@ def load_trained_data(
     from cnnlab.data import load_dataset
 
     trained = state.get("config") or {}
+    if given is not None:  # given in Python: scaled as trained, like the data read here
+        data = dataclasses.replace(given, mean=tuple(state["mean"]), std=tuple(state["std"]))
+        return _check_fits(data, state, checkpoint, same_classes)
     data = load_dataset(
         dataset or state["dataset"], data_dir or trained.get("data_dir"),
         image_size=trained.get("image_size"),
@@ -74,6 +83,10 @@ def load_trained_data(
         seed=trained.get("seed", TrainConfig.seed), normalize=False,
     )  # fmt: skip
     data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
+    return _check_fits(data, state, checkpoint, same_classes)
+
+
+def _check_fits(data: Any, state: dict[str, Any], checkpoint: str | Path, same_classes: bool):
     saved_shape = tuple(state["input_shape"])
     other_classes = same_classes and data.num_classes != len(state["class_names"])
     if other_classes or tuple(data.input_shape) != saved_shape:

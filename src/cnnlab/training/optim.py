@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import DEFAULT_LR, TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models.heads import split_parameters
 
@@ -15,6 +17,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """The configured torch optimizer; only the arguments each one accepts are passed.
     `num_classes` finds the classifier head when fine-tuning asks for two parameter groups."""
+    if cfg.lr is None:  # a config not validated yet (validate() fills it in so too)
+        cfg = dataclasses.replace(cfg, lr=DEFAULT_LR[cfg.optimizer])
     if cfg.optimizer == "lbfgs" and cfg.backbone_lr_scale != 1:
         raise ConfigError(
             "lbfgs takes one learning rate for all parameters; remove --backbone-lr-scale "

@@ -19,7 +19,8 @@ def timestamp() -> str:
 
 def default_run_name(cfg: TrainConfig) -> str:
     dataset = re.sub(r"[^A-Za-z0-9_.-]+", "_", parse_dataset_name(cfg.dataset).short)
-    return f"{cfg.model}-{dataset}-{timestamp()}"
+    model = cfg.model.rpartition(":")[2]  # your own FILE.py:Name: its Name
+    return f"{model}-{dataset}-{timestamp()}"
 
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:

@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
+from cnnlab.data.own import given_in_python
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
+from cnnlab.models.own import check_output, check_recorded, keep_instance, model_source
 from cnnlab.process import keep_freed_memory
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training.cpu_split import SplitStep, can_split, default_slices
@@ -208,15 +210,34 @@ class Session:
         return self.parts.total_parameters() - frozen
 
 
+@dataclass
+class Given:
+    """What cnnlab.train was handed in Python besides a config: a model that is already built
+    (its class is then `cfg.model`), and data (ImageData from data/own.py)."""
+
+    model: nn.Module | None = None
+    data: Any = None
+
+
 def build_session(
-    cfg: TrainConfig, saved: dict[str, Any] | None = None, world: World | None = None
+    cfg: TrainConfig,
+    saved: dict[str, Any] | None = None,
+    world: World | None = None,
+    given: Given | None = None,
 ) -> Session:
     """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it.
-    `world`: the processes torchrun started (default: read from the environment)."""
+    `world`: the processes torchrun started (default: read from the environment); `given`:
+    a model object or data handed over in Python."""
     from cnnlab.data import load_dataset
+    from cnnlab.data.datasets import configured
     from cnnlab.models import count_parameters
+    from cnnlab.models.own import canonical_model_name
 
+    given = given or Given()
     cfg.validate()
+    cfg.model = canonical_model_name(cfg.model)  # your own model's file: its absolute path
+    if given.data is not None:
+        cfg.dataset = given.data.name
     world = World.from_env() if world is None else world
     if saved is None:  # a resumed run's weights come from last.pt, never from these again
         check_weight_options(cfg)
@@ -224,14 +245,20 @@ def build_session(
     if device.type == "cpu":
         keep_freed_memory()
     seed_run(cfg)
-    data = load_dataset(
-        cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
-        val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
-    )  # fmt: skip
-    model, info = _build_model(cfg, data, device, fresh=saved is None, world=world)
+    if given.data is not None:
+        data = configured(given.data, image_size=cfg.image_size, normalize=cfg.normalize)
+    else:
+        data = load_dataset(
+            cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
+            val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
+        )  # fmt: skip
+    if saved is not None and given.model is None:  # your own code: the code the run trained
+        check_recorded(cfg.model, saved.get("model_source"), Path(cfg.out_dir) / cfg.name)
+    model, info = _build_model(cfg, data, device, fresh=saved is None, world=world, given=given)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
         check_resumable(saved, cfg, info.model_args, run_dir)
+        check_same_data(saved, data, run_dir)
     else:
         run_dir = prepare_run_dir(cfg)
     train_loader, test_loader = _loaders(cfg, data, device, world)
@@ -299,20 +326,51 @@ def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) ->
     return train, make_loader(data, "test", batch_size=cfg.eval_batch_size, **shard)
 
 
-def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bool, world: World):
+def _build_model(
+    cfg: TrainConfig,
+    data: Any,
+    device: torch.device,
+    *,
+    fresh: bool,
+    world: World,
+    given: Given | None = None,
+):
     """The model for `data`'s shape and classes, on `device`, and the RunInfo that rebuilds it.
     Only a `fresh` run loads pretrained weights or a weights file: a resumed one gets its
     weights from last.pt. --sync-bn under torchrun: SyncBatchNorm layers (the same parameters
-    and state dict keys, so checkpoints load into the plain model)."""
-    from cnnlab.models import create_model
+    and state dict keys, so checkpoints load into the plain model). Your own model is tried on
+    a batch first: one that does not fit the data is refused before anything trains."""
+    from cnnlab.models import create_model, init_weights, model_info
 
     channels, height, width = data.input_shape
+    from_data = dict(num_classes=data.num_classes, in_channels=channels, image_size=[height, width])
+    for key in [*from_data, "init"]:
+        if key in cfg.model_args:
+            where = f"the data ({from_data[key]} here)" if key in from_data else "--init"
+            raise ConfigError(f"--model-arg {key}: {key} comes from {where}; remove it")
     model_args = dict(
         num_classes=data.num_classes, in_channels=channels, image_size=[height, width],
         init=cfg.init, **architecture_args(cfg.model_args),
     )  # fmt: skip
-    weights = weight_args(cfg) if fresh else {}
-    model = create_model(cfg.model, **model_args, **weights).to(device)
+    given = given or Given()
+    if given.model is not None:
+        model = given.model.to(device)
+    else:
+        weights = weight_args(cfg) if fresh else {}
+        model = create_model(cfg.model, **model_args, **weights).to(device)
+    source = model_source(cfg.model)  # (after building: a missing file is named there)
+    if source is not None or not model_info(cfg.model).seed:  # not cnnlab's own: tried first
+        # (its lazy layers, if any, take their shapes here)
+        label = cfg.model.rpartition(":")[2]
+        check_output(model, label, data.input_shape, data.num_classes, device)
+    if given.model is not None:
+        init_weights(model, cfg.init)
+        if not rebuilds_alike(model, cfg.model, model_args):  # this process rebuilds it
+            hidden = {
+                "hidden_args": f"{type(model).__name__}(...)",
+                "instance": keep_instance(model),
+            }
+            source = {**(source or {}), **hidden}
     if cfg.fast_cpu_ops and device.type == "cpu" and not cfg.compile:
         use_fast_cpu_ops(model)  # same numbers, less time (see fast_ops.py)
     if cfg.sync_bn and world.launched:
@@ -320,9 +378,42 @@ def _build_model(cfg: TrainConfig, data: Any, device: torch.device, *, fresh: bo
     info = ckpt.RunInfo(
         model_name=cfg.model, model_args=model_args, class_names=list(data.class_names),
         mean=list(data.mean), std=list(data.std), input_shape=list(data.input_shape),
-        dataset=data.name, config=cfg.to_dict(),
+        dataset=data.name, config=cfg.to_dict(), model_source=source,
     )  # fmt: skip
     return model, info
+
+
+def check_same_data(saved: dict[str, Any], data: Any, run_dir: Path) -> None:
+    """A resumed run goes on with the data it trained on: the same classes and image shape, and
+    data given in Python again (passed again, it could be other data). A data set on disk may
+    have moved: its path is not compared."""
+    python = [name for name in (saved["dataset"], data.name) if given_in_python(name)]
+    same = (list(saved["class_names"]), list(saved["input_shape"])) == (
+        list(data.class_names), list(data.input_shape),
+    )  # fmt: skip
+    if not same or (python and saved["dataset"] != data.name):
+        raise ConfigError(
+            f"run {run_dir} trained on {saved['dataset']} ({len(saved['class_names'])} classes, "
+            f"{'×'.join(map(str, saved['input_shape']))}), not {data.name} "
+            f"({data.num_classes} classes, {'×'.join(map(str, data.input_shape))}); resume it "
+            "with the data it trained on"
+        )
+
+
+def rebuilds_alike(model: nn.Module, name: str, model_args: dict[str, Any]) -> bool:
+    """Whether `create_model(name, **model_args)` builds a model with `model`'s state dict keys
+    and shapes: what a model object given in Python needs for a checkpoint to rebuild it. Built
+    on the meta device: no weights allocated."""
+    from cnnlab.models import create_model
+
+    try:
+        with torch.device("meta"):
+            rebuilt = create_model(name, **model_args)
+        shapes = [{key: tuple(value.shape) for key, value in each.state_dict().items()}
+                  for each in (model, rebuilt)]  # fmt: skip
+    except Exception:  # the user's class, built with arguments it may not take; lazy layers
+        return False
+    return shapes[0] == shapes[1]
 
 
 def weight_args(cfg: TrainConfig) -> dict[str, Any]:

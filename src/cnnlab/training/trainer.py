@@ -34,7 +34,7 @@ from cnnlab.training.loop import EpochTotals, evaluate, raise_if_diverged, train
 from cnnlab.training.optim import steps_per_batch
 from cnnlab.training.outputs import RunOutputs, now
 from cnnlab.training.resume_rules import resume_config
-from cnnlab.training.session import Session, build_session
+from cnnlab.training.session import Given, Session, build_session
 from cnnlab.training.signals import StopSignals, TrainingInterrupted
 
 
@@ -50,22 +50,23 @@ class TrainResult:
     main_process: bool = True
 
 
-def fit(cfg: TrainConfig) -> TrainResult:
+def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
     """Train as `cfg` says and leave a run directory behind (no report: `cnnlab.train` asks
-    for it when the run is done)."""
-    return run(build_session(cfg))
+    for it when the run is done). `given`: a model object or data handed over in Python."""
+    return run(build_session(cfg, given=given))
 
 
-def resume_run(run_dir: str | Path, **overrides: Any) -> TrainResult:
+def resume_run(run_dir: str | Path, *, given: Given | None = None, **overrides: Any) -> TrainResult:
     """Continue the run in `run_dir` from its last.pt, step for step as if never stopped.
 
     `overrides` may change where and how long it runs (device, threads, epochs, ...), not what
-    it learns: a conflicting setting is a ConfigError.
+    it learns: a conflicting setting is a ConfigError. A run on data given in Python needs
+    that data again (`given`), as does one whose model was an object.
     """
     run_dir = Path(run_dir)
     saved = load_checkpoint(run_dir / "last.pt")
     cfg = resume_config(saved["config"], overrides, run_dir)
-    return run(build_session(cfg, saved))
+    return run(build_session(cfg, saved, given=given))
 
 
 def run(session: Session) -> TrainResult:
