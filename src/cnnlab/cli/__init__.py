@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 
 from cnnlab.cli import (
@@ -85,7 +86,13 @@ def run() -> None:
     from cnnlab.process import pause_gc_for_startup
 
     pause_gc_for_startup()  # a command runs to its end in one go: see process.py
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `cnnlab predict ... | head -1`: the reader has what it wanted
+        # Python's own recipe: no traceback, and no second error as stdout closes at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, as a shell reports a command a pipe closed on
     # Python's last collection at exit walks every object torch made (300k+ with dynamo):
     # frozen objects are skipped, which ends `import torch, torch._dynamo` 0.9 s sooner
     gc.freeze()
