@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -226,11 +227,18 @@ def test_starting_weights_on_a_seed_model_are_refused_before_anything_is_written
 
 def test_a_checkpoint_that_kept_pretrained_in_its_model_args_still_resumes(tmp_path):
     args = dict(num_classes=4, in_channels=1, image_size=[28, 28], init="default")
-    saved = {"model_name": "tv_resnet18", "model_args": {**args, "pretrained": True}}
+    data = SimpleNamespace(name="npz:x", class_names=list("abcd"), input_shape=(1, 28, 28))
+    saved = {
+        "model_name": "tv_resnet18",
+        "model_args": {**args, "pretrained": True},
+        "dataset": "npz:x",
+        "class_names": list("abcd"),
+        "input_shape": [1, 28, 28],
+    }
     cfg = TrainConfig(model="tv_resnet18")
-    check_resumable(saved, cfg, args, tmp_path)  # the weights are in the checkpoint now
+    check_resumable(saved, cfg, args, tmp_path, data)  # the weights are in the checkpoint now
     with pytest.raises(cnnlab.ConfigError, match="other data or model settings"):
-        check_resumable(saved, cfg, {**args, "num_classes": 3}, tmp_path)
+        check_resumable(saved, cfg, {**args, "init": "xavier"}, tmp_path, data)
 
 
 def test_a_weights_file_starts_a_tv_model_and_is_never_read_again(tmp_path):

@@ -582,6 +582,7 @@ def test_the_bare_command_learns_where_the_old_defaults_stayed_at_chance(tmp_pat
         for name in ("new", "old")
     )
     assert new["test_accuracy"] >= 0.6 and old["test_accuracy"] <= 0.35
+    assert (new["lr"], old["lr"]) == (3e-3, 0.1)  # as the optimizers' param_groups held them
 
 
 def test_every_shipped_recipe_sets_its_optimizer_and_rate():

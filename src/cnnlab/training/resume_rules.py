@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.data.own import given_in_python
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import architecture_args
 
@@ -34,17 +35,38 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Pat
     return cfg.validate()
 
 
-def check_resumable(saved: dict[str, Any], cfg: TrainConfig, model_args: dict, run_dir: Path):
-    """The checkpoint must be unfinished (or get more epochs) and fit the model built now."""
+def check_resumable(
+    saved: dict[str, Any], cfg: TrainConfig, model_args: dict, run_dir: Path, data: Any
+) -> None:
+    """The checkpoint must be unfinished (or get more epochs), fit the model built now, and go
+    on with the data it trained on (`data`, as loaded or given now)."""
     if saved.get("finished") and saved["epoch"] >= cfg.epochs:
         raise ConfigError(
             f"run {run_dir} already finished its {saved['epoch']} epochs; pass --epochs N "
             f"(more than {saved['epoch']}) to train further"
         )
+    check_same_data(saved, data, run_dir)  # first: the data says more than its arguments
     # a run started with --model-arg pretrained=true saved it there; its weights are in the
     # checkpoint now, so only the architecture must match
     if architecture_args(saved["model_args"]) != model_args or saved["model_name"] != cfg.model:
         raise ConfigError(
             f"run {run_dir} was trained with other data or model settings; "
             "resume it with the same data set"
+        )
+
+
+def check_same_data(saved: dict[str, Any], data: Any, run_dir: Path) -> None:
+    """A resumed run goes on with the data it trained on: the same classes and image shape, and
+    data given in Python again (passed again, it could be other data). A data set on disk may
+    have moved: its path is not compared."""
+    python = [name for name in (saved["dataset"], data.name) if given_in_python(name)]
+    same = (list(saved["class_names"]), list(saved["input_shape"])) == (
+        list(data.class_names), list(data.input_shape),
+    )  # fmt: skip
+    if not same or (python and saved["dataset"] != data.name):
+        raise ConfigError(
+            f"run {run_dir} trained on {saved['dataset']} ({len(saved['class_names'])} classes, "
+            f"{'×'.join(map(str, saved['input_shape']))}), not {data.name} "
+            f"({data.num_classes} classes, {'×'.join(map(str, data.input_shape))}); resume it "
+            "with the data it trained on"
         )

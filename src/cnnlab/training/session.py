@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.data.own import given_in_python
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
@@ -257,8 +256,7 @@ def build_session(
     model, info = _build_model(cfg, data, device, fresh=saved is None, world=world, given=given)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
-        check_resumable(saved, cfg, info.model_args, run_dir)
-        check_same_data(saved, data, run_dir)
+        check_resumable(saved, cfg, info.model_args, run_dir, data)
     else:
         run_dir = prepare_run_dir(cfg)
     train_loader, test_loader = _loaders(cfg, data, device, world)
@@ -348,10 +346,7 @@ def _build_model(
         if key in cfg.model_args:
             where = f"the data ({from_data[key]} here)" if key in from_data else "--init"
             raise ConfigError(f"--model-arg {key}: {key} comes from {where}; remove it")
-    model_args = dict(
-        num_classes=data.num_classes, in_channels=channels, image_size=[height, width],
-        init=cfg.init, **architecture_args(cfg.model_args),
-    )  # fmt: skip
+    model_args = dict(**from_data, init=cfg.init, **architecture_args(cfg.model_args))
     given = given or Given()
     if given.model is not None:
         model = given.model.to(device)
@@ -381,23 +376,6 @@ def _build_model(
         dataset=data.name, config=cfg.to_dict(), model_source=source,
     )  # fmt: skip
     return model, info
-
-
-def check_same_data(saved: dict[str, Any], data: Any, run_dir: Path) -> None:
-    """A resumed run goes on with the data it trained on: the same classes and image shape, and
-    data given in Python again (passed again, it could be other data). A data set on disk may
-    have moved: its path is not compared."""
-    python = [name for name in (saved["dataset"], data.name) if given_in_python(name)]
-    same = (list(saved["class_names"]), list(saved["input_shape"])) == (
-        list(data.class_names), list(data.input_shape),
-    )  # fmt: skip
-    if not same or (python and saved["dataset"] != data.name):
-        raise ConfigError(
-            f"run {run_dir} trained on {saved['dataset']} ({len(saved['class_names'])} classes, "
-            f"{'×'.join(map(str, saved['input_shape']))}), not {data.name} "
-            f"({data.num_classes} classes, {'×'.join(map(str, data.input_shape))}); resume it "
-            "with the data it trained on"
-        )
 
 
 def rebuilds_alike(model: nn.Module, name: str, model_args: dict[str, Any]) -> bool:
