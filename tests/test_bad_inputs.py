@@ -75,6 +75,7 @@ def env(tmp_path_factory) -> dict[str, Path]:
     (root / "unknown_key.toml").write_text('model = "lenet"\nlearning_rate = 0.1\n')
     (root / "wrong_type.toml").write_text('model = "lenet"\nlr = "fast"\n')
     (root / "wrong_type2.toml").write_text("epochs = 2.5\n")
+    (root / "zero_epochs.toml").write_text("epochs = 0\n")
     return {"root": root, "npz": npz, "tiny": tiny, "runs": runs, "ckpt": ckpt}
 
 
@@ -95,6 +96,18 @@ R = "root"
 CASES = [
     ("unknown model", lambda e: train(e, "--model", "lenet5"), "lenet"),
     ("unknown data set", lambda e: ["train", "--dataset", "imagenet"], "imagenet"),
+    (
+        "misspelled data set",
+        lambda e: ["train", "--dataset", "cifra"],
+        "unknown data set 'cifra'; did you mean cifar2 or cifar10? use one of",
+    ),
+    ("misspelled prefix", lambda e: ["train", "--dataset", "nzp:x"], "did you mean npz:x?"),
+    (
+        "data set folder without its prefix",
+        lambda e: ["train", "--dataset", str(e["npz"])],
+        "; did you mean npz:",
+    ),
+    ("data given in Python", lambda e: train(e, "--dataset", "python:x"), "given in Python"),
     ("unknown optimizer", lambda e: train(e, "--optimizer", "adamx"), "unknown optimizer"),
     ("unknown scheduler", lambda e: train(e, "--scheduler", "linear"), "unknown scheduler"),
     ("unknown init", lambda e: train(e, "--init", "orthogonal"), "unknown init"),
@@ -112,16 +125,20 @@ CASES = [
         ],
         "8",
     ),
-    ("zero lr", lambda e: train(e, "--lr", "0"), "lr must be a positive number"),
-    ("negative lr", lambda e: train(e, "--lr", "-0.1"), "lr must be a positive number"),
-    ("nan lr", lambda e: train(e, "--lr", "nan"), "lr must be a positive number"),
-    ("zero epochs", lambda e: train(e, "--epochs", "0"), "epochs must be at least 1"),
-    ("zero batch size", lambda e: train(e, "--batch-size", "0"), "batch_size must be at least 1"),
-    ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "weight_decay"),
-    ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "label_smoothing"),
-    ("jpeg quality 101", lambda e: train(e, "--jpeg-quality", "101"), "jpeg_quality must be in"),
-    ("jpeg quality -5", lambda e: train(e, "--jpeg-quality", "-5"), "jpeg_quality must be"),
-    ("nesterov without momentum", lambda e: train(e, "--nesterov"), "nesterov needs momentum"),
+    ("zero lr", lambda e: train(e, "--lr", "0"), "--lr must be a positive number"),
+    ("negative lr", lambda e: train(e, "--lr", "-0.1"), "--lr must be a positive number"),
+    ("nan lr", lambda e: train(e, "--lr", "nan"), "--lr must be a positive number"),
+    ("zero epochs", lambda e: train(e, "--epochs", "0"), "--epochs must be at least 1, got 0"),
+    ("zero batch size", lambda e: train(e, "--batch-size", "0"), "--batch-size must be at least 1"),
+    ("negative weight decay", lambda e: train(e, "--weight-decay", "-1"), "--weight-decay must"),
+    ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "--label-smoothing"),
+    ("jpeg quality 101", lambda e: train(e, "--jpeg-quality", "101"), "--jpeg-quality must be in"),
+    ("jpeg quality -5", lambda e: train(e, "--jpeg-quality", "-5"), "--jpeg-quality must be"),
+    (
+        "nesterov without momentum",
+        lambda e: train(e, "--nesterov"),
+        "--nesterov needs --momentum > 0 and --dampening 0; set --momentum 0.9",
+    ),
     ("lr not a number", lambda e: train(e, "--lr", "fast"), "--lr"),
     ("unknown flag", lambda e: train(e, "--learning-rate", "0.1"), "--learning-rate"),
     ("device that is not there", lambda e: train(e, "--device", "cuda:7"), "cuda:7"),
@@ -144,11 +161,52 @@ CASES = [
         lambda e: train(e, "--optimizer", "lbfgs", "--weight-decay", "0.1"),
         "lbfgs has no weight_decay",
     ),
-    ("lbfgs without iterations", lambda e: train(e, "--lbfgs-max-iter", "0"), "lbfgs_max_iter"),
-    ("val fraction of 1", lambda e: train(e, "--val-fraction", "1"), "val_fraction"),
+    ("lbfgs without iterations", lambda e: train(e, "--lbfgs-max-iter", "0"), "--lbfgs-max-iter"),
+    (
+        "val fraction of 1",
+        lambda e: train(e, "--val-fraction", "1"),
+        "--val-fraction must be in [0, 1), got 1.0",
+    ),
+    (
+        "test fraction of 1",
+        lambda e: train(e, "--test-fraction", "1"),
+        "--test-fraction must be in [0, 1), got 1.0",
+    ),
+    (
+        "target accuracy 1.5",
+        lambda e: train(e, "--target-accuracy", "1.5"),
+        "--target-accuracy must be in (0, 1], got 1.5",
+    ),
+    ("target accuracy 0", lambda e: train(e, "--target-accuracy", "0"), "--target-accuracy must"),
+    (
+        "early stop patience -1",
+        lambda e: train(e, "--early-stop-patience", "-1"),
+        "--early-stop-patience must be >= 0, got -1",
+    ),
+    (
+        "early stop min delta below 0",
+        lambda e: train(e, "--early-stop-min-delta", "-0.01"),
+        "--early-stop-min-delta must be >= 0",
+    ),
+    (
+        "a bad value in a recipe is named as the recipe names it",
+        lambda e: ["train", "--recipe", str(e[R] / "zero_epochs.toml")],
+        "zero_epochs.toml: epochs must be at least 1, got 0",
+    ),
+    (
+        "a flag over a recipe is named as the flag",
+        lambda e: ["train", "--recipe", str(e[R] / "zero_epochs.toml"), "--epochs", "-1"],
+        "--epochs must be at least 1, got -1",
+    ),
+    ("data dir missing", lambda e: train(e, "--data-dir", str(e[R] / "nope")), "--data-dir"),
+    (
+        "data dir a file",
+        lambda e: ["eval", str(e["ckpt"]), "--data-dir", str(e[R] / "a_file")],
+        "a_file is a file; give a folder holding data sets",
+    ),
     ("unknown flag after the command", lambda e: ["train", "--bogus"], "cnnlab train --help"),
     ("eval without a checkpoint", lambda e: ["eval"], "checkpoint"),
-    ("name with a slash", lambda e: train(e, "--name", "a/b"), "plain folder name"),
+    ("name with a slash", lambda e: train(e, "--name", "a/b"), "--name must be a plain folder"),
     ("existing run without overwrite", lambda e: train(e, "--name", "done"), "already exists"),
     (
         "output under a file",
@@ -191,6 +249,21 @@ CASES = [
     ),
     ("resume a missing run", lambda e: ["train", "--resume", str(e[R] / "nope")], "nope"),
     (
+        "resume a checkpoint file",
+        lambda e: ["train", "--resume", str(e["ckpt"])],
+        "last.pt is a file; give its run folder",
+    ),
+    (
+        "resume a folder without last.pt",
+        lambda e: ["train", "--resume", str(e["runs"] / "nockpt")],
+        "has no last.pt to resume from",
+    ),
+    (
+        "resume with a bad value",
+        lambda e: ["train", "--resume", str(e["runs"] / "done"), "--epochs", "0"],
+        "--epochs must be at least 1, got 0",
+    ),
+    (
         "resume a finished run",
         lambda e: ["train", "--resume", str(e["runs"] / "done")],
         "already finished",
@@ -220,7 +293,7 @@ CASES = [
     ),
     # --- torchrun (a plain run refuses these the same way, before any process group) ---
     ("sync-bn on the CPU", lambda e: train(e, "--sync-bn", "--device", "cpu"), "--sync-bn needs"),
-    ("dist-timeout 0", lambda e: train(e, "--dist-timeout", "0"), "dist_timeout"),
+    ("dist-timeout 0", lambda e: train(e, "--dist-timeout", "0"), "--dist-timeout must be"),
     ("eval missing checkpoint", lambda e: ["eval", str(e[R] / "missing.pt")], "does not exist"),
     ("eval a text file", lambda e: ["eval", str(e[R] / "text.pt")], "not a readable checkpoint"),
     (
@@ -239,7 +312,7 @@ CASES = [
         lambda e: ["eval", str(e["ckpt"]), "--dataset", f"npz:{e['tiny']}"],
         "8×8",
     ),
-    ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "batch_size"),
+    ("eval batch size 0", lambda e: ["eval", str(e["ckpt"]), "--batch-size", "0"], "--batch-size"),
     # --- summary ---
     ("summary unknown model", lambda e: ["summary", "lenett"], "did you mean lenet"),
     ("summary malformed input", lambda e: ["summary", "lenet", "--input", "28x28"], "CxHxW"),
@@ -257,7 +330,7 @@ CASES = [
         "--model-arg is for a model name",
     ),
     ("summary no model", lambda e: ["summary"], "required: model"),
-    ("summary depth -1", lambda e: ["summary", "lenet", "--depth", "-1"], "depth"),
+    ("summary depth -1", lambda e: ["summary", "lenet", "--depth", "-1"], "--depth must be"),
     # --- convcalc and params ---
     ("conv output below 1", lambda e: ["convcalc", "--size", "3", "--kernel", "5"], "does not fit"),
     (
@@ -302,7 +375,7 @@ CASES = [
         lambda e: ["features", str(e["ckpt"]), "--index", "32"],
         "index 32 is out of range: the test split of npz:",
     ),
-    ("features negative index", lambda e: ["features", str(e["ckpt"]), "--index", "-1"], "index"),
+    ("features negative index", lambda e: ["features", str(e["ckpt"]), "--index", "-1"], "--index"),
     (
         "features image missing",
         lambda e: ["features", str(e["ckpt"]), "--image", str(e[R] / "missing.png")],
@@ -379,7 +452,7 @@ CASES = [
     ("compare a missing folder", lambda e: ["compare", str(e[R] / "nope")], "does not exist"),
     (
         "compare a truncated run",
-        lambda e: ["compare", str(e["runs"] / "done"), str(e["runs"] / "cut")],
+        lambda e: ["compare", str(e["runs"] / "cut")],  # beside a good run: skipped
         "not a complete JSON row",
     ),
     (
@@ -408,27 +481,27 @@ CASES = [
         lambda e: ["train", "--resume", str(e["runs"] / "done"), "--seeds", "0,1"],
         "--seeds or --resume",
     ),
-    ("seeds with a bad lr", lambda e: train(e, "--seeds", "0,1", "--lr", "0"), "lr must be"),
+    ("seeds with a bad lr", lambda e: train(e, "--seeds", "0,1", "--lr", "0"), "--lr must be"),
     # --- fine-tuning ---
     (
         "unfreeze epoch without freezing",
         lambda e: train(e, "--unfreeze-epoch", "2"),
-        "unfreeze_epoch needs --freeze-backbone",
+        "--unfreeze-epoch needs --freeze-backbone",
     ),
     (
         "unfreeze epoch 0",
         lambda e: train(e, "--freeze-backbone", "--unfreeze-epoch=0"),
-        "unfreeze_epoch must be at least 1",
+        "--unfreeze-epoch must be at least 1",
     ),
     (
         "backbone lr scale 0",
         lambda e: train(e, "--backbone-lr-scale", "0"),
-        "backbone_lr_scale must be in (0, 1]",
+        "--backbone-lr-scale must be in (0, 1]",
     ),
     (
         "backbone lr scale above 1",
         lambda e: train(e, "--backbone-lr-scale", "2"),
-        "backbone_lr_scale must be in (0, 1]",
+        "--backbone-lr-scale must be in (0, 1], got 2.0; use --freeze-backbone",
     ),
     (
         "pretrained on a seed model",
@@ -465,7 +538,7 @@ CASES = [
             "3",
             "--freeze-backbone",
         ],
-        "freeze_backbone=True conflicts",
+        "resuming: --freeze-backbone True conflicts with the run's False",
     ),
     # --- predict ---
     (
@@ -527,12 +600,12 @@ CASES = [
     (
         "predict --top-k 0",
         lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--top-k", "0"],
-        "top_k must be at least 1",
+        "--top-k must be at least 1",
     ),
     (
         "predict --batch-size 0",
         lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--batch-size", "0"],
-        "batch_size must be at least 1",
+        "--batch-size must be at least 1",
     ),
     # --- export ---
     (
@@ -604,3 +677,20 @@ def test_api_raises_cnnlab_errors(env, call, kind):
     assert isinstance(info.value, kind)
     assert "\n" not in str(info.value)
     assert not (env["root"] / "pwned").exists()
+
+
+def test_no_download_of_data_not_on_disk_is_said_in_the_command_lines_words(
+    tmp_path, monkeypatch, capsys
+):
+    from cnnlab.data import locate
+
+    monkeypatch.setattr(locate, "SYSTEM_DATA_DIRS", [])
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    argv = ["train", "--dataset", "cifar2", "--no-download", "--data-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: cifar10 was not found in {tmp_path}, {tmp_path / 'cache'}; put "
+        "cifar-10-batches-py/ (from cifar-10-python.tar.gz), or cifar10/train.npz + test.npz in "
+        "a folder named by --data-dir or CNNLAB_DATA, or drop --no-download to download it\n"
+    )

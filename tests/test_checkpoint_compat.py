@@ -34,7 +34,10 @@ def test_a_checkpoint_from_before_the_session_split_resumes(tmp_path):
     run_dir.mkdir(parents=True)
     shutil.copy(OLD, run_dir / "last.pt")
     # the data set's path is the old machine's: point the same config at the same-shaped data
-    values = {**saved["config"], "dataset": f"npz:{data}", "epochs": 2, "progress": "none"}
+    # (saved before validation splits: read as the run it was, every image trained on)
+    assert "test_fraction" not in saved["config"] and "early_stop" not in saved
+    old_config = cnnlab.config.saved_train_values(saved["config"])
+    values = {**old_config, "dataset": f"npz:{data}", "epochs": 2, "progress": "none"}
     values.update(out_dir=str(run_dir.parent), name="old")
     cfg = cnnlab.TrainConfig.from_dict(values)
     session = build_session(cfg, saved)
@@ -45,6 +48,7 @@ def test_a_checkpoint_from_before_the_session_split_resumes(tmp_path):
         for k, v in saved["optimizer_state"]["state"].items()
     )
     assert (session.state.epoch, session.state.step) == (saved["epoch"], saved["step"]) == (1, 2)
+    assert session.parts.val_loader is None and session.facts["selection"] == "test"
     result = run(session)
     assert [row["epoch"] for row in result.metrics] == [1, 2]
     assert result.metrics[0] == saved["metrics"][0]  # the old epoch's row, untouched

@@ -92,14 +92,25 @@ def test_train_from_flags_then_eval(npz_data, tmp_path, capsys, extra):
     assert len(epoch_lines) == 2  # exactly one line per epoch when not on a terminal
     assert any(str(tmp_path / "cli") in line for line in out)
     rows = [json.loads(x) for x in (tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()]
+    # best.pt: the first epoch of the best validation accuracy, whose test accuracy is its own
+    best = max(rows, key=lambda row: (row["val_accuracy"], -row["epoch"]))
     assert main(["eval", str(tmp_path / "cli" / "best.pt")]) == 0
     out = capsys.readouterr().out
-    assert f"test accuracy  {max(r['test_accuracy'] for r in rows):.4f}" in out
+    assert f"test accuracy  {best['test_accuracy']:.4f}" in out
     assert "class3" in out  # per-class accuracy
-    # --split train: the finished model over all 384 training images (seed 000's measure)
+    assert main(["eval", str(tmp_path / "cli" / "best.pt"), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    right = round(best["val_accuracy"] * 40)
+    assert f"val accuracy  {best['val_accuracy']:.4f}  ({right}/40)" in out
+    # the run's data named another way (a trailing slash) is still split as the run split it
+    again = ["eval", str(tmp_path / "cli" / "best.pt"), "--split", "val", "--dataset"]
+    assert main([*again, npz_data + "/"]) == 0
+    assert f"val accuracy  {best['val_accuracy']:.4f}  ({right}/40)" in capsys.readouterr().out
+    # --split train: the finished model over the 344 images it trained on (seed 000's measure;
+    # 40 of the 384 were held out for validation)
     assert main(["eval", str(tmp_path / "cli" / "last.pt"), "--split", "train"]) == 0
     out = capsys.readouterr().out
-    assert "train accuracy" in out and "/384)" in out and "test accuracy" not in out
+    assert "train accuracy" in out and "/344)" in out and "test accuracy" not in out
     # a run is evaluated as it was trained, with or without --tta (each image and its mirror),
     # unless told otherwise
     last = str(tmp_path / "cli" / "last.pt")
@@ -234,4 +245,4 @@ def test_python_dash_m_runs_the_cli():
         timeout=120,
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: lr must be a positive number, got 0.0"
+    assert done.stderr.strip() == "error: --lr must be a positive number, got 0.0"

@@ -14,6 +14,7 @@ from PIL import Image
 import cnnlab
 from cnnlab.data import FolderLoader, find_dataset, load_dataset, make_loader
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
+from cnnlab.training.evaluation import load_trained_data
 from helpers import PNG_CLASSES, collect
 
 
@@ -51,24 +52,36 @@ def test_flat_folder_is_split_by_class_with_the_seed(png_folder, tmp_path):
         target = flat / path.parent.name / f"{path.parent.parent.name}-{path.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-    data = load_dataset(f"folder:{flat}", val_fraction=0.25, seed=1)
+    data = load_dataset(f"folder:{flat}", test_fraction=0.25, seed=1)
     train = [path for path, _ in data.train.samples]
     test = [path for path, _ in data.test.samples]
     assert len(test) == 9 and len(train) == 27 and not set(train) & set(test)
     assert sorted(data.test.targets) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # stratified: 12 * 0.25 each
-    again = load_dataset(f"folder:{flat}", val_fraction=0.25, seed=1)
+    again = load_dataset(f"folder:{flat}", test_fraction=0.25, seed=1)
     assert [path for path, _ in again.test.samples] == test
-    other = load_dataset(f"folder:{flat}", val_fraction=0.25, seed=2)
+    other = load_dataset(f"folder:{flat}", test_fraction=0.25, seed=2)
     assert [path for path, _ in other.test.samples] != test
-    with pytest.raises(ConfigError, match="val_fraction"):
-        load_dataset(f"folder:{flat}", val_fraction=1.0)
-    # --val-fraction reaches the split of a training run
+    with pytest.raises(ConfigError, match="test_fraction"):
+        load_dataset(f"folder:{flat}", test_fraction=1.0)
+    # --test-fraction makes the test split of a training run; --val-fraction then holds out a
+    # validation split from what is left: test, then validation, then training images
     result = cnnlab.train(
-        model="mnist_cnn", dataset=f"folder:{flat}", val_fraction=0.5, epochs=1,
-        out_dir=str(tmp_path / "runs"), progress="none", tensorboard=False,
+        model="mnist_cnn", dataset=f"folder:{flat}", test_fraction=0.5, val_fraction=1 / 3,
+        epochs=1, out_dir=str(tmp_path / "runs"), progress="none", tensorboard=False,
     )  # fmt: skip
     facts = json.loads((result.run_dir / "config.json").read_text())
-    assert facts["data"]["train"] == 18 and facts["data"]["test"] == 18  # 12 per class, half
+    # 12 per class: 6 to test, then 2 of the other 6 to validation
+    assert facts["data"] == {"location": str(flat), "train": 12, "val": 6, "test": 18}
+    state = torch.load(result.run_dir / "best.pt", weights_only=True)
+    data = load_trained_data(state, result.run_dir / "best.pt")
+    paths = {
+        split: {part.dataset.samples[i][0] for i in part.indices}
+        for split, part in (("train", data.train), ("val", data.val))
+    }
+    paths["test"] = {path for path, _ in data.test.samples}
+    assert [len(paths[split]) for split in ("train", "val", "test")] == [12, 6, 18]
+    assert not (paths["train"] & paths["val"] or (paths["train"] | paths["val"]) & paths["test"])
+    assert sorted(data.val.targets) == [0, 0, 1, 1, 2, 2]  # stratified
 
 
 def test_grayscale_folder_and_image_size(tmp_path):
@@ -78,9 +91,9 @@ def test_grayscale_folder_and_image_size(tmp_path):
             Image.fromarray(np.full((20, 24), 60 * i, np.uint8), "L").save(
                 tmp_path / label / f"{i}.png"
             )
-    data = load_dataset(f"folder:{tmp_path}", val_fraction=0.4)
+    data = load_dataset(f"folder:{tmp_path}", test_fraction=0.4)
     assert data.input_shape == (1, 20, 24) and data.train[0][0].shape == (1, 20, 24)
-    resized = load_dataset(f"folder:{tmp_path}", image_size=16, val_fraction=0.4)
+    resized = load_dataset(f"folder:{tmp_path}", image_size=16, test_fraction=0.4)
     assert resized.input_shape == (1, 16, 16)
     x, _ = next(iter(make_loader(resized, "test", batch_size=4, num_workers=0)))
     assert x.shape == (2, 1, 16, 16)

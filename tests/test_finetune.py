@@ -29,7 +29,7 @@ LENET_HEAD = "11"  # lenet(_relu): a Sequential whose 12th layer, Linear(84, cla
 def config(npz_data: str, out: Path, **overrides) -> TrainConfig:
     values = dict(
         model="lenet", dataset=npz_data, epochs=1, batch_size=64, optimizer="sgd", lr=0.5,
-        out_dir=str(out), name="run", progress="none", tensorboard=False,
+        out_dir=str(out), name="run", progress="none", tensorboard=False, val_fraction=0.0,
     )  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 

@@ -20,6 +20,7 @@ from helpers import write_learnable_npz
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
+TRAINED = 1024 - 4 * 26  # the default validation split holds out 26 of each class's 256
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     first, second = ckpt.load_checkpoint(a / "last.pt"), ckpt.load_checkpoint(b / "last.pt")
     for name, tensor in first["model_state"].items():
         assert torch.equal(tensor, second["model_state"][name]), name  # bit-identical
-    keys = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    keys = (
+        "epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+        "test_loss", "test_accuracy",
+    )  # fmt: skip
     rows = [[{k: r[k] for k in keys} for r in json.loads(f"[{_rows(d)}]")] for d in (a, b)]
     assert rows[0] == rows[1]
 
@@ -105,7 +109,7 @@ def _rows(run: Path) -> str:
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
     data, straight, tmp_path, where
 ):
-    steps_per_epoch = 1024 // 16
+    steps_per_epoch = -(-TRAINED // 16)
     if where == "mid-epoch":  # a random step inside epoch 2, with a checkpoint every step
         target = random.Random().randrange(steps_per_epoch + 1, 2 * steps_per_epoch - 1)
         process = subprocess.Popen(
@@ -237,3 +241,37 @@ def test_deterministic_says_what_it_cannot_promise(data, tmp_path, capsys):
         "deterministic: results are bit-exact only on the same hardware" in capsys.readouterr().out
     )
     assert torch.are_deterministic_algorithms_enabled() is False  # restored after the run
+
+
+@pytest.mark.parametrize(
+    ("signum", "delays"),
+    [(signal.SIGINT, ("0.5", "1.4", "2.2")), (signal.SIGTERM, ("0.9", "1.8"))],
+)
+def test_a_run_stopped_at_any_moment_is_taken_up_by_the_same_command(
+    data, tmp_path, signum, delays
+):
+    """`timeout -s INT 2 cnnlab train ...` as a user types it, stopped earlier and later too
+    (imports, data, model, the first epoch): each time the folder is gone or resumable, and
+    the same command with the same --name then finishes the run, and compare reads it."""
+    command = argv(data, tmp_path / "runs", "run", "--epochs", "2")
+    run = tmp_path / "runs" / "run"
+    for delay in delays:
+        stopped = subprocess.run(
+            ["timeout", "--preserve-status", "-s", signal.Signals(signum).name, delay, *command],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if stopped.returncode == 0:  # finished before the signal (a fast machine)
+            break
+        assert stopped.returncode == 128 + signum, stopped.stderr
+        assert "Traceback" not in stopped.stderr, stopped.stderr
+        assert not run.exists() or (run / "last.pt").is_file(), sorted(run.iterdir())
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:  # a signal came as it closed: the run had finished; it says so
+        assert done.returncode == 2 and "already finished its 2 epochs" in done.stderr
+    assert ckpt.load_checkpoint(run / "last.pt")["finished"]
+    compared = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "compare", *map(str, (tmp_path / "runs").iterdir())],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.splitlines()[2].startswith("run ")

@@ -65,6 +65,93 @@ def test_help_and_listing_commands_never_import_torch(argv, env):
     assert run_cli_in_fresh_python(argv, env) == (0, "-")
 
 
+# Bad input that the command line alone shows: refused before torch is imported (a second or
+# more; several on a busy machine). {tmp} is a folder of the test's own; each row: argv and a
+# piece of the one line the user must see.
+REFUSED_BEFORE_TORCH = [
+    (["train", "--val-fraction", "2"], "--val-fraction must be in [0, 1), got 2.0"),
+    (["train", "--test-fraction", "1"], "--test-fraction must be in [0, 1)"),
+    (["train", "--target-accuracy", "1.5"], "--target-accuracy must be in (0, 1]"),
+    (["train", "--early-stop-patience", "-1"], "--early-stop-patience must be >= 0"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--nesterov"], "--nesterov needs --momentum > 0"),
+    (["train", "--name", "a/b"], "--name must be a plain folder name"),
+    (["train", "--seeds", "0,1", "--lr", "0"], "--lr must be a positive number"),
+    (["train", "--recipe", "nope"], "recipe 'nope' is neither a file nor a shipped recipe"),
+    (["train", "--recipe", "{tmp}/zero.toml"], "zero.toml: epochs must be at least 1"),
+    (["train", "--dataset", "cifra"], "did you mean cifar2 or cifar10?"),
+    (["train", "--dataset", "npz:{tmp}/none"], "none/train.npz does not exist"),
+    (["train", "--dataset", "folder:{tmp}/none"], "none does not exist"),
+    (["train", "--data-dir", "{tmp}/none"], "--data-dir {tmp}/none does not exist"),
+    (["train", "--model", "tv_resnet18", "--weights-file", "{tmp}/w.pth"], "is not a file"),
+    (["train", "--model", "{tmp}/net.py:Net"], "model file {tmp}/net.py does not exist"),
+    (["train", "--out-dir", "{tmp}", "--name", "taken"], "already exists"),
+    (["train", "--seeds", "0,1", "--out-dir", "{tmp}", "--name", "s"], "s-seed1 already exists"),
+    (["train", "--resume", "{tmp}/none"], "run folder {tmp}/none does not exist"),
+    (["train", "--resume", "{tmp}/taken"], "has no last.pt"),
+    (["train", "--resume", "{tmp}/run", "--epochs", "0"], "--epochs must be at least 1"),
+    (["eval", "{tmp}/none.pt"], "checkpoint {tmp}/none.pt does not exist"),
+    (["eval", "{tmp}/run", "--dataset", "mnsit"], "did you mean mnist?"),
+    (["export", "{tmp}/none.pt"], "checkpoint {tmp}/none.pt does not exist"),
+    (["features", "{tmp}/none"], "checkpoint {tmp}/none does not exist"),
+    (["predict", "{tmp}/none.pt", "x.png"], "model file {tmp}/none.pt does not exist"),
+    (["predict", "{tmp}/run", "x.png", "--top-k", "0"], "--top-k must be at least 1"),
+    (["summary", "{tmp}/none.pt"], "{tmp}/none.pt does not exist"),
+    (["summary", "lenet", "--input", "28x28"], "--input expects CxHxW"),
+    (["plot", "{tmp}/none"], "run folder {tmp}/none does not exist"),
+    (["report", "{tmp}/none"], "run folder {tmp}/none does not exist"),
+]
+
+EACH_BEFORE_TORCH = """
+import contextlib, io, json, sys
+
+
+class NoTorch:  # an import of torch is noted and refused, so a row that gets past its check
+    tried = []  # fails at once instead of training
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            self.tried.append(name)
+            raise ImportError(f"{name} imported before the error")
+
+
+sys.meta_path.insert(0, NoTorch())
+from cnnlab.cli import main
+
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+    except ImportError as e:
+        code = repr(e)
+    print("row", json.dumps([code, err.getvalue(), bool(NoTorch.tried) or "torch" in sys.modules]))
+"""
+
+
+def test_what_the_command_line_shows_to_be_wrong_is_refused_before_torch(tmp_path, env):
+    (tmp_path / "zero.toml").write_text("epochs = 0\n")
+    for run in ("taken", "s-seed1"):  # a run that trained an epoch: kept, not replaced
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"never read: the flags are refused first")
+    table = [
+        ([part.format(tmp=tmp_path) for part in argv], expected.format(tmp=tmp_path))
+        for argv, expected in REFUSED_BEFORE_TORCH
+    ]
+    done = subprocess.run(  # one fresh interpreter for the whole table: each costs time
+        [sys.executable, "-c", EACH_BEFORE_TORCH, json.dumps([argv for argv, _ in table])],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("row ")]
+    for (argv, expected), (code, err, torch_imported) in zip(table, rows, strict=True):
+        assert (code, torch_imported) == (2, False), (argv, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+        assert expected in err, (argv, err)
+
+
 def test_models_computes_its_table_once_then_answers_without_torch(env):
     first = run_cli_in_fresh_python(["models"], env)
     assert first == (0, "PIL,numpy,torch,torchvision")  # the first call builds every model

@@ -28,6 +28,7 @@ def small_config(npz_data: str, out: Path, **overrides) -> cnnlab.TrainConfig:
         name="run",
         progress="none",
         log_every=4,
+        val_fraction=0.0,  # every training image: the step counts below are 384 / batch
     )
     values.update(overrides)
     return cnnlab.TrainConfig(**values)
@@ -35,7 +36,9 @@ def small_config(npz_data: str, out: Path, **overrides) -> cnnlab.TrainConfig:
 
 @pytest.fixture(scope="module")
 def trained(npz_data, tmp_path_factory) -> cnnlab.TrainResult:
-    return cnnlab.train(small_config(npz_data, tmp_path_factory.mktemp("runs")))
+    # with the default validation split: 10 of each class's 96 training images held out
+    out = tmp_path_factory.mktemp("runs")
+    return cnnlab.train(small_config(npz_data, out, val_fraction=cnnlab.TrainConfig.val_fraction))
 
 
 def test_training_lifts_accuracy_far_above_chance(trained):
@@ -49,10 +52,12 @@ def test_metrics_file_has_one_row_per_epoch_with_explicit_epoch_and_step(trained
         json.loads(line) for line in (trained.run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert [r["step"] for r in rows] == [12, 24, 36]  # 384 samples / batch 32
+    assert [r["step"] for r in rows] == [11, 22, 33]  # 344 samples / batch 32
     for key in (
         "train_loss",
         "train_accuracy",
+        "val_loss",
+        "val_accuracy",
         "test_loss",
         "test_accuracy",
         "examples_per_second",
@@ -76,7 +81,10 @@ def test_config_json_records_config_versions_and_device(trained):
     assert info["config"]["model"] == "mnist_cnn"
     assert set(info["versions"]) == {"python", "torch", "torchvision", "cnnlab"}
     assert info["device"] == f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
-    assert info["data"]["train"] == 384 and info["data"]["test"] == 128
+    assert info["data"] == {
+        "location": info["data"]["location"], "train": 344, "val": 40, "test": 128,
+    }  # fmt: skip
+    assert info["selection"] == "val"
     assert info["parameters"] == sum(p.numel() for p in trained.model.parameters())
 
 
@@ -113,6 +121,8 @@ def test_tensorboard_events_hold_the_seed_scalars(trained):
         "epoch": "epoch",
         "train_loss": "train_loss_epoch",
         "train_accuracy": "train_accuracy",
+        "val_loss": "val_loss",
+        "val_accuracy": "val_accuracy",
         "test_loss": "test_loss",
         "test_accuracy": "test_accuracy",
         "lr": "lr",
@@ -121,13 +131,13 @@ def test_tensorboard_events_hold_the_seed_scalars(trained):
     assert {"train_loss", *epoch_tags.values()} <= tags
     # every epoch metric at the global step of the epoch's end, as metrics.jsonl says
     steps = [row["step"] for row in trained.metrics]
-    assert steps == [12, 24, 36]  # 384 images / batch 32 = 12 steps an epoch
+    assert steps == [11, 22, 33]  # 344 images / batch 32 = 11 steps an epoch
     for key, tag in epoch_tags.items():
         scalars = events.Scalars(tag)
         assert [e.step for e in scalars] == steps, tag
         expected = [row[key] for row in trained.metrics]
         assert [e.value for e in scalars] == pytest.approx(expected, rel=1e-6), tag
-    assert [e.step for e in events.Scalars("train_loss")] == list(range(4, 37, 4))
+    assert [e.step for e in events.Scalars("train_loss")] == list(range(4, 34, 4))
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(trained, npz_data):
@@ -182,7 +192,9 @@ def test_resume_of_a_finished_run_is_refused(trained):
 
 
 def test_resume_with_a_conflicting_setting_is_refused(trained):
-    with pytest.raises(cnnlab.ConfigError, match=r"lr=0\.5 conflicts"):
+    with pytest.raises(
+        cnnlab.ConfigError, match=r"resuming: lr 0\.5 conflicts with the run.s 0\.003;"
+    ):
         cnnlab.train(resume=trained.run_dir, epochs=5, lr=0.5)
 
 

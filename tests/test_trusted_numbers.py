@@ -37,6 +37,7 @@ def config(data: str, out: Path, **overrides) -> TrainConfig:
     values = dict(
         model="mnist_cnn", dataset=data, epochs=1, batch_size=BATCH, optimizer="sgd", lr=0.05,
         out_dir=str(out), name="run", progress="none", tensorboard=False, report=False,
+        val_fraction=0.0,  # every training image, as the plain torch replay takes them
     )  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 

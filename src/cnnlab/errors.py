@@ -38,7 +38,17 @@ class RunFolderError(CnnlabError, ValueError):
 
 
 def first_line(err: BaseException, limit: int = 120) -> str:
-    """The first line of a library's error message, cut to `limit` characters (its type's
-    name when it has no message): the part that fits in cnnlab's one-line errors."""
+    """The first line of a library's error message, at most `limit` characters (its type's
+    name when it has no message): the part that fits in cnnlab's one-line errors. A longer
+    line ends at a word boundary, with "…" to show it was cut."""
     text = str(err).strip()
-    return text.splitlines()[0][:limit] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    line = text.splitlines()[0].rstrip()
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]  # room for the "…"
+    if not line[limit - 1].isspace() and " " in cut:  # the cut falls in a word: end before it
+        cut = cut[: cut.rindex(" ")]
+    # a lone word longer than the limit is cut where it must be
+    return cut.rstrip(" ,;:(") + "…"

@@ -8,27 +8,32 @@ clears it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
-import tempfile
+import secrets
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import BinaryIO
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 
-READABLE = 0o644  # what a published file gets: mkstemp's own default is owner only
+TEMP_TRIES = 100  # random temporary names tried before giving up (mkstemp tries 10000)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None):
     """Call `write(file)` on a temporary file beside `path`, then put it in place atomically.
 
-    `mode` sets the permission bits (mkstemp makes the file private to its owner).
+    The file gets the permissions any tool's new file gets, 0o666 less the user's umask, unless
+    `mode` asks for others.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # an explicit mode from the start: the file is never more open than asked, even briefly
+    fd, tmp = _create_temp(path, 0o666 if mode is None else mode & 0o777)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -43,6 +48,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: in
     _fsync_dir(path.parent)
 
 
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    """A new, empty `.NAME.XXXXXXXX.tmp` beside `path`, open for writing, created with `mode`
+    less the umask: the kernel applies it, so nothing reads the umask (os.umask sets it too,
+    which races with other threads), and mkstemp's 0o600 does not make every file private."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)  # as mkstemp: never write through a planted link
+    for _ in range(TEMP_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
@@ -52,9 +72,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def publish(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """`atomic_write`, readable by all: for the files a command hands to people (pages, pictures,
-    CSV, models to deploy) and caches shared between users. Raises OSError."""
-    atomic_write(path, write, mode=READABLE)
+    """`atomic_write` of the files a command hands to people (pages, pictures, CSV, models to
+    deploy) and of caches: like every file cnnlab writes, they follow the user's umask (0o644
+    under the usual 0o022), as any other tool's output does. Raises OSError."""
+    atomic_write(path, write)
 
 
 def publish_bytes(path: str | Path, data: bytes) -> None:
@@ -134,6 +155,29 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # how a zip file, so every torch.save file since torch 1.6, begins
+
+
+def zip_damage(path: str | Path) -> str | None:
+    """What is wrong with a zip file's bytes ("entry 'archive/data/3' fails its CRC check",
+    "truncated: ..."), or None when every entry is whole or the file is no zip at all. torch
+    reads its zip files without checking any CRC, so a flipped bit in a tensor loads silently;
+    reads the whole file once. Raises OSError."""
+    with open(path, "rb") as file:
+        if file.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+            return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as err:
+        if not zipfile.is_zipfile(path):  # the directory at a zip's end is gone
+            return "truncated: the end of the zip file is missing"
+        return f"not a whole zip file: {first_line(err, 80)}"
+    except (EOFError, zlib.error) as err:  # a compressed entry cut short or mangled
+        return f"not a whole zip file: {first_line(err, 80)}"
+    return None if bad is None else f"entry '{bad}' fails its CRC check"
 
 
 def size_text(count: float) -> str:

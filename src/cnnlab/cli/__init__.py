@@ -6,8 +6,10 @@ flag, a recipe key and a Python argument are always the same thing. One module p
 commands: train.py (train), evaluate.py (eval), catalog.py (models, recipes, datasets),
 summary.py (summary), convcalc.py (convcalc, params), features.py (features), plot.py (plot),
 report.py (report), compare.py (compare), predict.py (predict), export.py (export). Bad input
-ends in one line on stderr and exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143
-after saving. Nothing here imports torch before a command needs it, so `--help` answers at once.
+ends in one line on stderr, in the command line's words (flags, not Python field names), and
+exit code 2; a run stopped by SIGINT / SIGTERM exits 130 / 143 after saving. Nothing here
+imports torch before a command needs it, so `--help` answers at once, and what the command line
+alone shows to be wrong (checks.py, train.py) is refused before torch is imported.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from cnnlab.cli import (
     summary,
     train,
 )  # fmt: skip
+from cnnlab.cli.checks import check_command_line
 from cnnlab.cli.options import Parser, UsageError
+from cnnlab.config.flags import cli_message
 from cnnlab.errors import CnnlabError
 
 # each module's `add_commands(subparsers)`
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     from cnnlab.process import launched_rank  # no torch in these two
-    from cnnlab.training.signals import TrainingInterrupted
+    from cnnlab.training.signals import Terminated, TrainingInterrupted
 
     parser = build_parser()
     try:
@@ -65,27 +69,30 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"unrecognized arguments: {' '.join(unknown)}; see `cnnlab {args.command} --help`"
             )
+        check_command_line(args)
         return args.handler(args) or 0
     except SystemExit as done:  # --help, and argparse's own exits
         return done.code if isinstance(done.code, int) else 0
     except (CnnlabError, UsageError) as err:
         # one write, so lines from torchrun's processes sharing a terminal never interleave
-        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.write(f"error: {cli_message(err)}\n")
         return getattr(err, "exit_code", 2)  # 2: bad input; a lost torchrun process: 1
     except TrainingInterrupted as err:
         if launched_rank() == "0":  # under torchrun every rank stops; one says so
             sys.stderr.write(f"{err}\n")
         return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated) outside training
+        print("terminated" if isinstance(err, Terminated) else "interrupted", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
 
 
 def run() -> None:
     """Console-script entry point (`cnnlab`, `python -m cnnlab`)."""
     from cnnlab.process import pause_gc_for_startup
+    from cnnlab.training.signals import terminate_like_interrupt
 
     pause_gc_for_startup()  # a command runs to its end in one go: see process.py
+    terminate_like_interrupt()  # a start-up stopped by SIGTERM cleans up as Ctrl-C's does
     try:
         code = main()
         sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
@@ -17,12 +18,15 @@ def add_commands(subparsers: Any) -> None:
         help="compare runs in one table: accuracy mean ± std over seeds, what differs",
         description=(
             "Compare runs in one table. Runs that differ only in seed are one row: n, and the "
-            "mean ± sample standard deviation of their final and best test accuracy. Columns: "
+            "mean ± sample standard deviation of their final test accuracy and of their "
+            "best.pt's (and its validation accuracy, where a validation split chose it; "
+            "'chosen on' says which split did). Columns: "
             "parameters, epochs, wall time, examples/s, and the settings that differ between "
             "rows (nothing else). Rows are sorted by mean final accuracy; a warning says when two "
             "rows' spreads overlap (their order may be seed noise) and when a row is a single "
             "run. --out writes the overlaid curves (compare-curves.png), --html one "
-            "self-contained page. Only config.json and metrics.jsonl are read."
+            "self-contained page. Only config.json and metrics.jsonl are read; a run folder "
+            "that holds no finished epoch or a damaged file is skipped with a warning."
         ),
         usage="cnnlab compare RUN [RUN ...] [--html FILE] [--out DIR]",
         leading=(("runs", dict(nargs="+", metavar="RUN", help=RUNS_HELP)),),
@@ -30,10 +34,19 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from cnnlab.report.compare import compare
+    from cnnlab.report.compare import NothingToCompare, compare
+    from cnnlab.report.run_folder import warning_line
 
     cfg = CompareConfig.from_dict(given_values(args, CompareConfig), source="cnnlab compare")
-    comparison = compare(args.runs, html=cfg.html, out=cfg.out)
-    print(comparison)
+    try:
+        comparison = compare(args.runs, html=cfg.html, out=cfg.out)
+    except NothingToCompare as err:  # each folder's reason, then the error's one line
+        for text in err.skipped:
+            print(warning_line(text), file=sys.stderr)
+        raise
+    # what reading the folders left out is about the input: stderr, as other commands' notes
+    for text in comparison.folder_warnings:
+        print(warning_line(text), file=sys.stderr)
+    print(comparison.text(folder_warnings=False))
     for path in comparison.written:
         print(f"wrote {path}")

@@ -58,10 +58,11 @@ def run_predict(args: argparse.Namespace) -> int:
 def predict_command(model_file: str, inputs: Sequence[str], cfg: PredictConfig) -> int:
     """`cnnlab predict`: a line per image as batches finish, failures on stderr, a summary;
     exit 0 when anything was predicted, else a CnnlabError (exit 2)."""
+    cfg.validate()
+    csv_path = _csv_target(cfg.csv)  # before torch is imported: a typo costs nothing
+
     from cnnlab.deploy.predictor import Predictor, find_images
 
-    cfg.validate()
-    csv_path = _csv_target(cfg.csv)  # before the model loads: a typo costs nothing
     predictor = Predictor(model_file, cfg.device, cfg.batch_size)
     start = time.perf_counter()
     files, failures = find_images(inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
@@ -26,8 +27,9 @@ def add_commands(subparsers: Any) -> None:
 
 def run_report(args: argparse.Namespace) -> None:
     from cnnlab.files import size_text
+    from cnnlab.report.run_folder import warning_line
     from cnnlab.report.run_report import write_report
 
     cfg = ReportConfig.from_dict(given_values(args, ReportConfig), source="cnnlab report")
-    path = write_report(cfg)
+    path = write_report(cfg, warn=lambda text: print(warning_line(text), file=sys.stderr))
     print(f"wrote {path} ({size_text(path.stat().st_size)})")

@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
 from cnnlab.config import SummaryConfig
+from cnnlab.errors import ConfigError
 
 
 def add_commands(subparsers: Any) -> None:
@@ -22,11 +23,22 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> None:
-    from cnnlab.inspect.layer_summary import summary
-    from cnnlab.inspect.sources import parse_input
-
     cfg = SummaryConfig.from_dict(given_values(args, SummaryConfig), "cnnlab summary").validate()
-    shape = parse_input(cfg.input) if cfg.input else None  # before torch is imported
+    shape = input_shape(cfg.input) if cfg.input else None  # before torch is imported
+
+    from cnnlab.inspect.layer_summary import summary
+
     summary(
         cfg.model, shape, batch=cfg.batch, depth=cfg.depth, model_args=cfg.model_args,
     )  # fmt: skip
+
+
+def input_shape(text: str) -> tuple[int, int, int]:
+    """--input as (C, H, W), read by convcalc's parser (plain Python): inspect/sources.py's
+    parse_input says the same, but that module imports torch."""
+    from cnnlab.inspect.convcalc import parse_dims
+
+    shape = parse_dims(text, "--input", counts=(3,))
+    if min(shape) < 1:
+        raise ConfigError(f"--input must be positive, got {text!r}")
+    return shape  # type: ignore[return-value]

@@ -1,4 +1,10 @@
-"""`cnnlab train`: one flag per TrainConfig field, plus --recipe, --resume and --seeds."""
+"""`cnnlab train`: one flag per TrainConfig field, plus --recipe, --resume and --seeds.
+
+Everything the recipe, the flags and the paths they name can show to be wrong is refused
+before torch is imported (a second or more): the config, validated; the data set; the weights
+and model files; the run folder (every seed's). Only what needs the registry or the data
+itself (an unknown model, a model too big for the images) waits for torch.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
-from cnnlab.config import TrainConfig, load_recipe
-from cnnlab.errors import ConfigError
+from cnnlab.config import Config, TrainConfig, load_recipe
+from cnnlab.config.fields import FieldError
+from cnnlab.data.specs import BUILTIN_DATASETS, check_dataset_name, files_wanted
+from cnnlab.errors import ConfigError, DataNotFoundError
 
 RECIPE_HELP = (
     "a shipped recipe's name (`cnnlab recipes`), or a TOML file: defaults that flags override"
@@ -48,15 +56,93 @@ def run_train(args: argparse.Namespace) -> None:
     if args.seeds is not None:
         run_seeds(args, overrides)
         return
-    from cnnlab.api import finish
-    from cnnlab.training import fit, resume_run
-
     if args.resume is not None:
-        if args.recipe is not None:
-            raise ConfigError("give --recipe or --resume, not both (a run keeps its own recipe)")
-        finish(resume_run(args.resume, **overrides))
+        run_resume(args, overrides)
         return
-    finish(fit(TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train")))
+    from cnnlab.training.run_dir import prepare_run_dir  # no torch in run_dir
+
+    cfg = checked_config(args, overrides)
+    # a run folder that exists, or cannot be written, before torch too (one with a last.pt
+    # is left to fit: the same command continues a run it interrupted)
+    prepare_run_dir(cfg, may_continue=True)
+
+    from cnnlab.api import finish
+    from cnnlab.training import fit
+
+    finish(fit(cfg))
+
+
+def run_resume(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """--resume: the folder and last.pt were checked before the command ran (checks.py); each
+    flag's value is checked here, before torch; the run's saved config decides the rest."""
+    if args.recipe is not None:
+        raise ConfigError("give --recipe or --resume, not both (a run keeps its own recipe)")
+    # only the checks of each value on its own: whether the flags fit the saved run (and its
+    # values) is resume_config's to say, once last.pt is loaded
+    Config.validate(TrainConfig.from_dict(overrides, source="cnnlab train"))
+
+    from cnnlab.api import finish
+    from cnnlab.training import resume_run
+
+    finish(resume_run(args.resume, **overrides))
+
+
+def checked_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
+    """The config of a new run from the recipe and the flags, with every check that needs no
+    torch: each value, the weights file, the data set (its name, its folder, or with
+    --no-download its files), a model file. A value from the recipe is named as the recipe
+    names it; one from a flag, by its flag."""
+    cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train")
+    try:
+        check_weights_file(cfg.validate())
+    except FieldError as err:
+        if args.recipe is None or err.field in overrides:
+            raise
+        raise ConfigError(f"recipe {args.recipe}: {err}") from None
+    check_data_on_disk(cfg)
+    check_model_file(cfg.model)
+    return cfg
+
+
+def check_weights_file(cfg: TrainConfig) -> None:
+    if cfg.weights_file is not None and not Path(cfg.weights_file).is_file():
+        raise FieldError(
+            "weights_file",
+            "{weights_file} {got} is not a file; give the path of a state dict saved as .pth, "
+            ".pt or .safetensors",
+            cfg.weights_file,
+        )
+
+
+def check_data_on_disk(cfg: TrainConfig) -> None:
+    """The data set's name, and with --no-download a built-in that is already on disk (found
+    as data/locate.py finds it: no torch, nothing decoded)."""
+    spec = check_dataset_name(cfg.dataset).spec
+    if cfg.download or spec is None:
+        return
+    from cnnlab.data.locate import locate, search_dirs
+
+    base = BUILTIN_DATASETS[spec.source] if spec.source else spec  # cifar2: cifar10's files
+    source, notes = locate(base, cfg.data_dir)
+    if source is None:
+        looked = ", ".join(str(path) for path in search_dirs(cfg.data_dir))
+        incomplete = f" (incomplete: {'; '.join(notes)})" if notes else ""
+        raise DataNotFoundError(
+            f"{base.name} was not found in {looked}{incomplete}; put {files_wanted(base)} in "
+            "a folder named by --data-dir or CNNLAB_DATA, or drop --no-download to download it"
+        )
+
+
+def check_model_file(model: str) -> None:
+    """--model FILE.py:Name needs the file (read as models/own.py reads it; the registry's
+    other checks import torch)."""
+    target, colon, _ = model.rpartition(":")
+    path = Path(target).expanduser().resolve()
+    if colon and target.endswith(".py") and not path.is_file():
+        raise ConfigError(
+            f"model file {path} does not exist; give --model path/to/file.py:Name or "
+            "package.module:Name"
+        )
 
 
 def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +161,7 @@ def new_run_values(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[
 def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     """--seeds: every check first (seeds, config, every run folder), then one run per seed,
     then the compare table of those runs."""
-    from cnnlab.training.seeds import parse_seeds
+    from cnnlab.training.seeds import parse_seeds, seed_configs  # no torch in seeds
 
     if args.resume is not None:
         raise ConfigError(
@@ -84,7 +170,8 @@ def run_seeds(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     if "seed" in overrides:
         raise ConfigError("give --seeds or --seed, not both (--seeds 0,1,2 sets each run's seed)")
     seeds = parse_seeds(args.seeds)
-    cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train").validate()
+    cfg = checked_config(args, overrides)
+    seed_configs(cfg, seeds)  # every seed's run folder, before torch (train_seeds checks again)
 
     from cnnlab.api import train_seeds
     from cnnlab.report.compare import compare

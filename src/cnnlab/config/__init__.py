@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.fields import coerce, field_types, opt, plain_value
+from cnnlab.config.fields import FieldError, coerce, field_types, opt, plain_value
 from cnnlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "lbfgs")
@@ -59,7 +59,8 @@ class Config:
     """What every command's config dataclass shares: checks, plain dicts, building from them."""
 
     def validate(self):
-        """Check every value against its field's facts; one line naming the field if wrong."""
+        """Check every value against its field's facts; one line naming the field if wrong (a
+        FieldError: the command line names its flag)."""
         for f in dataclasses.fields(self):
             value, facts = getattr(self, f.name), f.metadata
             if facts.get("choices") and value not in facts["choices"]:
@@ -69,7 +70,10 @@ class Config:
             minimum = facts.get("minimum")
             if minimum is not None and value is not None and value < minimum:
                 word = "at least" if minimum else ">="
-                raise ConfigError(f"{f.name} must be {word} {minimum}, got {value}")
+                # a positional argument is named as argparse names it, by the field's name
+                flag = f.name if facts.get("argument") else facts.get("flag")
+                message = f"{{{f.name}}} must be {word} {minimum}, got {{got}}"
+                raise FieldError(f.name, message, value, flag)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +135,16 @@ class TrainConfig(Config):
         minimum=1,
     )
     val_fraction: float = opt(
-        "folder: data without train/ and test/: share of each class held out to test on", 0.2
+        "share of each class of the training set held out (seeded) as the validation split, "
+        "which chooses best.pt, early stopping and --target-accuracy; the test split is then "
+        "measured for the report only (0: no validation split, the test split chooses, as "
+        "the tutorials do)",
+        0.1,
+    )
+    test_fraction: float = opt(
+        "folder: data without train/ and test/: share of each class held out as the test "
+        "split (the validation split comes from the rest)",
+        0.2,
     )
     normalize: bool = opt(
         "scale pixels by the data set's mean/std (false: [0, 1] pixels, ToTensor alone)", True
@@ -169,6 +182,25 @@ class TrainConfig(Config):
 
     # --- how long, how fast ---
     epochs: int = opt("number of passes over the training set", 10, minimum=1, resumable=True)
+    early_stop_patience: int = opt(
+        "stop after N evaluations (epochs, with --eval-every 1) without improvement of the "
+        "selection accuracy (validation, else test); best.pt is the result (0: off)",
+        0,
+        minimum=0,
+        resumable=True,
+    )
+    early_stop_min_delta: float = opt(
+        "early stopping: the least gain of selection accuracy that counts as improvement",
+        0.0,
+        minimum=0,
+        resumable=True,
+    )
+    target_accuracy: float | None = opt(
+        "stop at the end of the first epoch whose selection accuracy reaches this (time to "
+        "accuracy)",
+        None,
+        resumable=True,
+    )
     batch_size: int = opt(
         "training batch size (under torchrun: the global batch, shared by the processes)",
         256,
@@ -260,7 +292,7 @@ class TrainConfig(Config):
     name: str | None = opt("run directory name (default: model-dataset-timestamp)", None)
     overwrite: bool = opt("replace an existing run directory of the same name", False)
     eval_every: int = opt(
-        "evaluate on the test split every N epochs (and after the last)",
+        "evaluate on the validation and test splits every N epochs (and after the last)",
         1,
         minimum=1,
         resumable=True,
@@ -290,26 +322,46 @@ class TrainConfig(Config):
         if self.lr is None:  # filled in here, so config.json records the rate that ran
             self.lr = DEFAULT_LR[self.optimizer]
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+            raise FieldError("lr", "{lr} must be a positive number, got {got}", self.lr)
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise FieldError(
+                "label_smoothing", "{label_smoothing} must be in [0, 1), got {got}",
+                self.label_smoothing,
+            )  # fmt: skip
+        for share in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, share) < 1:
+                message = f"{{{share}}} must be in [0, 1), got {{got}}"
+                raise FieldError(share, message, getattr(self, share))
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise FieldError(
+                "target_accuracy", "{target_accuracy} must be in (0, 1], got {got}",
+                self.target_accuracy,
+            )  # fmt: skip
         if self.jpeg_quality > 100:
-            raise ConfigError(f"jpeg_quality must be in 1..100 (0: off), got {self.jpeg_quality}")
+            raise FieldError(
+                "jpeg_quality",
+                "{jpeg_quality} must be in 1..100 (0: off), got {got}",
+                self.jpeg_quality,
+            )
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ConfigError("nesterov needs momentum > 0 and dampening 0; set --momentum 0.9")
+            raise FieldError(
+                "nesterov", "{nesterov} needs {momentum} > 0 and {dampening} 0; set {momentum} 0.9"
+            )
         if self.name is not None and (not self.name or "/" in self.name or self.name in ".."):
-            raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
+            raise FieldError("name", "{name} must be a plain folder name, got {got!r}", self.name)
         if self.unfreeze_epoch is not None and not self.freeze_backbone:
-            raise ConfigError("unfreeze_epoch needs --freeze-backbone (nothing is frozen)")
+            raise FieldError(
+                "unfreeze_epoch", "{unfreeze_epoch} needs {freeze_backbone} (nothing is frozen)"
+            )
         if not (0 < self.backbone_lr_scale <= 1 and math.isfinite(self.backbone_lr_scale)):
-            raise ConfigError(
-                f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale}; use "
-                "--freeze-backbone to stop the backbone learning"
+            raise FieldError(
+                "backbone_lr_scale",
+                "{backbone_lr_scale} must be in (0, 1], got {got}; use {freeze_backbone} to stop "
+                "the backbone learning",
+                self.backbone_lr_scale,
             )
         if self.pretrained and self.weights_file:
-            raise ConfigError("give --pretrained or --weights-file, not both")
+            raise FieldError("weights_file", "give {pretrained} or {weights_file}, not both")
         return self
 
 
@@ -322,8 +374,9 @@ class EvalConfig(Config):
     checkpoint: str | None = opt("a .pt checkpoint or a run folder", None, argument=True)
     dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
     split: str = opt(
-        "test, or train: the finished model over every training image (seed 000's train "
-        "accuracy)", "test", choices=("test", "train"),
+        "test; train: the finished model over the images it trained on (seed 000's train "
+        "accuracy); val: the validation split it held out",
+        "test", choices=("test", "train", "val"),
     )  # fmt: skip
     data_dir: str | None = _data_dir_opt()
     device: str = _device_opt()
@@ -493,6 +546,16 @@ class ExportConfig(Config):
     format: str = opt("the file format", "onnx", choices=EXPORT_FORMATS)
     out: str | None = opt("the file to write (default: beside the checkpoint, best.onnx ...)", None)
     data_dir: str | None = _data_dir_opt()
+
+
+def saved_train_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved TrainConfig values in today's fields: a run saved before validation
+    splits existed (it has no test_fraction) called the folder test share val_fraction and
+    held nothing out."""
+    if "test_fraction" in values:
+        return values
+    old_share = values.get("val_fraction", TrainConfig.test_fraction)
+    return {**values, "test_fraction": old_share, "val_fraction": 0.0}
 
 
 def resumable_fields() -> set[str]:

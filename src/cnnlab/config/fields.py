@@ -7,8 +7,10 @@ Nothing here imports torch: `cnnlab --help` must not wait for it.
 from __future__ import annotations
 
 import dataclasses
+import string
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,27 @@ def opt(
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+class FieldError(ConfigError):
+    """A config value that cannot be used, in a message that names fields as Python does
+    (`val_fraction must be in [0, 1), got 2.0`) for the API and recipes, and as flags on the
+    command line (`--val-fraction must be ...`, flags.cli_message). In `message`, `{name}` is
+    the field of that name and `{got}` the value; `field` is the one at fault."""
+
+    def __init__(self, field: str, message: str, got: Any = None, flag: str | None = None):
+        self.field, self.message, self.got = field, message, got
+        self.flag = flag  # the field's flag where it is not spelled from its name (`--in`)
+        super().__init__(self.worded(lambda name: name))
+
+    def worded(self, name_of: Callable[[str], str]) -> str:
+        """The message with each field in it called `name_of(field)`."""
+        parts = string.Formatter().parse(self.message)
+        names = {name: name_of(name) for _, name, _, _ in parts if name and name != "got"}
+        return self.message.format(got=self.got, **names)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (between processes) with its parts
+        return (type(self), (self.field, self.message, self.got, self.flag))
 
 
 @dataclass(frozen=True)

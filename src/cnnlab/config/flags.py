@@ -1,7 +1,8 @@
 """The command-line spelling of a config: `batch_size` is `--batch-size`, a `--model-arg` is
 KEY=VALUE with a TOML literal, a list is comma-separated numbers. `command_line` turns config
 values back into flags (the inverse of the CLI's `given_values`), so a report can print the
-command that runs a config again without knowing the CLI.
+command that runs a config again without knowing the CLI. `cli_message` is an error's line in
+the command line's words: a field's flag where Python names the field.
 """
 
 from __future__ import annotations
@@ -11,12 +12,23 @@ import json
 import tomllib
 from typing import Any
 
-from cnnlab.config.fields import field_default, field_types
+from cnnlab.config.fields import FieldError, field_default, field_types
 from cnnlab.errors import ConfigError
 
 
 def flag_name(name: str) -> str:
+    if name == "model_args":  # the one dict field: a repeated --model-arg KEY=VALUE
+        return "--model-arg"
     return "--" + name.replace("_", "-")
+
+
+def cli_message(err: BaseException) -> str:
+    """The line the command line prints for `err`: a FieldError names the field's flag
+    (`--val-fraction must be in [0, 1)`, where Python reads `val_fraction ...`); any other
+    error is its own text."""
+    if isinstance(err, FieldError):
+        return err.worded(lambda name: (name == err.field and err.flag) or flag_name(name))
+    return str(err)
 
 
 def parse_key_value(item: str) -> tuple[str, Any]:

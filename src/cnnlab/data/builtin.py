@@ -75,9 +75,9 @@ def how_to_get(spec: DatasetSpec, download_ok: bool = True) -> str:
     if download_ok:
         last = "run with network access to download it"
     else:
-        last = "allow downloading it (download=True, with network access)"
-    return (
-        f"set CNNLAB_DATA (or data_dir) to a folder holding {example}, "
+        last = "allow downloading it (--download; in Python download=True; with network access)"
+    return (  # said to both the command line and Python: each one's spelling
+        f"set CNNLAB_DATA (or --data-dir; in Python data_dir=) to a folder holding {example}, "
         f"or {spec.folder}/train.npz + test.npz, or {last}"
     )
 

@@ -35,7 +35,7 @@ def load_dataset(
     *,
     download: bool = TrainConfig.download,
     image_size: int | None = None,
-    val_fraction: float = TrainConfig.val_fraction,
+    test_fraction: float = TrainConfig.test_fraction,
     seed: int = TrainConfig.seed,
     normalize: bool = TrainConfig.normalize,
 ) -> ImageData:
@@ -43,9 +43,10 @@ def load_dataset(
 
     Built-ins are looked for on disk first (`search_dirs(data_dir)`); when absent and
     `download` is true, torchvision downloads them into the cache. `image_size` resizes
-    images to image_size x image_size; `val_fraction` and `seed` split a folder that has no
-    train/ and test/ subfolders. `normalize=False` gives mean 0 and std 1, so loaders yield
-    pixels in [0, 1] (what `ToTensor` alone gives, as seeds 001 and 004 train).
+    images to image_size x image_size; `test_fraction` and `seed` split a folder that has no
+    train/ and test/ subfolders (its test split). `normalize=False` gives mean 0 and std 1,
+    so loaders yield pixels in [0, 1] (what `ToTensor` alone gives, as seeds 001 and 004
+    train). The validation split is held out later, by the run (holdout.py).
     """
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be at least 1, got {image_size}")
@@ -56,7 +57,7 @@ def load_dataset(
         from cnnlab.data.folder import load_folder  # imports torchvision: 2+ s, only for folders
 
         data = load_folder(
-            parsed.path, image_size=image_size, val_fraction=val_fraction, seed=seed,
+            parsed.path, image_size=image_size, test_fraction=test_fraction, seed=seed,
             stats=normalize,
         )  # fmt: skip
     elif parsed.kind == "npz":

@@ -1,7 +1,7 @@
 """Your own images in folders: `folder:PATH`, in torchvision's ImageFolder convention.
 
     PATH/train/<class>/*.png and PATH/test/<class>/*.png   (a given split), or
-    PATH/<class>/*.png                                     (split here: val_fraction to test)
+    PATH/<class>/*.png                                     (split here: test_fraction to test)
 
 Everything is checked up front, so a bad file fails before training, not in epoch 3: class
 folders, file extensions, and that every image opens. Images are decoded on the fly by
@@ -12,7 +12,6 @@ FolderLoader augments and normalises on the device, as TensorLoader does.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from cnnlab.config import TrainConfig
+from cnnlab.data.holdout import held_out
 from cnnlab.data.loader import default_num_workers
 from cnnlab.data.types import ImageData, channel_histogram, stats_from_histogram
 from cnnlab.errors import ConfigError, DataFormatError, DataNotFoundError
@@ -94,23 +94,15 @@ def scan(root: Path, class_names: list[str] | None = None) -> tuple[list[Sample]
 
 
 def split_samples(
-    samples: list[Sample], val_fraction: float, seed: int
+    samples: list[Sample], test_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """A seeded stratified split: `val_fraction` of every class goes to test (each class keeps
-    at least one training image); both parts stay in file order."""
-    generator = torch.Generator().manual_seed(seed)
-    by_class: dict[int, list[int]] = defaultdict(list)
-    for index, (_, label) in enumerate(samples):
-        by_class[label].append(index)
-    test_ids: set[int] = set()
-    for label in sorted(by_class):
-        ids = by_class[label]
-        n_test = min(round(len(ids) * val_fraction), len(ids) - 1)
-        picked = torch.randperm(len(ids), generator=generator)[:n_test]
-        test_ids.update(ids[i] for i in picked.tolist())
-    train = [s for i, s in enumerate(samples) if i not in test_ids]
-    test = [s for i, s in enumerate(samples) if i in test_ids]
-    return train, test
+    """A seeded stratified split: `test_fraction` of every class goes to test (each class
+    keeps at least one training image); both parts stay in file order."""
+    test = held_out(torch.tensor([label for _, label in samples]), test_fraction, seed).tolist()
+    return (
+        [sample for sample, tested in zip(samples, test, strict=True) if not tested],
+        [sample for sample, tested in zip(samples, test, strict=True) if tested],
+    )
 
 
 def verify_images(samples: list[Sample]) -> None:
@@ -140,7 +132,7 @@ def folder_stats(
     return stats_from_histogram(counts)
 
 
-def _read_splits(root: Path, val_fraction: float, seed: int):
+def _read_splits(root: Path, test_fraction: float, seed: int):
     """Train and test samples and class names, from train/ + test/ or split here."""
     has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
     if has_train and has_test:
@@ -154,7 +146,7 @@ def _read_splits(root: Path, val_fraction: float, seed: int):
             f"folders, or put the class folders directly in {root}"
         )
     samples, class_names = scan(root)
-    train, test = split_samples(samples, val_fraction, seed)
+    train, test = split_samples(samples, test_fraction, seed)
     return train, test, class_names
 
 
@@ -162,7 +154,7 @@ def load_folder(
     path: str | Path,
     *,
     image_size: int | None = None,
-    val_fraction: float = TrainConfig.val_fraction,
+    test_fraction: float = TrainConfig.test_fraction,
     seed: int = TrainConfig.seed,
     num_workers: int | None = None,
     stats: bool = True,
@@ -177,9 +169,9 @@ def load_folder(
             f"folder {root} does not exist; give folder:PATH with PATH holding one folder of "
             "images per class (or train/ and test/ with such folders)"
         )
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    train, test, class_names = _read_splits(root, val_fraction, seed)
+    if not 0 <= test_fraction < 1:
+        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    train, test, class_names = _read_splits(root, test_fraction, seed)
     verify_images(train + test)
     with Image.open(train[0][0]) as first:
         mode = "L" if first.mode in GRAY_MODES else "RGB"

@@ -239,11 +239,13 @@ def make_loader(
     jpeg_quality: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1,
     num_workers: int | None = None,
 ) -> TensorLoader | FolderLoader:  # fmt: skip
-    """A loader over `data.train` or `data.test`: TensorLoader for in-memory splits,
-    FolderLoader (with `num_workers` processes) for image folders."""
-    if split not in ("train", "test"):
-        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    part = data.train if split == "train" else data.test
+    """A loader over `data.train`, `data.val` or `data.test`: TensorLoader for in-memory
+    splits, FolderLoader (with `num_workers` processes) for image folders."""
+    part = {"train": data.train, "val": data.val, "test": data.test}.get(split)
+    if part is None and split == "val":
+        raise ConfigError(f"{data.name} has no validation split here; hold one out first")
+    if part is None:
+        raise ConfigError(f"split must be 'train', 'val' or 'test', got {split!r}")
     common = dict(
         batch_size=batch_size, mean=data.mean, std=data.std, shuffle=shuffle,
         drop_last=drop_last, seed=seed, device=device, augment=augment,

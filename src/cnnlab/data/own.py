@@ -216,7 +216,10 @@ def _read_all(items: PixelItems) -> Split:
 
 def _batches(items: PixelItems) -> DataLoader:
     workers = default_num_workers() if len(items) >= WORKERS_FROM else 0
-    return DataLoader(items, batch_size=512, num_workers=workers)
+    # a generator of its own: an iteration draws its workers' seed from it, and from torch's
+    # global one without it, which a run reading its labels here would then start from
+    generator = torch.Generator().manual_seed(0)
+    return DataLoader(items, batch_size=512, num_workers=workers, generator=generator)
 
 
 @contextlib.contextmanager

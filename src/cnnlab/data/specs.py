@@ -2,15 +2,17 @@
 
 A data set name is a built-in (`mnist`, `fashion-mnist`, `cifar10`, `cifar2`; case and `_` vs
 `-` do not matter), `npz:PATH` (train.npz + test.npz) or `folder:PATH` (class folders of images).
-`parse_dataset_name` is the one place that reads those prefixes.
+`parse_dataset_name` is the one place that reads those prefixes; `check_dataset_name` also
+checks what can be known without reading the data (the command line asks before importing torch).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataNotFoundError
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -70,6 +72,23 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
 ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-2": "cifar2"}
 # your own data: npz:PATH, folder:PATH; python:NAME was given to cnnlab.train in Python (own.py)
 PREFIXES = ("npz", "folder", "python")
+NPZ_NEEDS = (
+    "npz:PATH needs PATH/train.npz and PATH/test.npz, each with arrays x (uint8 images) and y "
+    "(integer labels)"
+)
+FOLDER_NEEDS = (
+    "give folder:PATH with PATH holding one folder of images per class (or train/ and test/ "
+    "with such folders)"
+)
+
+
+def files_wanted(spec: DatasetSpec) -> str:
+    """What a data folder must hold for a built-in to be found in it."""
+    example = {
+        "idx": f"{spec.folder}/train-images-idx3-ubyte.gz and the other three IDX files",
+        "cifar": f"{spec.torchvision_dir}/ (from cifar-10-python.tar.gz)",
+    }[spec.format]
+    return f"{example}, or {spec.folder}/train.npz + test.npz"
 
 
 def list_datasets() -> list[str]:
@@ -79,15 +98,39 @@ def list_datasets() -> list[str]:
 
 def get_spec(name: str) -> DatasetSpec:
     """The DatasetSpec of a built-in name (case and '_' vs '-' do not matter)."""
-    key = name.strip().lower().replace("_", "-")
-    key = ALIASES.get(key, key)
+    key = _key(name)
     if key not in BUILTIN_DATASETS:
+        close = close_names(name)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise ConfigError(
-            f"unknown data set {name!r}; use one of {', '.join(BUILTIN_DATASETS)}, or "
+            f"unknown data set {name!r}; {hint}use one of {', '.join(BUILTIN_DATASETS)}, or "
             "npz:PATH (a folder with train.npz and test.npz) or folder:PATH (a folder of "
             "class folders of images)"
         )
     return BUILTIN_DATASETS[key]
+
+
+def _key(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    return ALIASES.get(key, key)
+
+
+def close_names(name: str) -> list[str]:
+    """What an unknown data set name may have meant, as the model registry guesses: `cifar` →
+    cifar10, cifar2 (contained), `cifra` → cifar2, cifar10 (similar), `foldr:x` → folder:x, and
+    an existing folder given without its prefix → folder:PATH (npz:PATH when it holds train.npz)."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():  # your own data, without its prefix
+        return [f"{'npz' if (folder / 'train.npz').is_file() else 'folder'}:{name}"]
+    prefix, colon, rest = name.partition(":")
+    if colon:
+        typed = difflib.get_close_matches(prefix.lower(), ("npz", "folder"), n=1, cutoff=0.6)
+        return [f"{kind}:{rest}" for kind in typed]
+    key = _key(name)
+    contain = sorted((known for known in BUILTIN_DATASETS if key and key in known), key=len)
+    known = {**{known: known for known in BUILTIN_DATASETS}, **ALIASES}
+    similar = [known[n] for n in difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)]
+    return list(dict.fromkeys(contain or similar))[:3]
 
 
 @dataclass(frozen=True)
@@ -110,3 +153,23 @@ def parse_dataset_name(name: str) -> DatasetName:
     if sep and prefix in PREFIXES:
         return DatasetName(prefix, path=Path(rest).expanduser())
     return DatasetName("builtin", spec=get_spec(name))
+
+
+def check_dataset_name(name: str) -> DatasetName:
+    """`parse_dataset_name`, and what else is known before any data is read: npz:PATH needs
+    PATH/train.npz and PATH/test.npz, folder:PATH an existing folder, and python:NAME (data
+    given in Python) cannot be read from disk. One line each, as the loaders would say it."""
+    parsed = parse_dataset_name(name)
+    if parsed.kind == "python":
+        raise ConfigError(
+            f"data set {name} names data given in Python, which cannot be read from disk; give "
+            "a built-in name, npz:PATH or folder:PATH"
+        )
+    if parsed.kind == "npz":
+        root = parsed.path.resolve()
+        for file in (root / "train.npz", root / "test.npz"):
+            if not file.is_file():
+                raise DataNotFoundError(f"{file} does not exist; {NPZ_NEEDS}")
+    if parsed.kind == "folder" and not parsed.path.resolve().is_dir():
+        raise DataNotFoundError(f"folder {parsed.path.resolve()} does not exist; {FOLDER_NEEDS}")
+    return parsed

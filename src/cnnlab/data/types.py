@@ -22,7 +22,8 @@ class Split:
 
 @dataclass
 class ImageData:
-    """A data set ready for `make_loader`: two splits plus what a model and a report need."""
+    """A data set ready for `make_loader`: its splits plus what a model and a report need.
+    `val`, when there is one, was held out of the training set (holdout.py)."""
 
     name: str  # "fashion-mnist", "npz:/path", "folder:/path"
     class_names: list[str]
@@ -32,6 +33,7 @@ class ImageData:
     train: Split | Dataset  # a Dataset only for folder: data (images decoded on the fly)
     test: Split | Dataset
     location: str  # where it was found, for messages and the run's config.json
+    val: Split | Dataset | None = None  # the validation split: what chooses a model
 
     @property
     def num_classes(self) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, RunFolderError
 from cnnlab.figures import render_png
 from cnnlab.files import (
     check_output_file,
@@ -26,7 +26,7 @@ from cnnlab.files import (
 )
 from cnnlab.report.compare_page import html_page, plot_curves
 from cnnlab.report.comparison import Comparison, build_comparison
-from cnnlab.report.run_folder import RunRecord, read_run
+from cnnlab.report.run_folder import RunRecord, UnusableRun, read_run
 
 CURVES = "compare-curves.png"  # the file `out=` gets
 
@@ -41,11 +41,15 @@ def compare(
     `out/compare-curves.png` and a self-contained HTML page `html`.
 
     Every folder is read first and every output place checked before anything is computed or
-    written: a bad folder is a RunFolderError, a bad place a ConfigError, both in one line.
+    written: a bad place is a ConfigError, a folder that is no run folder a RunFolderError,
+    both in one line. A run folder that holds no finished epoch or a damaged file is left out,
+    with one line in the result's `folder_warnings`; when no folder is left, a lone folder's
+    own error is raised, else NothingToCompare (its `skipped` lists each one's warning).
     """
-    records = _read_all(runs)
+    records, folder_warnings = _read_all(runs)
     html_path, out_dir = _check_outputs(html, out)
     comparison = build_comparison(records)
+    comparison.folder_warnings = folder_warnings
     if html_path is None and out_dir is None:
         return comparison
     png = render_png(plot_curves(comparison))
@@ -65,23 +69,64 @@ def compare(
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Atomically, readable by all (mkstemp's default is owner only), or a one-line error."""
+    """Atomically, or a one-line error."""
     with write_failure_as_config_error(path):
         publish_bytes(path, data)
 
 
-def _read_all(runs: Iterable[str | Path | RunRecord]) -> list[RunRecord]:
+class NothingToCompare(RunFolderError):
+    """Every run folder given was skipped: `skipped` holds the warning of each (the CLI prints
+    them before this error's line)."""
+
+    def __init__(self, skipped: list[str]):
+        super().__init__(
+            f"nothing to compare: all {len(skipped)} run folders above were skipped; give run "
+            "folders that finished at least one epoch"
+        )
+        self.skipped = skipped
+
+
+def _read_all(runs: Iterable[str | Path | RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """The usable runs, and the folder warnings: one per run folder skipped (no finished
+    epoch, a damaged file), one per metrics.jsonl read without its cut last row."""
     records: list[RunRecord] = []
+    notes: list[str] = []
+    errors: list[UnusableRun] = []
     seen: set[Path] = set()
     for run in runs:
-        record = run if isinstance(run, RunRecord) else read_run(run)
-        where = record.path.resolve()
-        if where not in seen:  # a folder given twice (a glob and its name) is one run
-            seen.add(where)
-            records.append(record)
+        folder = run.path if isinstance(run, RunRecord) else Path(run)
+        if folder.resolve() in seen:  # a folder given twice (a glob and its name) is one run
+            continue
+        seen.add(folder.resolve())
+        try:
+            record = run if isinstance(run, RunRecord) else read_run(folder, partial=True)
+        except UnusableRun as err:
+            errors.append(err)
+            notes.append(skipped_warning(folder, err))
+            continue
+        records.append(record)
+        notes += record.warnings
     if not records:
+        _nothing_left(errors, notes)
+    return records, notes
+
+
+def skipped_warning(folder: Path, err: UnusableRun) -> str:
+    """`skipped runs/x: holds no finished epoch ...`: the reason without its copy of the name."""
+    reason = str(err)
+    for prefix in (f"run folder {folder} ", f"{folder} "):
+        if reason.startswith(prefix):
+            return f"skipped {folder}: {reason[len(prefix) :]}"
+    return f"skipped {folder}: {reason}"
+
+
+def _nothing_left(errors: list[UnusableRun], notes: list[str]) -> None:
+    """No usable run: a lone folder's own error, else one that carries every skip."""
+    if not errors:
         raise ConfigError("give at least one run folder to compare")
-    return records
+    if len(errors) == 1:
+        raise errors[0]
+    raise NothingToCompare(notes)
 
 
 def _check_outputs(

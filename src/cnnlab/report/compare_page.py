@@ -64,12 +64,13 @@ def html_page(comparison: Comparison, png: bytes) -> str:
     rows = comparison.rows
     table = H.table(comparison.header, comparison.cells(), comparison.numeric_columns())
     notes = "".join(H.paragraph(w, "warn") for w in comparison.warnings)
-    runs_header = ["row", "run", "seed", "final test acc", "best test acc", "epochs", "wall time",
-                   "started", "device", "folder"]  # fmt: skip
+    runs_header = ["row", "run", "seed", "final test acc", "best.pt test acc", "best.pt val acc",
+                   "epochs", "wall time", "started", "device", "folder"]  # fmt: skip
     runs_rows = [
         [
             row.label, run.name, setting(run.config.get("seed")),
-            _accuracy(last_measured_accuracy(run)), _accuracy(run.best_accuracy), len(run.metrics),
+            _accuracy(last_measured_accuracy(run)), _accuracy(run.best_accuracy),
+            _accuracy(run.best_val_accuracy), len(run.metrics),
             duration(run.wall_seconds), run.started or "-", setting(run.info.get("device")),
             str(run.path),
         ]
@@ -80,7 +81,7 @@ def html_page(comparison: Comparison, png: bytes) -> str:
         H.section("Table", table + notes)
         + H.section("Curves", H.image(png, "test accuracy and train loss per epoch",
                                       "one colour per row; every run of a row is drawn"))
-        + H.section("Runs", H.table(runs_header, runs_rows, numeric=(2, 3, 4, 5, 6)))
+        + H.section("Runs", H.table(runs_header, runs_rows, numeric=(2, 3, 4, 5, 6, 7)))
     )  # fmt: skip
     n_runs = sum(row.n for row in rows)
     title = f"Comparison of {n_runs} run{'s' if n_runs != 1 else ''}"

@@ -2,7 +2,8 @@
 `cnnlab train --seeds` print (`str(comparison)`: the table, then the warnings).
 
 Runs whose TrainConfig values differ only in `seed` are one row (a group): its n, and the mean
-± sample standard deviation (n - 1) of the runs' final and best test accuracy. Settings that
+± sample standard deviation (n - 1) of the runs' final test accuracy and their best.pt's
+(its test accuracy, and its validation accuracy where a validation split chose it). Settings that
 decide where and how fast a run goes, not what it learns (`resumable_fields()` but epochs),
 and the run's name, folder and --overwrite, are not settings here: two runs that differ only
 in them are seeds of one experiment too. The table shows the settings that differ between rows,
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import TrainConfig, resumable_fields
-from cnnlab.report.run_folder import RunRecord
+from cnnlab.report.run_folder import RunRecord, warning_line
 
 # not what a run learns: runs differing only in these (and seed) are one experiment
 NOT_SETTINGS = frozenset((resumable_fields() - {"epochs"}) | {"name", "out_dir", "overwrite"})
@@ -63,11 +64,17 @@ class Row:
     runs: list[RunRecord]
     settings: dict[str, Any]  # the TrainConfig values they share (seed and NOT_SETTINGS left out)
     final: Spread  # final test accuracy of each run
-    best: Spread  # best test accuracy of each run
+    best: Spread  # test accuracy of each run's best.pt
+    best_val: Spread  # validation accuracy of each run's best.pt (none without the split)
 
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def chosen_on(self) -> str:
+        """The split that chose the runs' best.pt: val, test (or both, comma-separated)."""
+        return ",".join(dict.fromkeys(run.selection for run in self.runs))
 
     @property
     def seeds(self) -> list[Any]:
@@ -101,20 +108,29 @@ class Row:
 @dataclass
 class Comparison:
     """The rows (best mean final accuracy first), the settings that differ between them, the
-    warnings, and the files written. `str(comparison)` is the table and the warnings."""
+    warnings about the table, the files written, and `folder_warnings`: what reading the run
+    folders left out (a folder skipped, a last row cut short; `cnnlab compare` prints them on
+    stderr). `str(comparison)` is the table, then every warning."""
 
     rows: list[Row]
     differing: list[str]
     warnings: list[str]
     written: list[Path] = field(default_factory=list)
+    folder_warnings: list[str] = field(default_factory=list)
 
     NUMERIC = ("n", "parameters", "epochs", "wall time", "examples/s")
 
     @property
+    def has_val(self) -> bool:
+        """Whether any run held out a validation split (then its column is shown)."""
+        return any(row.best_val.n for row in self.rows)
+
+    @property
     def header(self) -> list[str]:
+        val = ["best.pt val acc"] if self.has_val else []
         return [
-            "run", "n", "final test acc", "best test acc", "parameters", "epochs", "wall time",
-            "examples/s", *self.differing,
+            "run", "n", "final test acc", "best.pt test acc", *val, "chosen on", "parameters",
+            "epochs", "wall time", "examples/s", *self.differing,
         ]  # fmt: skip
 
     def cells(self) -> list[list[str]]:
@@ -122,6 +138,7 @@ class Comparison:
         return [
             [
                 row.label, str(row.n), str(row.final), str(row.best),
+                *([str(row.best_val)] if self.has_val else []), row.chosen_on,
                 _thousands(row.parameters), row.epochs, duration(row.wall_seconds),
                 _thousands(row.examples_per_second),
                 *(setting(row.settings.get(name)) for name in self.differing),
@@ -147,8 +164,13 @@ class Comparison:
         rule = "  ".join("-" * w for w in widths)
         return "\n".join([line(header), rule, *(line(r) for r in cells)])
 
+    def text(self, folder_warnings: bool = True) -> str:
+        """The table, then the warnings as `warning: ...` lines (`folder_warnings` first)."""
+        notes = [*self.folder_warnings, *self.warnings] if folder_warnings else self.warnings
+        return "\n".join([self.table(), *(warning_line(w) for w in notes)])
+
     def __str__(self) -> str:
-        return "\n".join([self.table(), *(f"warning: {w}" for w in self.warnings)])
+        return self.text()
 
 
 def settings_of(run: RunRecord) -> dict[str, Any]:
@@ -174,7 +196,8 @@ def build_comparison(records: Sequence[RunRecord]) -> Comparison:
                 runs=members,
                 settings=settings_of(members[0]),
                 final=Spread(tuple(v for v in finals if v is not None)),
-                best=Spread(tuple(r.best_accuracy for r in members if r.best_accuracy is not None)),
+                best=_spread(r.best_accuracy for r in members),
+                best_val=_spread(r.best_val_accuracy for r in members),
             )
         )
     rows.sort(key=lambda r: (r.final.mean is None, -(r.final.mean or 0.0), r.label))
@@ -219,12 +242,19 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
     for row in rows:
         for run in row.runs:
             planned = run.config.get("epochs")
-            if planned is not None and len(run.metrics) < planned:
+            # a run read in part (its last row cut short) is said once, by its own warning;
+            # one that stopped early (patience, a target) has finished
+            unfinished = not run.warnings and not run.stopped
+            if planned is not None and len(run.metrics) < planned and unfinished:
                 warnings.append(
                     f"{run.name} stopped after {len(run.metrics)} of {planned} epochs; finish "
                     f"it with `cnnlab train --resume {run.path}`"
                 )
     return warnings
+
+
+def _spread(values: Any) -> Spread:
+    return Spread(tuple(value for value in values if value is not None))
 
 
 def _overlap(a: Spread, b: Spread) -> bool:

@@ -56,28 +56,32 @@ CAPTIONS = {
     "filters": "The first conv layer's filters.",
     "maps": "Test image 0 (top left of the predictions) out of conv layer {} of {}.",
 }
-TRAIN, TEST = "tab:blue", "tab:orange"
+TRAIN, VAL, TEST = "tab:blue", "tab:purple", "tab:orange"
 
 
 # --- the figures ------------------------------------------------------------------------------
 
 
 def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
-    """Per epoch: train and test loss, train and test accuracy (d2l's Animator shows train loss,
-    train accuracy and test accuracy), and the learning rate. An epoch that was not evaluated has
-    no test point; markers show every point, so a one-epoch run still shows something."""
+    """Per epoch: train, validation (when held out) and test loss and accuracy (d2l's Animator
+    shows train loss, train accuracy and test accuracy), and the learning rate. An epoch that
+    was not evaluated has no test point; markers show every point, so a one-epoch run still
+    shows something. The accuracy panel's title names best.pt's epoch and the split that
+    chose it."""
     fig = _figure(CURVES_SIZE, layout="constrained")
     loss, accuracy, lr = fig.subplots(1, 3)
-    _lines(loss, metrics, (("train_loss", "train", TRAIN), ("test_loss", "test", TEST)), "loss")
+    splits = (("train", TRAIN), ("val", VAL), ("test", TEST))
+    _lines(loss, metrics, tuple((f"{name}_loss", name, colour) for name, colour in splits), "loss")
     _lines(
         accuracy,
         metrics,
-        (("train_accuracy", "train", TRAIN), ("test_accuracy", "test", TEST)),
+        tuple((f"{name}_accuracy", name, colour) for name, colour in splits),
         "accuracy",
     )
-    best = _best(metrics)
+    chooser = "val" if any("val_accuracy" in row for row in metrics) else "test"
+    best = _best(metrics, f"{chooser}_accuracy")
     if best is not None:
-        title = f"accuracy (best test {best[1]:.4f}, epoch {best[0]})"
+        title = f"accuracy (best {chooser} {best[1]:.4f}, epoch {best[0]})"
         accuracy.set_title(title, fontsize=FONT + 1)
     lr_title = "learning rate (at the epoch's last step)"
     rates = _lines(lr, metrics, (("lr", None, "tab:green"),), lr_title)
@@ -298,9 +302,9 @@ def _lines(ax: Any, metrics: list[dict[str, Any]], series: tuple, title: str) ->
     return drawn
 
 
-def _best(metrics: list[dict[str, Any]]) -> tuple[int, float] | None:
-    """(epoch, test accuracy) of the best evaluated epoch (the first of equals, as best.pt)."""
-    scored = [(row["epoch"], row.get("test_accuracy")) for row in metrics]
+def _best(metrics: list[dict[str, Any]], key: str) -> tuple[int, float] | None:
+    """(epoch, `key`) of the best evaluated epoch (the first of equals, as best.pt)."""
+    scored = [(row["epoch"], row.get(key)) for row in metrics]
     scored = [(epoch, value) for epoch, value in scored if value is not None]
     return max(scored, key=lambda pair: pair[1]) if scored else None
 

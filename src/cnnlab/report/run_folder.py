@@ -2,25 +2,49 @@
 
 Everything after training (plot, report, compare) starts here, so a folder that is not a run,
 or whose files are damaged, is refused in one line before anything is computed or written.
+A run folder that cannot be used (no finished epoch, a damaged file) is an UnusableRun, which
+`cnnlab compare` skips with a warning; `partial=True` reads a metrics.jsonl whose last line a
+kill cut short as the rows before it, and `RunRecord.warnings` says so.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.config import saved_train_values
 from cnnlab.errors import RunFolderError, first_line
+
+# what a run that stopped while starting may leave before config.json: TensorBoard's event
+# file and a killed write's temporary file
+STARTUP_TRACES = ("events.out.tfevents.*", ".*.tmp")
+
+
+class UnusableRun(RunFolderError):
+    """A run folder that holds no finished epoch, or a damaged config.json or metrics.jsonl:
+    one-run commands stop on it, `cnnlab compare` leaves it out with a warning."""
+
+
+def warning_line(text: str) -> str:
+    """A warning as compare and report print it (below compare's table, or on stderr)."""
+    return f"warning: {text}"
+
+
+class RunFolderWarning(UserWarning):
+    """A run folder read in part: what was left out (a metrics.jsonl row cut short)."""
 
 
 @dataclass
 class RunRecord:
-    """One run as its folder records it: `info` is config.json, `metrics` its epoch rows."""
+    """One run as its folder records it: `info` is config.json, `metrics` its epoch rows, and
+    `warnings` what was left out reading them (a last row cut short: read_run's `partial`)."""
 
     path: Path
     info: dict[str, Any]
     metrics: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -28,8 +52,8 @@ class RunRecord:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The TrainConfig values it ran with."""
-        return self.info.get("config") or {}
+        """The TrainConfig values it ran with, in today's fields (config.saved_train_values)."""
+        return saved_train_values(self.info.get("config") or {})
 
     @property
     def class_names(self) -> list[str]:
@@ -40,9 +64,35 @@ class RunRecord:
         return [row.get(key) for row in self.metrics]
 
     @property
+    def selection(self) -> str:
+        """The split that chose best.pt: "val", or "test" (no validation split held out)."""
+        return self.info.get("selection") or "test"
+
+    @property
+    def chosen_row(self) -> dict[str, Any] | None:
+        """The epoch best.pt holds: the first of the highest selection accuracy."""
+        key = f"{self.selection}_accuracy"
+        scored = [row for row in self.metrics if row.get(key) is not None]
+        return max(scored, key=lambda row: row[key]) if scored else None  # max: the first
+
+    @property
     def best_accuracy(self) -> float | None:
-        values = [v for v in self.column("test_accuracy") if v is not None]
-        return max(values) if values else None
+        """best.pt's test accuracy (with no validation split: the highest the run measured)."""
+        row = self.chosen_row
+        return None if row is None else row.get("test_accuracy")
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        """best.pt's validation accuracy (None without a validation split)."""
+        row = self.chosen_row
+        return None if row is None else row.get("val_accuracy")
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped before its last epoch (early stopping, a target reached)."""
+        reason = (self.info.get("stopped") or {}).get("reason")
+        # a kill between last.pt and config.json leaves the reason in the last row alone
+        return reason or (self.metrics[-1].get("stopped") if self.metrics else None)
 
     @property
     def last_epoch_accuracy(self) -> float | None:
@@ -82,56 +132,109 @@ class RunRecord:
         ]
 
 
-def read_run(path: str | Path) -> RunRecord:
-    """Read a run folder; a RunFolderError says what is missing or damaged."""
+def read_run(path: str | Path, *, partial: bool = False) -> RunRecord:
+    """Read a run folder; a RunFolderError says what is missing or damaged (an UnusableRun
+    when it is a run folder that holds no finished epoch or a damaged file).
+
+    `partial`: a metrics.jsonl whose last line is cut short (a kill while writing it) gives
+    the complete rows before it, and the record's `warnings` say so; else it is an error.
+    """
     path = Path(path)
     if not path.is_dir():
         what = "is a file" if path.exists() else "does not exist"
         raise RunFolderError(f"run folder {path} {what}; give the folder `cnnlab train` printed")
     info = _read_config(path / "config.json")
-    metrics = _read_metrics(path / "metrics.jsonl")
-    return RunRecord(path, info, metrics)
+    warnings: list[str] = []
+    metrics = _read_metrics(path / "metrics.jsonl", warnings if partial else None)
+    return RunRecord(path, info, metrics, warnings)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
+        if _started_only(path.parent):
+            raise UnusableRun(
+                f"{path.parent} is not a cnnlab run folder yet: it holds no config.json and no "
+                "finished epoch (a run stopped while starting); train it again"
+            )
         raise RunFolderError(
             f"{path.parent} is not a cnnlab run folder (no config.json); give the folder "
             "`cnnlab train` printed"
         )
     try:
         info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(
-            f"{path} is damaged ({first_line(err, 100)}); it cannot be read"
+    except OSError as err:
+        raise RunFolderError(f"{path} cannot be read ({first_line(err, 100)})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UnusableRun(
+            f"{path} is damaged ({first_line(err, 100)}); restore it or train the run again"
         ) from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise RunFolderError(f"{path} is not a cnnlab run's config.json (no 'config' table)")
     return info
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
+def _started_only(folder: Path) -> bool:
+    """Whether the folder holds nothing but what a run stopped while starting leaves."""
+    traces = {p for pattern in STARTUP_TRACES for p in folder.glob(pattern)}
+    return all(p in traces for p in folder.iterdir())
+
+
+def _read_metrics(path: Path, warnings: list[str] | None) -> list[dict[str, Any]]:
+    """The epoch rows; `warnings` given: a last line cut short is left out and said there."""
     if not path.is_file():
-        raise RunFolderError(
-            f"{path.parent} has no metrics.jsonl: the run finished no epoch; train it "
-            f"(`cnnlab train --resume {path.parent}`) or give another run"
-        )
+        raise _no_epoch(path.parent, "no metrics.jsonl")
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+        data = path.read_bytes()
+    except OSError as err:
         raise RunFolderError(f"{path} cannot be read ({first_line(err, 100)})") from None
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise RunFolderError(
-                f"{path} line {number} is not a complete JSON row (truncated or edited); "
-                "restore the file or train the run again"
-            ) from None
+    lines = [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+    rows: list[dict[str, Any]] = []
+    for number, line in lines:
+        row = _json_value(line)
+        if row is BROKEN:
+            # a kill while writing leaves the last line without its newline
+            cut = number == lines[-1][0] and not data.endswith(b"\n")
+            if cut and warnings is not None:
+                warnings.append(_left_out(path, number, len(rows)))
+                break
+            why = "cut short" if cut else "damaged or edited"
+            raise UnusableRun(f"{path} line {number} {INCOMPLETE} ({why}); {RESTORE}")
         if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
-            raise RunFolderError(f"{path} line {number} is not an epoch row (no 'epoch' number)")
+            raise UnusableRun(f"{path} line {number} is not an epoch row (no 'epoch'); {RESTORE}")
         rows.append(row)
     if not rows:
-        raise RunFolderError(f"{path} is empty: the run finished no epoch")
+        raise _no_epoch(path.parent, f"{path.name} is empty")
     return rows
+
+
+INCOMPLETE = "is not a complete JSON row"
+RESTORE = "restore the file or train the run again"
+BROKEN = object()  # a line that is no JSON (a line may hold JSON's null)
+
+
+def _left_out(path: Path, number: int, complete: int) -> str:
+    """The warning for a last line cut short after `complete` rows (none: no finished epoch)."""
+    if not complete:
+        raise _no_epoch(path.parent, f"{path.name} line {number} {INCOMPLETE}: cut short")
+    return (
+        f"{path} line {number} {INCOMPLETE} (cut short by a kill while it was written); read "
+        f"the {complete} epoch{'s' if complete > 1 else ''} before it"
+    )
+
+
+def _json_value(line: bytes) -> Any:
+    """The line's JSON value, or BROKEN when it is no JSON (cut short, damaged, not UTF-8)."""
+    try:
+        return json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return BROKEN
+
+
+def _no_epoch(folder: Path, why: str) -> UnusableRun:
+    """A run stopped before its first epoch ended: resumable when it saved a checkpoint."""
+    todo = (
+        f"resume it with `cnnlab train --resume {folder}` or train again"
+        if (folder / "last.pt").is_file()
+        else "train it again (it saved no checkpoint to resume from)"
+    )
+    return UnusableRun(f"run folder {folder} holds no finished epoch ({why}); {todo}")

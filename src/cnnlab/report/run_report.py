@@ -9,6 +9,8 @@ the page again is quick. `cnnlab train` writes it when a run ends (`--no-report`
 from __future__ import annotations
 
 import shlex
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.files import size_text
 from cnnlab.report import html
 from cnnlab.report.predictions import Predictions, load_predictions
-from cnnlab.report.run_folder import RunRecord, read_run
+from cnnlab.report.run_folder import RunFolderWarning, RunRecord, read_run
 
 FILENAME = "report.html"
 # every section of the page, by id, in order: the browser test checks each is there
@@ -33,12 +35,15 @@ def write_report(
     device: str = "auto",
     data_dir: str | Path | None = None,
     data: Any = None,
+    warn: Callable[[str], object] | None = None,
 ) -> Path:
     """Write the run's report (default RUN/report.html) and return its path. `data`: the
     ImageData a run on data given in Python was trained on (it cannot be read from disk).
 
     The run folder is read and checked first, and the page is written atomically, so a bad
-    folder changes nothing and a failure never leaves half a page.
+    folder changes nothing and a failure never leaves half a page. A metrics.jsonl whose last
+    line a kill cut short is read as the rows before it: `warn(text)` is told (default: a
+    Python RunFolderWarning), and so is the page.
     """
     from cnnlab.files import check_output_file, publish_text, write_failure_as_config_error
 
@@ -52,7 +57,9 @@ def write_report(
     cfg.validate()
     if not cfg.run:
         raise ConfigError("give a run folder")
-    record = read_run(cfg.run)
+    record = read_run(cfg.run, partial=True)
+    for text in record.warnings:
+        _warn(text, warn)
     path = check_output_file(
         cfg.out or record.path / FILENAME, "report file", "give --out a file in an existing folder"
     )
@@ -61,6 +68,13 @@ def write_report(
     with write_failure_as_config_error(path):
         publish_text(path, text)
     return path
+
+
+def _warn(text: str, warn: Callable[[str], object] | None) -> None:
+    if warn is not None:
+        warn(text)
+    else:  # stacklevel: the warning names the caller of write_report
+        warnings.warn(text, RunFolderWarning, stacklevel=3)
 
 
 def render_report(record: RunRecord, predictions: Predictions, *, device: str = "auto") -> str:
@@ -99,10 +113,12 @@ def what_ran(record: RunRecord) -> str:
         ("run folder", str(record.path)),
         ("model", f"{info.get('model_name')} ({_count(info.get('parameters'))} parameters)"),
         ("data", f"{info.get('dataset')} from {data.get('location', '?')}"),
-        ("images", f"{data.get('train', '?')} train, {data.get('test', '?')} test, "
+        ("images", f"{data.get('train', '?')} train, {data.get('val') or 0} validation, "
+                   f"{data.get('test', '?')} test, "
                    f"{'×'.join(map(str, info.get('input_shape') or []))}, "
                    f"{len(record.class_names)} classes"),
-        ("epochs", f"{len(record.metrics)} of {config.get('epochs')}"),
+        ("epochs", f"{len(record.metrics)} of {config.get('epochs')}"
+                   + (f" ({record.stopped})" if record.stopped else "")),
     ]  # fmt: skip
     defaults = TrainConfig().to_dict()
     changed = [
@@ -145,12 +161,35 @@ def model_summary(record: RunRecord) -> str:
 
 
 def epoch_table(record: RunRecord) -> str:
-    """One row per epoch, a column per epoch metric (training.outputs.EPOCH_METRICS)."""
-    from cnnlab.training.outputs import EPOCH_METRICS
+    """One row per epoch, a column per epoch metric (training.outputs.epoch_columns), after
+    which epoch best.pt holds and which split chose it."""
+    from cnnlab.training.outputs import epoch_columns
 
-    rows = [[metric.report_cell(row) for metric in EPOCH_METRICS] for row in record.metrics]
-    titles = [metric.title for metric in EPOCH_METRICS]
-    return html.table(titles, rows, numeric=range(len(EPOCH_METRICS)))
+    columns = epoch_columns(record.selection == "val")
+    rows = [[metric.report_cell(row) for metric in columns] for row in record.metrics]
+    titles = [metric.title for metric in columns]
+    notes = "".join(html.paragraph(text, "warn") for text in record.warnings)
+    table = html.table(titles, rows, numeric=range(len(columns)))
+    return notes + html.paragraph(chosen_text(record)) + table
+
+
+def chosen_text(record: RunRecord) -> str:
+    """Which epoch best.pt holds and which split chose it; why the run stopped early."""
+    row = record.chosen_row
+    if row is None:
+        return "No epoch was evaluated."
+    if record.selection == "val":
+        text = (
+            f"best.pt is epoch {row['epoch']}, chosen on the validation split (accuracy "
+            f"{row['val_accuracy']:.4f}); its test accuracy, measured for this report "
+            f"only: {row['test_accuracy']:.4f}."
+        )
+    else:
+        text = (
+            f"best.pt is epoch {row['epoch']}, chosen on the test split (no validation split "
+            f"was held out): test accuracy {row['test_accuracy']:.4f}."
+        )
+    return text + (f" The run stopped early: {record.stopped}." if record.stopped else "")
 
 
 def plots(record: RunRecord, predictions: Predictions, device: str) -> str:

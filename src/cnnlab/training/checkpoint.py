@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError, first_line
-from cnnlab.files import atomic_write_bytes
+from cnnlab.files import atomic_write_bytes, zip_damage
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1  # the layout below; files written before the run/session split have the same one
@@ -66,19 +66,23 @@ def checkpoint_path(checkpoint: str | Path) -> tuple[Path, Path]:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a cnnlab checkpoint safely (weights_only) onto `map_location` (default CPU)."""
+    """Load a cnnlab checkpoint safely (weights_only) onto `map_location` (default CPU).
+
+    Its zip entries' CRCs are checked first: torch checks none, so a damaged file would load
+    with wrong weights, or fail as if it held unsafe objects."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give a .pt file or a run folder")
+    _check_intact(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+    except pickle.UnpicklingError as err:  # whole (or no zip): its pickle asks for more
         raise CheckpointError(
             f"refused to load {path}: it holds objects other than tensors and plain values "
-            f"({first[:120]}); only load checkpoints you trust, saved by cnnlab"
+            f"({first_line(err) if str(err).strip() else 'unsafe content'}); only load "
+            "checkpoints you trust, saved by cnnlab"
         ) from None
     except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(
@@ -97,6 +101,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"reads up to {VERSION}); upgrade cnnlab to load it"
         )
     return state
+
+
+def _check_intact(path: Path) -> None:
+    """A CheckpointError when the file's bytes are not those torch.save wrote."""
+    try:
+        damage = zip_damage(path)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {err.strerror or err}; check that you may read it"
+        ) from None
+    if damage is None:
+        return
+    other = {"best.pt": "last.pt", "last.pt": "best.pt"}.get(path.name)
+    instead = (
+        f"use the run's {other} or train again"
+        if other and (path.parent / other).is_file()
+        else "use another checkpoint or train again"
+    )
+    raise CheckpointError(
+        f"{path} is not a readable checkpoint: it is damaged ({damage}); {instead}"
+    )
 
 
 def rebuild_model(

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.config import EvalConfig, TrainConfig
+from cnnlab.config import EvalConfig, TrainConfig, saved_train_values
+from cnnlab.config.fields import FieldError
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.process import startup_finished
 from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
@@ -44,9 +45,17 @@ def evaluate_checkpoint(
     names = state["class_names"]
     given = None if test_data is None else own_data(None, test_data, class_names=names)
     data = load_trained_data(state, cfg.checkpoint, cfg.dataset, cfg.data_dir, given=given)
+    if cfg.split == "val" and data.val is None:
+        where = str(cfg.checkpoint).replace("{", "{{").replace("}", "}}")  # a template
+        raise FieldError(
+            "val_fraction",
+            f"{where} has no validation split to evaluate: it trained with {{val_fraction}} "
+            f"0{'' if cfg.dataset is None else ', or on another data set'}; use the test or "
+            "train split",
+        )
     loader = make_loader(data, cfg.split, batch_size=cfg.batch_size, device=target)
     startup_finished()
-    trained_with = TrainConfig.from_dict(state["config"])
+    trained_with = TrainConfig.from_dict(saved_train_values(state["config"]))
     loss_fn = make_loss(trained_with, data.num_classes, target)
     tta = trained_with.tta if cfg.tta is None else cfg.tta
     result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta)
@@ -63,7 +72,8 @@ def load_trained_data(
     given: Any = None,
 ):
     """The data set a checkpoint was trained on (or `dataset`), split, resized and scaled as
-    it was trained: the test split is the one its test accuracy was measured on. It is looked
+    it was trained: the test split is the one its test accuracy was measured on, the
+    validation split (if it held one out) the one that chose it, and train the rest. It is looked
     for in `data_dir`, else in the run's own --data-dir, then where data sets always are.
 
     The images are scaled by the checkpoint's mean/std (what the model was trained on), not
@@ -71,17 +81,20 @@ def load_trained_data(
     `same_classes`) another number of classes, is a CheckpointError.
     """
     from cnnlab.data import load_dataset
+    from cnnlab.data.holdout import with_validation
 
-    trained = state.get("config") or {}
+    trained = saved_train_values(state.get("config") or {})
     if given is not None:  # given in Python: scaled as trained, like the data read here
         data = dataclasses.replace(given, mean=tuple(state["mean"]), std=tuple(state["std"]))
         return _check_fits(data, state, checkpoint, same_classes)
     data = load_dataset(
         dataset or state["dataset"], data_dir or trained.get("data_dir"),
         image_size=trained.get("image_size"),
-        val_fraction=trained.get("val_fraction", TrainConfig.val_fraction),
+        test_fraction=trained.get("test_fraction", TrainConfig.test_fraction),
         seed=trained.get("seed", TrainConfig.seed), normalize=False,
     )  # fmt: skip
+    if data.name == state["dataset"]:  # the run's own data: split as it was
+        data = with_validation(data, trained.get("val_fraction", 0.0), trained.get("seed", 0))
     data.mean, data.std = tuple(state["mean"]), tuple(state["std"])
     return _check_fits(data, state, checkpoint, same_classes)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from cnnlab.config import TrainConfig
 from cnnlab.files import atomic_write_text, installed_version, remove_stale_temp_files
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.device import describe_device
-from cnnlab.training.run_dir import create_run_dir
+from cnnlab.training.run_dir import clear_start, create_run_dir, lock_run_dir, never_trained, unlock
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ EPOCH_METRICS = (
     EpochMetric("epoch", "epoch", "epoch", 5, "", "epoch"),
     EpochMetric("train_loss", "train_loss", "train loss", 10, ".4f", "train_loss_epoch"),
     EpochMetric("train_accuracy", "train_acc", "train accuracy", 9, ".4f", "train_accuracy"),
+    EpochMetric("val_loss", "val_loss", "validation loss", 8, ".4f", "val_loss"),
+    EpochMetric("val_accuracy", "val_acc", "validation accuracy", 7, ".4f", "val_accuracy"),
     EpochMetric("test_loss", "test_loss", "test loss", 9, ".4f", "test_loss"),
     EpochMetric("test_accuracy", "test_acc", "test accuracy", 8, ".4f", "test_accuracy"),
     EpochMetric("examples_per_second", "ex/s", "examples/s", 8, ",.0f", "examples_per_second"),
@@ -66,23 +69,35 @@ EPOCH_METRICS = (
 EPOCH_SCALARS = {metric.key: metric.tag for metric in EPOCH_METRICS if metric.tag is not None}
 
 
+def epoch_columns(has_val: bool) -> tuple[EpochMetric, ...]:
+    """The epoch metrics a run's table shows: the validation columns only where it has them."""
+    return tuple(m for m in EPOCH_METRICS if has_val or not m.key.startswith("val_"))
+
+
 class RunOutputs:
     """The files and output of one run. `writes=False` (not rank 0) turns every call into
     nothing; the run folder must be created with `open` before anything is written."""
 
     def __init__(self, run_dir: Path, cfg: TrainConfig, *, writes: bool = True):
         self.run_dir, self.cfg, self.writes = run_dir, cfg, writes
-        self.progress = Progress(cfg.progress if writes else "none", cfg.epochs)
+        self.progress = Progress(
+            cfg.progress if writes else "none", cfg.epochs, has_val=cfg.val_fraction > 0
+        )
         self.metrics = MetricsLog(run_dir)
         self.tensorboard: TensorBoardLog | None = None
+        self.lock: int | None = None  # the run folder's lock, held while the run writes
+        self.made_folder = False  # this run created its folder (not found it, not resumed)
 
     def open(self, *, resumed_at_step: int | None) -> None:
-        """Create the run folder (or tidy a resumed one) and start the TensorBoard log."""
+        """Create the run folder (or tidy a resumed one), lock it for this process, and start
+        the TensorBoard log."""
         if not self.writes:
             return
         if resumed_at_step is None:
+            self.made_folder = not self.run_dir.exists()
             create_run_dir(self.run_dir, self.cfg.overwrite)
-        else:
+        self.lock = lock_run_dir(self.run_dir)
+        if resumed_at_step is not None:
             remove_stale_temp_files(self.run_dir)  # left by a writer killed mid-save
         # purge_step drops events a crashed run wrote after its last checkpoint
         self.tensorboard = TensorBoardLog(self.run_dir, self.cfg.tensorboard, resumed_at_step)
@@ -133,6 +148,16 @@ class RunOutputs:
         self.progress.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+        unlock(self.lock, self.run_dir)
+        self.lock = None
+
+    def discard_start(self) -> None:
+        """After a stop before the first checkpoint: remove what the run wrote (and its
+        folder, if it made it), so nothing stands in the way of running it again."""
+        if self.writes and self.run_dir.is_dir() and never_trained(self.run_dir) is not None:
+            clear_start(self.run_dir)
+            if self.made_folder:
+                self.run_dir.rmdir()
 
 
 def now() -> str:
@@ -182,61 +207,99 @@ class TensorBoardLog:
             self.writer.close()
 
 
-HEADER = " ".join(f"{metric.short:>{metric.width}}" for metric in EPOCH_METRICS)
+def header(columns: tuple[EpochMetric, ...]) -> str:
+    """The progress output's heading line."""
+    return " ".join(f"{metric.short:>{metric.width}}" for metric in columns)
 
 
-def format_row(row: dict[str, Any]) -> str:
-    """The progress line of an epoch: its row under HEADER."""
-    return " ".join(metric.line_cell(row) for metric in EPOCH_METRICS)
+def format_row(row: dict[str, Any], columns: tuple[EpochMetric, ...] = EPOCH_METRICS) -> str:
+    """The progress line of an epoch: its row under `header(columns)`."""
+    return " ".join(metric.line_cell(row) for metric in columns)
+
+
+def clock(seconds: float) -> str:
+    """Seconds as MM:SS, or H:MM:SS from an hour (as rich's compact times read)."""
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes:02d}:{secs:02d}"
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 class Progress:
-    """A rich progress bar with ETA on a terminal; exactly one line per epoch otherwise."""
+    """A rich progress bar on a terminal: the epoch's batches and time left, the running train
+    loss and accuracy, and the whole run's time left. Exactly one line per epoch otherwise."""
 
-    def __init__(self, mode: str, total_epochs: int):
+    REFRESH_SECONDS = 0.5  # the running figures wait for the device: read them this often
+
+    def __init__(self, mode: str, total_epochs: int, *, has_val: bool = False):
         if mode == "auto":
             mode = "bar" if sys.stdout.isatty() else "lines"
         self.mode = mode
         self.total_epochs = total_epochs
+        self.columns = epoch_columns(has_val)
         self._bar = None
         self._task = None
         self._printed_header = False
+        self._steps_left = 0  # the run's batches still to train
+        self._clock: tuple[float, int] | None = None  # (time, steps left) at the first step
+        self._next_refresh = 0.0
+        self.clock = time.monotonic  # seconds, for the running figures
 
     def start_epoch(self, epoch: int, batches: int, start_batch: int = 0) -> None:
         self._header()
         if self.mode != "bar":
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import (
             Progress as RichProgress,
         )
 
-        self._bar = RichProgress(
+        self._steps_left = (self.total_epochs - epoch) * batches - start_batch
+        self._bar = RichProgress(  # narrow: it fits 80 columns with the running figures
             TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(compact=True),
+            TextColumn("left{task.fields[running]}"),
             transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task("train", total=batches, completed=start_batch)
+        self._task = self._bar.add_task(
+            "train", total=batches, completed=start_batch, running=self._running_text()
+        )
 
-    def advance(self, batches: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, batches)
+    def advance(self, sums: Any = None) -> None:
+        """One batch trained; `sums`: the epoch's running sums (EpochSums), read at most every
+        REFRESH_SECONDS for the running loss and accuracy."""
+        if self._bar is None:
+            return
+        self._steps_left -= 1
+        self._bar.advance(self._task, 1)
+        now = self.clock()
+        if self._clock is None:
+            self._clock = (now, self._steps_left)
+        if sums is not None and now >= self._next_refresh:
+            self._next_refresh = now + self.REFRESH_SECONDS
+            self._bar.update(self._task, running=self._running_text(sums, now))
+
+    def _running_text(self, sums: Any = None, now: float | None = None) -> str:
+        """' · loss 0.512 acc 0.843 · run 3:10 left': the epoch so far, and the run's time
+        left at the pace of this process's steps so far (evaluations included)."""
+        parts = []
+        if sums is not None and sums.seen:
+            loss, correct = float(sums.loss_sum), int(sums.correct)
+            parts.append(f"loss {loss / sums.seen:.3f} acc {correct / sums.seen:.3f}")
+        if self._clock is not None and now is not None:
+            started, left_then = self._clock
+            done = left_then - self._steps_left
+            if done > 0:
+                parts.append(f"run {clock((now - started) / done * self._steps_left)} left")
+        return "".join(f" · {part}" for part in parts)
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         self._stop_bar()
         if self.mode != "none":
-            print(format_row(row), flush=True)
+            print(format_row(row, self.columns), flush=True)
 
     def message(self, text: str) -> None:
         if self.mode != "none":
@@ -247,7 +310,7 @@ class Progress:
 
     def _header(self) -> None:
         if self.mode != "none" and not self._printed_header:
-            print(HEADER, flush=True)
+            print(header(self.columns), flush=True)
             self._printed_header = True
 
     def _stop_bar(self) -> None:

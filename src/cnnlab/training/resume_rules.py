@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import TrainConfig, resumable_fields
+from cnnlab.config.fields import FieldError
 from cnnlab.data.own import given_in_python
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import architecture_args
+from cnnlab.training.stopping import Watch, selection_key, stop_reason
 
 PLANNED_SCHEDULES = ("cosine", "onecycle")  # their shape depends on the number of epochs
 
@@ -26,9 +28,12 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Pat
             continue
         schedule_planned = key == "epochs" and saved.get("scheduler") in PLANNED_SCHEDULES
         if key not in allowed or schedule_planned:
-            raise ConfigError(
-                f"--resume: {key}={value!r} conflicts with the run's {key}={saved.get(key)!r}; "
-                "resume with the run's settings or start a new run with --name"
+            given, was = (repr(v).replace("{", "{{").replace("}", "}}")
+                          for v in (value, saved.get(key)))  # fmt: skip
+            raise FieldError(
+                key,
+                f"resuming: {{{key}}} {given} conflicts with the run's {was}; resume with the "
+                "run's settings, or start a new run (another {name})",
             )
         setattr(cfg, key, value)
     cfg.out_dir, cfg.name, cfg.overwrite = str(run_dir.parent), run_dir.name, False
@@ -43,8 +48,10 @@ def check_resumable(
     if saved.get("finished") and saved["epoch"] >= cfg.epochs:
         raise ConfigError(
             f"run {run_dir} already finished its {saved['epoch']} epochs; pass --epochs N "
-            f"(more than {saved['epoch']}) to train further"
+            f"(more than {saved['epoch']}) to train further, or start a new run (another "
+            "--name, or --overwrite)"
         )
+    check_not_stopped(saved, cfg, run_dir)
     check_same_data(saved, data, run_dir)  # first: the data says more than its arguments
     # a run started with --model-arg pretrained=true saved it there; its weights are in the
     # checkpoint now, so only the architecture must match
@@ -52,6 +59,22 @@ def check_resumable(
         raise ConfigError(
             f"run {run_dir} was trained with other data or model settings; "
             "resume it with the same data set"
+        )
+
+
+def check_not_stopped(saved: dict[str, Any], cfg: TrainConfig, run_dir: Path) -> None:
+    """A run that stopped early goes on only when the settings it is resumed with would not
+    have stopped it (a longer --early-stop-patience, 0, or a higher --target-accuracy)."""
+    if not saved.get("stopped") or not saved["metrics"]:
+        return
+    last = saved["metrics"][-1]
+    key = selection_key("val_accuracy" in last)
+    watch = Watch(**saved.get("early_stop", {}))
+    reason = stop_reason(cfg, key, last.get(key), saved["epoch"], watch)
+    if reason is not None:
+        raise ConfigError(
+            f"run {run_dir} already stopped ({reason}); to train further, resume it with a "
+            "larger --early-stop-patience (0: off) or --target-accuracy"
         )
 
 

@@ -32,6 +32,7 @@ from cnnlab.training.loop import EpochSums
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
 from cnnlab.training.resume_rules import check_resumable
 from cnnlab.training.run_dir import prepare_run_dir
+from cnnlab.training.stopping import Watch
 
 # the options that choose the starting weights: (flag, TrainConfig field = builder argument)
 WEIGHT_FLAGS = (("--pretrained", "pretrained"), ("--weights-file", "weights_file"))
@@ -47,8 +48,10 @@ class TrainState:
     epoch: int = 0  # epochs finished
     step: int = 0  # optimizer steps taken
     batch_in_epoch: int = 0  # batches finished in the epoch in progress
-    best_accuracy: float = -1.0
+    best_accuracy: float = -1.0  # the selection accuracy of best.pt
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    watch: Watch = field(default_factory=Watch)  # early stopping's count
+    stopped: str | None = None  # why the run stopped before its last epoch
 
     def state_dict(self, world: World) -> dict[str, Any]:
         return {
@@ -58,12 +61,16 @@ class TrainState:
             "best_accuracy": self.best_accuracy,
             "metrics": list(self.metrics),
             "epoch_sums": self.sums.state_dict(world),  # every process's, summed
+            "early_stop": vars(self.watch).copy(),
+            "stopped": self.stopped,
         }
 
     def load_state_dict(self, saved: dict[str, Any], world: World) -> None:
         self.epoch, self.step = saved["epoch"], saved["step"]
         self.batch_in_epoch, self.best_accuracy = saved["batch_in_epoch"], saved["best_accuracy"]
         self.metrics = list(saved["metrics"])
+        self.watch = Watch(**saved.get("early_stop", {}))  # runs saved before it: counted anew
+        self.stopped = None  # a stopped run resumes only where the stop no longer holds
         self.sums = EpochSums.zeros(self.sums.device, self.step)
         if self.batch_in_epoch and world.rank == 0:  # every process's sums: counted once
             self.sums.load_state_dict(saved["epoch_sums"])
@@ -84,6 +91,7 @@ class RunParts:
     model: nn.Module  # the module whose state_dict is saved
     forward_model: nn.Module  # the same model, compiled when cfg.compile
     train_loader: Any
+    val_loader: Any = None  # None: no validation split, the test split chooses
     test_loader: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
@@ -151,7 +159,7 @@ class Session:
             **self.info.to_dict(),
             **self.parts.state_dict(),
             **self.state.state_dict(self.world),
-            "finished": self.state.epoch >= self.cfg.epochs,
+            "finished": self.state.epoch >= self.cfg.epochs or self.state.stopped is not None,
             "rng": ckpt.rng_state(self.device),
         }
 
@@ -229,6 +237,7 @@ def build_session(
     a model object or data handed over in Python."""
     from cnnlab.data import load_dataset
     from cnnlab.data.datasets import configured
+    from cnnlab.data.holdout import with_validation
     from cnnlab.models import count_parameters
     from cnnlab.models.own import canonical_model_name
 
@@ -249,8 +258,9 @@ def build_session(
     else:
         data = load_dataset(
             cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
-            val_fraction=cfg.val_fraction, seed=cfg.seed, normalize=cfg.normalize,
+            test_fraction=cfg.test_fraction, seed=cfg.seed, normalize=cfg.normalize,
         )  # fmt: skip
+    data = with_validation(data, cfg.val_fraction, cfg.seed)
     if saved is not None and given.model is None:  # your own code: the code the run trained
         check_recorded(cfg.model, saved.get("model_source"), Path(cfg.out_dir) / cfg.name)
     model, info = _build_model(cfg, data, device, fresh=saved is None, world=world, given=given)
@@ -259,13 +269,13 @@ def build_session(
         check_resumable(saved, cfg, info.model_args, run_dir, data)
     else:
         run_dir = prepare_run_dir(cfg)
-    train_loader, test_loader = _loaders(cfg, data, device, world)
+    train_loader, val_loader, test_loader = _loaders(cfg, data, device, world)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parts = RunParts(
         model=model, forward_model=torch.compile(model) if cfg.compile else model,
-        train_loader=train_loader, test_loader=test_loader,
+        train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
         optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
         loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
         backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
@@ -276,7 +286,11 @@ def build_session(
         state=TrainState(EpochSums.zeros(device, 0)), caveats=determinism_caveats(cfg, device),
         facts={
             "parameters": count_parameters(model),
-            "data": {"location": data.location, "train": len(data.train), "test": len(data.test)},
+            "data": {
+                "location": data.location, "train": len(data.train),
+                "val": len(data.val) if data.val is not None else 0, "test": len(data.test),
+            },
+            "selection": "val" if data.val is not None else "test",  # the split that chooses
             "processes": world.size,
         },
     )  # fmt: skip
@@ -310,8 +324,8 @@ def check_weight_options(cfg: TrainConfig) -> None:
 
 
 def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) -> tuple:
-    """The train and test loaders; under torchrun each yields this process's part of every
-    batch."""
+    """The train, validation (None without one) and test loaders; under torchrun each yields
+    this process's part of every batch."""
     from cnnlab.data import make_loader
 
     shard = dict(rank=world.rank, world_size=world.size, device=device)
@@ -321,7 +335,12 @@ def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) ->
         augment=cfg.augment, jpeg_quality=cfg.jpeg_quality,
         drop_last=len(data.train) % cfg.batch_size == 1, **shard,
     )  # fmt: skip
-    return train, make_loader(data, "test", batch_size=cfg.eval_batch_size, **shard)
+    evaluated = [
+        make_loader(data, split, batch_size=cfg.eval_batch_size, **shard)
+        if getattr(data, split) is not None else None
+        for split in ("val", "test")
+    ]  # fmt: skip
+    return train, *evaluated
 
 
 def _build_model(

@@ -40,6 +40,24 @@ class StopSignals:
             raise KeyboardInterrupt
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a run's StopSignals (start-up, or a command that is not a run): it
+    unwinds like Ctrl-C, so a run folder started but never checkpointed is removed, and the
+    command exits 143 as a terminated one does."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def terminate_like_interrupt() -> None:
+    """From now on SIGTERM raises Terminated in the main thread (StopSignals takes it over
+    while a run trains, and gives it back)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 class TrainingInterrupted(Exception):
     """Raised after a signal once the checkpoint is written; carries the shell's exit code."""
 

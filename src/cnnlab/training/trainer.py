@@ -11,6 +11,7 @@ line come after, from whoever finished the run (cnnlab/api.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,23 +20,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import TrainConfig, resumable_fields, saved_train_values
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.models.own import canonical_model_name
 from cnnlab.process import (
     seconds_since_process_start,
     startup_finished,
     startup_seconds_once,
     torch_threads_restored,
 )
-from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.checkpoint import load_checkpoint, load_model_state
 from cnnlab.training.cpu_split import SplitStep
 from cnnlab.training.determinism import deterministic_kernels
-from cnnlab.training.distributed import StopVote, process_group
+from cnnlab.training.distributed import StopVote, World, process_group
 from cnnlab.training.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
 from cnnlab.training.optim import steps_per_batch
 from cnnlab.training.outputs import RunOutputs, now
 from cnnlab.training.resume_rules import resume_config
+from cnnlab.training.run_dir import never_trained, prepare_run_dir
 from cnnlab.training.session import Given, Session, build_session
 from cnnlab.training.signals import StopSignals, TrainingInterrupted
+from cnnlab.training.stopping import selection_key, stop_reason
 
 
 @dataclass
@@ -52,8 +57,37 @@ class TrainResult:
 
 def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
     """Train as `cfg` says and leave a run directory behind (no report: `cnnlab.train` asks
-    for it when the run is done). `given`: a model object or data handed over in Python."""
+    for it when the run is done). `given`: a model object or data handed over in Python.
+
+    The same command again (same --name, same settings) takes up the run it names where it
+    stopped (Ctrl-C, a kill), or trains it further (more --epochs): a resume, whose rules say
+    when it cannot."""
+    run_dir = same_run(cfg)
+    if run_dir is not None:
+        resumable = {key: getattr(cfg, key) for key in resumable_fields()}
+        return resume_run(run_dir, given=given, **resumable)
+    if cfg.name is not None:
+        prepare_run_dir(cfg)  # a folder in the way: refused before the data is read
     return run(build_session(cfg, given=given))
+
+
+def same_run(cfg: TrainConfig) -> Path | None:
+    """The folder `cfg` names, when its last.pt holds a run of the same settings (what a
+    resume may change aside); else None (a new run, or the folder is in the way). Not under
+    torchrun: each process would decide from its own disk."""
+    if cfg.name is None or cfg.overwrite or World.from_env().launched:
+        return None
+    run_dir = Path(cfg.out_dir) / cfg.name
+    try:
+        saved = load_checkpoint(run_dir / "last.pt")
+    except CnnlabError:  # none, or damaged: not a run to continue
+        return None
+    wanted = dataclasses.replace(cfg, model=canonical_model_name(cfg.model)).validate()
+    ignored = resumable_fields() | {"name", "out_dir", "overwrite"}
+    theirs = saved_train_values(saved["config"])
+    same = all(theirs.get(key) == value for key, value in wanted.to_dict().items()
+               if key not in ignored)  # fmt: skip
+    return run_dir if same else None
 
 
 def resume_run(run_dir: str | Path, *, given: Given | None = None, **overrides: Any) -> TrainResult:
@@ -64,14 +98,21 @@ def resume_run(run_dir: str | Path, *, given: Given | None = None, **overrides: 
     that data again (`given`), as does one whose model was an object.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / "last.pt").exists() and never_trained(run_dir):
+        raise ConfigError(
+            f"run {run_dir} stopped during start-up, before its first checkpoint: there is "
+            "nothing to resume; run the same `cnnlab train` command again (the same --name "
+            "starts it anew)"
+        )
     saved = load_checkpoint(run_dir / "last.pt")
-    cfg = resume_config(saved["config"], overrides, run_dir)
+    cfg = resume_config(saved_train_values(saved["config"]), overrides, run_dir)
     return run(build_session(cfg, saved, given=given))
 
 
 def run(session: Session) -> TrainResult:
     """Open the run's outputs, train the remaining epochs, close everything. Under torchrun
-    the process group starts here, after every check, and rank 0 alone writes."""
+    the process group starts here, after every check, and rank 0 alone writes. Stopped by
+    Ctrl-C before its first checkpoint, a new run leaves no folder behind."""
     cfg = session.cfg
     # the stop handlers, once training starts, stay until everything is closed: under torchrun
     # a process closing after an error gets SIGTERM from torchrun (one of its processes has
@@ -84,10 +125,14 @@ def run(session: Session) -> TrainResult:
     ):
         session.join_world(world)
         outputs = RunOutputs(session.run_dir, cfg, writes=world.writes)
+        interrupted = False
         try:
             outputs.open(resumed_at_step=session.state.step if session.resumed else None)
             outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
             outputs.message(f"run directory: {session.run_dir}")
+            if session.resumed:
+                state = session.state
+                outputs.message(f"resuming at epoch {state.epoch + 1}, step {state.step}")
             if world.launched:
                 batch = f"a global batch of {cfg.batch_size} shared between them"
                 outputs.message(f"torchrun: {world.size} processes, {batch}")
@@ -98,9 +143,14 @@ def run(session: Session) -> TrainResult:
             startup_finished()  # every module is imported (torch.optim's dynamo): process.py
             stop = handlers.enter_context(StopSignals(repeats_within=1.0 if world.launched else 0))
             run_epochs(session, stop, outputs)
+        except KeyboardInterrupt:  # before the stop handlers (start-up), or a second Ctrl-C
+            interrupted = True
+            raise
         finally:
             session.parts.close()
             outputs.close()
+            if interrupted and not session.resumed:  # no checkpoint yet: nothing to resume
+                outputs.discard_start()
             session.world = replace(world, link=None)  # the group ends with this block
     return TrainResult(
         session.run_dir, session.parts.model, session.state.metrics, cfg, main_process=world.writes
@@ -138,7 +188,7 @@ class StepHook:
             self.startup_seconds = startup_seconds_once()
         state.step += 1
         state.batch_in_epoch += 1
-        self.outputs.progress.advance()
+        self.outputs.progress.advance(sums)
         if state.step % cfg.log_every == 0:
             totals = sums.totals(session.world)  # the one host sync per log interval
             raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
@@ -188,9 +238,24 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
         )
         row = end_epoch(session, epoch, outputs, hook.startup_seconds)
         outputs.end_epoch(row, state.metrics)
+        if state.stopped is not None:
+            stop_early(session, outputs)
+            return
         signum = hook.signal_at_epoch_end()
-        if signum is not None:
+        if signum is not None and state.epoch < cfg.epochs:  # after the last: it has finished
             raise TrainingInterrupted(signum, session.run_dir, epoch + 1, state.step)
+
+
+def stop_early(session: Session, outputs: RunOutputs) -> None:
+    """Say why the run stopped and record it in config.json; the model handed back is then
+    best.pt's, the run's result (rank 0 wrote it; the other processes' models are not used)."""
+    state = session.state
+    session.facts["stopped"] = {"epoch": state.epoch, "reason": state.stopped}
+    outputs.config_json({**session.info.to_dict(), **session.facts}, session.device)
+    outputs.message(f"{state.stopped}; best.pt is the result")
+    best = session.run_dir / "best.pt"
+    if session.world.writes and best.is_file():
+        load_model_state(session.parts.model, load_checkpoint(best))
 
 
 def end_epoch(
@@ -209,25 +274,31 @@ def end_epoch(
         session.parts.scheduler.step()
     eval_start = time.perf_counter()
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-        result = evaluate(
-            session.parts.forward_model,
-            session.parts.test_loader,
-            session.parts.loss_fn,
-            session.parts.num_classes,
-            split=session.parts.split,
-            world=session.world,
-            tta=cfg.tta,
-        )
-        row.update(test_loss=result.loss, test_accuracy=result.accuracy)
+        for split in ("val", "test"):
+            loader = getattr(session.parts, f"{split}_loader")
+            if loader is not None:
+                result = evaluate(
+                    session.parts.forward_model, loader, session.parts.loss_fn,
+                    session.parts.num_classes, split=session.parts.split, world=session.world,
+                    tta=cfg.tta,
+                )  # fmt: skip
+                row.update({f"{split}_loss": result.loss, f"{split}_accuracy": result.accuracy})
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
     # process start to this evaluation's end, start-up included: time to accuracy
     row["process_seconds"] = seconds_since_process_start()
     row["time"] = now()  # when the epoch ended: the report's end time
     state.epoch, state.batch_in_epoch = epoch + 1, 0
-    state.metrics.append(row)
-    improved = row.get("test_accuracy", -1.0) > state.best_accuracy
+    key = selection_key(session.parts.val_loader is not None)
+    chosen = row.get(key)
+    improved = chosen is not None and chosen > state.best_accuracy
     if improved:
-        state.best_accuracy = row["test_accuracy"]
+        state.best_accuracy = chosen
+    if chosen is not None:
+        state.watch.update(chosen, epoch + 1, cfg.early_stop_min_delta)
+    state.stopped = stop_reason(cfg, key, chosen, epoch + 1, state.watch)
+    if state.stopped is not None:
+        row["stopped"] = state.stopped
+    state.metrics.append(row)
     save(session, outputs)
     if improved:
         save(session, outputs, "best.pt")
