@@ -692,5 +692,6 @@ def test_no_download_of_data_not_on_disk_is_said_in_the_command_lines_words(
     assert capsys.readouterr().err == (
         f"error: cifar10 was not found in {tmp_path}, {tmp_path / 'cache'}; put "
         "cifar-10-batches-py/ (from cifar-10-python.tar.gz), or cifar10/train.npz + test.npz in "
-        "a folder named by --data-dir or CNNLAB_DATA, or drop --no-download to download it\n"
+        "a folder named by --data-dir (in Python data_dir=) or CNNLAB_DATA, or allow "
+        "downloading it (drop --no-download; in Python download=True)\n"
     )

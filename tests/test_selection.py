@@ -202,9 +202,24 @@ def test_the_rules_stop_on_the_numbers_alone():
     )
     assert stop_reason(cfg, "val_accuracy", None, 5, watch) is None  # not evaluated
     assert stop_reason(cfg, "val_accuracy", 0.61, 10, watch) is None  # the last epoch anyway
+    every_other = TrainConfig(epochs=10, early_stop_patience=1, eval_every=2)
+    assert stop_reason(every_other, "val_accuracy", 0.5, 4, Watch(0.6, 2, 1)) == (
+        "early stop: val_accuracy has not improved for 1 evaluation (last improved to 0.6000 "
+        "at epoch 2)"
+    )
     target = TrainConfig(epochs=10, target_accuracy=0.6)
     assert stop_reason(target, "test_accuracy", 0.59, 2, Watch()) is None
     assert stop_reason(target, "test_accuracy", 0.6, 2, Watch()).startswith("target reached")
+
+
+def test_min_delta_reaches_the_run(npz_data, tmp_path):
+    # no epoch gains 0.99 on the first, so it stops one evaluation after it, whatever it learns
+    result = cnnlab.train(**options(npz_data, tmp_path, early_stop_patience=1,
+                                    early_stop_min_delta=0.99))  # fmt: skip
+    assert [row["epoch"] for row in result.metrics] == [1, 2]
+    assert result.metrics[-1]["stopped"].startswith(
+        "early stop: val_accuracy has not improved by more than 0.99 for 1 epoch (last improved to "
+    )
 
 
 def test_runs_saved_before_validation_splits_keep_their_folder_test_split():

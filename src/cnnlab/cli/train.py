@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
-from cnnlab.config import Config, TrainConfig, load_recipe
+from cnnlab.config import Config, TrainConfig, check_weights_file, load_recipe
 from cnnlab.config.fields import FieldError
-from cnnlab.data.specs import BUILTIN_DATASETS, check_dataset_name, files_wanted
-from cnnlab.errors import ConfigError, DataNotFoundError
+from cnnlab.data.specs import check_dataset_name, files_of
+from cnnlab.errors import ConfigError
 
 RECIPE_HELP = (
     "a shipped recipe's name (`cnnlab recipes`), or a TOML file: defaults that flags override"
@@ -94,7 +94,7 @@ def checked_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Train
     names it; one from a flag, by its flag."""
     cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train")
     try:
-        check_weights_file(cfg.validate())
+        check_weights_file(cfg.validate())  # (a resumed run's weights are in last.pt)
     except FieldError as err:
         if args.recipe is None or err.field in overrides:
             raise
@@ -104,33 +104,15 @@ def checked_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Train
     return cfg
 
 
-def check_weights_file(cfg: TrainConfig) -> None:
-    if cfg.weights_file is not None and not Path(cfg.weights_file).is_file():
-        raise FieldError(
-            "weights_file",
-            "{weights_file} {got} is not a file; give the path of a state dict saved as .pth, "
-            ".pt or .safetensors",
-            cfg.weights_file,
-        )
-
-
 def check_data_on_disk(cfg: TrainConfig) -> None:
     """The data set's name, and with --no-download a built-in that is already on disk (found
     as data/locate.py finds it: no torch, nothing decoded)."""
     spec = check_dataset_name(cfg.dataset).spec
     if cfg.download or spec is None:
         return
-    from cnnlab.data.locate import locate, search_dirs
+    from cnnlab.data.locate import on_disk
 
-    base = BUILTIN_DATASETS[spec.source] if spec.source else spec  # cifar2: cifar10's files
-    source, notes = locate(base, cfg.data_dir)
-    if source is None:
-        looked = ", ".join(str(path) for path in search_dirs(cfg.data_dir))
-        incomplete = f" (incomplete: {'; '.join(notes)})" if notes else ""
-        raise DataNotFoundError(
-            f"{base.name} was not found in {looked}{incomplete}; put {files_wanted(base)} in "
-            "a folder named by --data-dir or CNNLAB_DATA, or drop --no-download to download it"
-        )
+    on_disk(files_of(spec), cfg.data_dir, download_ok=False)
 
 
 def check_model_file(model: str) -> None:

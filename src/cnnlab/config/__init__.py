@@ -548,6 +548,18 @@ class ExportConfig(Config):
     data_dir: str | None = _data_dir_opt()
 
 
+def check_weights_file(cfg: TrainConfig) -> None:
+    """A new run's --weights-file must be a file (not part of validate: a resumed run's
+    weights come from last.pt, and the file may be gone by then)."""
+    if cfg.weights_file is not None and not Path(cfg.weights_file).is_file():
+        raise FieldError(
+            "weights_file",
+            "{weights_file} {got} is not a file; give the path of a state dict saved as .pth, "
+            ".pt or .safetensors",
+            cfg.weights_file,
+        )
+
+
 def saved_train_values(values: dict[str, Any]) -> dict[str, Any]:
     """A run's saved TrainConfig values in today's fields: a run saved before validation
     splits existed (it has no test_fraction) called the folder test share val_fraction and

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data import cache, formats
-from cnnlab.data.locate import Source, cache_dir, locate, search_dirs
-from cnnlab.data.specs import BUILTIN_DATASETS, DatasetSpec
+from cnnlab.data.locate import Source, cache_dir, how_to_get, locate, on_disk
+from cnnlab.data.specs import DatasetSpec, files_of
 from cnnlab.data.types import Split, split_from_numpy
 from cnnlab.errors import DataFormatError, DataNotFoundError
 
@@ -66,22 +66,6 @@ def _keep(images: np.ndarray, labels: np.ndarray, keep: tuple[int, ...]) -> Spli
     return split_from_numpy(images[mask], new_label[labels[mask]])
 
 
-def how_to_get(spec: DatasetSpec, download_ok: bool = True) -> str:
-    """The one-line advice on making a data set available."""
-    example = {
-        "idx": f"{spec.folder}/train-images-idx3-ubyte.gz and the other three IDX files",
-        "cifar": f"{spec.torchvision_dir}/ (from cifar-10-python.tar.gz)",
-    }[spec.format]
-    if download_ok:
-        last = "run with network access to download it"
-    else:
-        last = "allow downloading it (--download; in Python download=True; with network access)"
-    return (  # said to both the command line and Python: each one's spelling
-        f"set CNNLAB_DATA (or --data-dir; in Python data_dir=) to a folder holding {example}, "
-        f"or {spec.folder}/train.npz + test.npz, or {last}"
-    )
-
-
 def download(spec: DatasetSpec) -> None:
     """Fetch a built-in with torchvision into the cache; any failure is a DataNotFoundError."""
     root = cache_dir()
@@ -106,29 +90,15 @@ def download(spec: DatasetSpec) -> None:
         socket.setdefaulttimeout(previous_timeout)
 
 
-def not_found_message(
-    spec: DatasetSpec, data_dir: str | Path | None, notes: list[str], download_ok: bool
-) -> str:
-    """One line: the places looked in, any incomplete copy seen, and how to get the data."""
-    looked = ", ".join(str(path) for path in search_dirs(data_dir))
-    incomplete = f" (incomplete: {'; '.join(notes)})" if notes else ""
-    advice = how_to_get(spec, download_ok)
-    return f"{spec.name} was not found in {looked}{incomplete}; {advice}"
-
-
 def load_builtin(
     spec: DatasetSpec, data_dir: str | Path | None, *, download_ok: bool
 ) -> tuple[Split, Split, Source]:
     """The train and test splits of a built-in, found on disk or downloaded."""
-    base = BUILTIN_DATASETS[spec.source] if spec.source else spec
-    source, notes = locate(base, data_dir)
-    if source is None:
-        if not download_ok:
-            raise DataNotFoundError(not_found_message(base, data_dir, notes, download_ok))
+    base = files_of(spec)
+    source, _ = locate(base, data_dir)
+    if source is None and download_ok:
         download(base)
-        source, notes = locate(base, data_dir)
-        if source is None:
-            raise DataNotFoundError(not_found_message(base, data_dir, notes, download_ok))
+    source = source or on_disk(base, data_dir, download_ok=download_ok)
     arrays = decode_cached(base, source)
     if spec.keep_labels is not None:
         train = _keep(arrays["train_x"], arrays["train_y"], spec.keep_labels)

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from cnnlab.config.fields import FieldError
 from cnnlab.data.types import ImageData, Split
@@ -37,18 +37,13 @@ def held_out(
     return mask
 
 
-class Items(Dataset):
-    """Some items of an image Dataset, with their labels as `targets` (as ImageFiles and
-    PixelItems have them), so they can be split again and counted without being read."""
+class Items(Subset):
+    """torch's Subset with the items' labels as `targets` (as ImageFiles and PixelItems have
+    them), so it can be split again and counted without reading an image."""
 
     def __init__(self, dataset: Dataset, indices: Sequence[int], targets: Sequence[int]):
-        self.dataset, self.indices, self.targets = dataset, list(indices), list(targets)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int):
-        return self.dataset[self.indices[index]]
+        super().__init__(dataset, list(indices))
+        self.targets = list(targets)
 
 
 def labels_of(part: Split | Dataset) -> torch.Tensor:

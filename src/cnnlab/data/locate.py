@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.data.specs import BUILTIN_DATASETS, DatasetSpec, parse_dataset_name
+from cnnlab.data.specs import BUILTIN_DATASETS, DatasetSpec, files_wanted, parse_dataset_name
+from cnnlab.errors import DataNotFoundError
 
 # Well-known system places. Debian's dataset-fashion-mnist package puts the IDX .gz files in
 # /usr/share/datasets/fashion-mnist/, so the parent is a root. Tests monkeypatch this list.
@@ -117,3 +118,28 @@ def find_dataset(name: str, data_dir: str | Path | None = None) -> Path | None:
     spec = parsed.spec
     source, _ = locate(BUILTIN_DATASETS[spec.source] if spec.source else spec, data_dir)
     return source.path if source else None
+
+
+def on_disk(spec: DatasetSpec, data_dir: str | Path | None, *, download_ok: bool) -> Source:
+    """Where `spec`'s files are; a DataNotFoundError naming the places looked in, any
+    incomplete copy seen, and how to get the data, when they are in none."""
+    source, notes = locate(spec, data_dir)
+    if source is None:
+        looked = ", ".join(str(path) for path in search_dirs(data_dir))
+        incomplete = f" (incomplete: {'; '.join(notes)})" if notes else ""
+        advice = how_to_get(spec, download_ok)
+        raise DataNotFoundError(f"{spec.name} was not found in {looked}{incomplete}; {advice}")
+    return source
+
+
+def how_to_get(spec: DatasetSpec, download_ok: bool = True) -> str:
+    """The one-line advice on making a data set available, to the command line and Python
+    alike (each one's spelling)."""
+    if download_ok:
+        last = "run with network access to download it"
+    else:
+        last = "allow downloading it (drop --no-download; in Python download=True)"
+    return (
+        f"put {files_wanted(spec)} in a folder named by --data-dir (in Python data_dir=) or "
+        f"CNNLAB_DATA, or {last}"
+    )

@@ -82,6 +82,11 @@ FOLDER_NEEDS = (
 )
 
 
+def files_of(spec: DatasetSpec) -> DatasetSpec:
+    """The built-in whose files `spec` is read from (cifar2: cifar10's)."""
+    return BUILTIN_DATASETS[spec.source] if spec.source else spec
+
+
 def files_wanted(spec: DatasetSpec) -> str:
     """What a data folder must hold for a built-in to be found in it."""
     example = {

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import TrainConfig, check_weights_file
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
@@ -308,11 +308,7 @@ def check_weight_options(cfg: TrainConfig) -> None:
     asked = [(flag, key) for flag, key in WEIGHT_FLAGS if getattr(cfg, key)]
     if not asked:
         return
-    if cfg.weights_file and not Path(cfg.weights_file).is_file():
-        raise ConfigError(
-            f"--weights-file {cfg.weights_file} is not a file; give the path of a state dict "
-            "saved as .pth, .pt or .safetensors"
-        )
+    check_weights_file(cfg)
     builder_takes = inspect.signature(model_info(cfg.model).builder).parameters
     for flag, key in asked:
         if key not in builder_takes:

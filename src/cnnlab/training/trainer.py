@@ -62,19 +62,19 @@ def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
     The same command again (same --name, same settings) takes up the run it names where it
     stopped (Ctrl-C, a kill), or trains it further (more --epochs): a resume, whose rules say
     when it cannot."""
-    run_dir = same_run(cfg)
-    if run_dir is not None:
+    same = same_run(cfg)
+    if same is not None:
         resumable = {key: getattr(cfg, key) for key in resumable_fields()}
-        return resume_run(run_dir, given=given, **resumable)
+        return _resume(*same, given, resumable)
     if cfg.name is not None:
         prepare_run_dir(cfg)  # a folder in the way: refused before the data is read
     return run(build_session(cfg, given=given))
 
 
-def same_run(cfg: TrainConfig) -> Path | None:
-    """The folder `cfg` names, when its last.pt holds a run of the same settings (what a
-    resume may change aside); else None (a new run, or the folder is in the way). Not under
-    torchrun: each process would decide from its own disk."""
+def same_run(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
+    """The folder `cfg` names and its last.pt, when that holds a run of the same settings
+    (what a resume may change aside); else None (a new run, or the folder is in the way).
+    Not under torchrun: each process would decide from its own disk."""
     if cfg.name is None or cfg.overwrite or World.from_env().launched:
         return None
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -87,7 +87,7 @@ def same_run(cfg: TrainConfig) -> Path | None:
     theirs = saved_train_values(saved["config"])
     same = all(theirs.get(key) == value for key, value in wanted.to_dict().items()
                if key not in ignored)  # fmt: skip
-    return run_dir if same else None
+    return (run_dir, saved) if same else None
 
 
 def resume_run(run_dir: str | Path, *, given: Given | None = None, **overrides: Any) -> TrainResult:
@@ -104,7 +104,12 @@ def resume_run(run_dir: str | Path, *, given: Given | None = None, **overrides: 
             "nothing to resume; run the same `cnnlab train` command again (the same --name "
             "starts it anew)"
         )
-    saved = load_checkpoint(run_dir / "last.pt")
+    return _resume(run_dir, load_checkpoint(run_dir / "last.pt"), given, overrides)
+
+
+def _resume(
+    run_dir: Path, saved: dict[str, Any], given: Given | None, overrides: dict[str, Any]
+) -> TrainResult:
     cfg = resume_config(saved_train_values(saved["config"]), overrides, run_dir)
     return run(build_session(cfg, saved, given=given))
 
