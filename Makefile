@@ -8,16 +8,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnlab-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser test quick demo lint format bench bench-full mutation reproduce clean
+.PHONY: setup data browser postgres test quick demo lint format bench bench-full mutation reproduce clean
 
-## setup: make .venv, install cnnlab (editable, with dev tools and ONNX), make Fashion-MNIST and
-## Chromium (for the HTML report's browser tests) available
-setup: $(STAMP) data browser
+## setup: make .venv, install cnnlab (editable, with dev tools, ONNX and Optuna), make
+## Fashion-MNIST, Chromium (the HTML pages' browser tests) and PostgreSQL (the sweep's shared
+## storage test) available
+setup: $(STAMP) data browser postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,onnx]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx,sweep]'
 	touch $(STAMP)
 
 ## data: Fashion-MNIST from Debian's dataset-fashion-mnist where apt-get can install it
@@ -44,6 +45,20 @@ browser:
 	    || echo "Chromium: apt-get failed; the browser tests will skip"; \
 	else \
 	  echo "Chromium: not installed; the browser tests will skip"; \
+	fi
+
+## postgres: Debian's postgresql server where apt-get can install it (the test of workers sharing
+## one study through it skips, saying why, without it; the test starts its own throwaway server)
+postgres:
+	@if [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1; then \
+	  echo "PostgreSQL: found"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "PostgreSQL: installing Debian's postgresql"; \
+	  (apt-get install -y -qq postgresql >/dev/null 2>&1 \
+	    || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)) \
+	    || echo "PostgreSQL: apt-get failed; the shared-storage sweep test will skip"; \
+	else \
+	  echo "PostgreSQL: not installed; the shared-storage sweep test will skip"; \
 	fi
 
 ## test: set up, then run the whole test suite (about 80 s on 2 CPU cores): two pytest-xdist

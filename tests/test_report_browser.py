@@ -64,3 +64,55 @@ def test_report_prints_to_pdf(browser, tiny_run, tmp_path):
     pdf = page.pdf(path=str(tmp_path / "report.pdf"))
     assert pdf.startswith(b"%PDF") and Path(tmp_path / "report.pdf").stat().st_size > 10_000
     page.close()
+
+
+def test_sweep_page_renders_in_chromium_offline(browser, tmp_path):
+    """sweep.html of a study of eight finished trials (made without training: the page reads
+    the study and the trial folders): the table, Optuna's four plots, no request."""
+    optuna = pytest.importorskip(
+        "optuna", reason="Optuna is the sweep extra (pip install -e '.[sweep]')"
+    )
+    from cnnlab.sweeps.results import sweep_results
+    from cnnlab.sweeps.space import read_space
+    from cnnlab.sweeps.study import quiet_optuna
+
+    quiet_optuna()
+    space_file = tmp_path / "space.toml"
+    space_file.write_text(
+        'model = "mnist_cnn"\n[search]\nlr = { low = 1e-4, high = 1.0, log = true }\n'
+        'optimizer = ["sgd", "adam"]\n[study]\ntrials = 8\n'
+    )
+    space = read_space(space_file)
+    study = optuna.create_study(direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+    optimizer = optuna.distributions.CategoricalDistribution(["sgd", "adam"])
+    for k in range(8):
+        rate = 10 ** (-4 + k / 2)
+        study.add_trial(optuna.create_trial(
+            params={"lr": rate, "optimizer": ["sgd", "adam"][k % 2]},
+            distributions={"lr": lr, "optimizer": optimizer},
+            value=0.5 + 0.05 * k - 0.3 * (k == 7), intermediate_values={1: 0.4},
+            user_attrs={"epochs": 1, "seconds": 2.0},
+        ))  # fmt: skip
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    result = sweep_results(study, space, sweep_dir)
+    assert result.best.number == 6 and result.test_accuracy is None  # no trial folder here
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    url = (sweep_dir / "sweep.html").as_uri()
+    page.goto(url, wait_until="load")
+    images = page.evaluate(
+        "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+    )
+    assert [alt for alt, _, _ in images] == [
+        "Optimization history", "Parameter importances", "Parallel coordinates", "Slice",
+    ]  # fmt: skip
+    assert all(done and width > 300 for _, done, width in images), images
+    rows = page.locator("section#trials table tr").count()
+    assert rows == 9  # the header and the eight trials
+    assert page.locator("section#best").inner_text().count("trial 6") >= 1
+    assert errors == [] and [u for u in requests if u != url and not u.startswith("data:")] == []
+    page.close()

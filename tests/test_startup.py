@@ -45,6 +45,7 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
         [],
         ["--help"],
         ["train", "--help"],
+        ["lr-find", "--help"],
         ["eval", "--help"],
         ["summary", "--help"],
         ["features", "--help"],
@@ -53,6 +54,7 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
         ["compare", "--help"],
         ["predict", "--help"],
         ["export", "--help"],
+        ["sweep", "--help"],
         ["datasets"],
         ["recipes"],
         ["recipes", "--help"],
@@ -90,6 +92,16 @@ REFUSED_BEFORE_TORCH = [
     (["train", "--resume", "{tmp}/none"], "run folder {tmp}/none does not exist"),
     (["train", "--resume", "{tmp}/taken"], "has no last.pt"),
     (["train", "--resume", "{tmp}/run", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--lr", "fast"], "--lr: expects a number or find, got 'fast'"),
+    (["train", "--lr", "find", "--optimizer", "lbfgs"], "--lr-find cannot test lbfgs"),
+    (["train", "--lr", "find", "--end-lr", "0"], "--end-lr must be above --start-lr (1e-06)"),
+    (["lr-find", "--start-lr", "0"], "--start-lr must be a positive number, got 0.0"),
+    (["lr-find", "--start-lr", "0.1", "--end-lr", "0.1"], "--end-lr must be above --start-lr"),
+    (["lr-find", "--lr-find-steps", "0"], "--lr-find-steps must be at least 10, got 0"),
+    (["lr-find", "--optimizer", "lbfgs"], "finder cannot test lbfgs (its line search"),
+    (["lr-find", "--recipe", "{tmp}/zero.toml"], "zero.toml: epochs must be at least 1"),
+    (["lr-find", "--dataset", "npz:{tmp}/none"], "none/train.npz does not exist"),
+    (["lr-find", "--out", "{tmp}/zero.toml"], "zero.toml"),
     (["eval", "{tmp}/none.pt"], "checkpoint {tmp}/none.pt does not exist"),
     (["eval", "{tmp}/run", "--dataset", "mnsit"], "did you mean mnist?"),
     (["export", "{tmp}/none.pt"], "checkpoint {tmp}/none.pt does not exist"),
@@ -98,6 +110,9 @@ REFUSED_BEFORE_TORCH = [
     (["predict", "{tmp}/run", "x.png", "--top-k", "0"], "--top-k must be at least 1"),
     (["summary", "{tmp}/none.pt"], "{tmp}/none.pt does not exist"),
     (["summary", "lenet", "--input", "28x28"], "--input expects CxHxW"),
+    (["sweep", "{tmp}/space.toml"], "[search] lr: low 3.0 is above high 0.1"),
+    (["sweep", "{tmp}/none.toml"], "search space {tmp}/none.toml does not exist"),
+    (["sweep", "{tmp}/space.toml", "--workers", "0"], "--workers must be at least 1"),
     (["plot", "{tmp}/none"], "run folder {tmp}/none does not exist"),
     (["report", "{tmp}/none"], "run folder {tmp}/none does not exist"),
 ]
@@ -131,6 +146,7 @@ for argv in json.loads(sys.argv[1]):
 
 def test_what_the_command_line_shows_to_be_wrong_is_refused_before_torch(tmp_path, env):
     (tmp_path / "zero.toml").write_text("epochs = 0\n")
+    (tmp_path / "space.toml").write_text("[search]\nlr = { low = 3.0, high = 0.1 }\n")
     for run in ("taken", "s-seed1"):  # a run that trained an epoch: kept, not replaced
         (tmp_path / run).mkdir()
         (tmp_path / run / "metrics.jsonl").write_text('{"epoch": 1}\n')

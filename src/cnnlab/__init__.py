@@ -11,7 +11,7 @@ for torch. `cnnlab.train` is a function (api.py); the training engine is the pac
 
 from __future__ import annotations
 
-from cnnlab.config import EvalConfig, TrainConfig, load_recipe
+from cnnlab.config import EvalConfig, LrFindConfig, TrainConfig, load_recipe
 from cnnlab.errors import (
     CheckpointError,
     CnnlabError,
@@ -34,6 +34,8 @@ _WHERE = {
     "register_model": "models",
     "train": "api",
     "train_seeds": "api",
+    "lr_find": "api",
+    "sweep": "sweeps",
     "EvalResult": "training",
     "TrainResult": "training",
     "evaluate": "training",
@@ -53,6 +55,7 @@ __all__ = [
     "DataFormatError",
     "DataNotFoundError",
     "EvalConfig",
+    "LrFindConfig",
     "ModelError",
     "RunFolderError",
     "TrainConfig",

@@ -8,6 +8,8 @@ reports: whoever finishes a run asks for one, and that is this module, which sit
     cnnlab.train(resume="runs/x", epochs=20)             # continue runs/x from its last.pt
     cnnlab.train(model=MyNet, train_data=ds, test_data=test_ds)   # your own model and data
     cnnlab.train_seeds(cnnlab.TrainConfig(...), [0, 1, 2])   # runs/NAME-seed0, ...
+    cnnlab.train(model="lenet", optimizer="sgd", lr="find")   # the range test, then its rate
+    cnnlab.lr_find(model="lenet", optimizer="sgd")       # the range test alone: curve, rate
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.config import TrainConfig
+from cnnlab.config import TrainConfig, spell_lr_find
 from cnnlab.errors import CnnlabError, ConfigError
 
 if TYPE_CHECKING:
+    from cnnlab.training.lr_find import LrFindResult
     from cnnlab.training.session import Given
     from cnnlab.training.trainer import TrainResult
 
@@ -42,21 +45,61 @@ def train(
     nn.Module class or a function returning one (built with `model_args`), or a module already
     built; `train_data` and `test_data` are torch Datasets of (image, label) items or
     (images, labels) pairs, in place of the config's data set (data/own.py). A run on data
-    given here, or on a module object, needs them again to resume."""
+    given here, or on a module object, needs them again to resume.
+
+    `lr="find"` (or `lr_find=True`) runs the learning-rate range test first and trains at its
+    suggestion (see `lr_find`); a resumed run keeps the rate it found."""
     from cnnlab.training.trainer import fit, resume_run
 
+    overrides = spell_lr_find(overrides)
     given = _given(model, train_data, test_data, class_names, overrides, resume is not None)
     if resume is not None:
         if config is not None:
             raise ConfigError("give either a config or resume=RUN_DIR (with overrides), not both")
         return finish(resume_run(resume, given=given, **overrides), given.data)
-    values = {**(config or TrainConfig()).to_dict(), **overrides}
+    cfg = _config(config or TrainConfig(), overrides, given, "cnnlab.train")
+    return finish(fit(cfg, given), given.data)
+
+
+def lr_find(
+    config: TrainConfig | None = None,
+    *,
+    model: Any = None,
+    train_data: Any = None,
+    test_data: Any = None,
+    class_names: list[str] | None = None,
+    out: str | Path | None = None,
+    **overrides: Any,
+) -> LrFindResult:
+    """The learning-rate range test (`cnnlab lr-find`) of a config given as `train` takes one,
+    own models and data included: `lr_find(model="mnist_cnn", dataset="mnist",
+    optimizer="sgd", momentum=0.5)`. Returns the curve (`lrs`, `losses`, `smoothed`), the
+    `suggestion` and how it was chosen (`rule`); `result.summary()` says both.
+
+    Nothing is left changed: a model object given is put back as it was (weights, buffers,
+    mode, device), the random generators too, and no run folder is made. `out` (an
+    LrFindConfig's own `out` when that is the config): a folder to write lr_find.png and
+    lr_find.json into."""
+    from cnnlab.training.lr_find import lr_find_run, write_lr_find
+
+    given = _given(model, train_data, test_data, class_names, overrides, False)
+    cfg = _config(config or TrainConfig(), overrides, given, "cnnlab.lr_find")
+    result = lr_find_run(cfg, given)
+    folder = out if out is not None else getattr(cfg, "out", None)
+    if folder is not None:
+        write_lr_find(Path(folder), result)
+    return result
+
+
+def _config(config: TrainConfig, overrides: dict[str, Any], given: Given, source: str):
+    """`config` (a TrainConfig, or an LrFindConfig) with the keyword `overrides` on top."""
+    values = {**config.to_dict(), **overrides}
     if given.model is not None and values.get("model_args"):
         raise ConfigError(
             "model_args are for a model to build (a name or a class); this model is built "
             "already: give the class and model_args, or drop model_args"
         )
-    return finish(fit(TrainConfig.from_dict(values, source="cnnlab.train"), given), given.data)
+    return type(config).from_dict(values, source=source)
 
 
 def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:

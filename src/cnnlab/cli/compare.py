@@ -24,9 +24,12 @@ def add_commands(subparsers: Any) -> None:
             "parameters, epochs, wall time, examples/s, and the settings that differ between "
             "rows (nothing else). Rows are sorted by mean final accuracy; a warning says when two "
             "rows' spreads overlap (their order may be seed noise) and when a row is a single "
-            "run. --out writes the overlaid curves (compare-curves.png), --html one "
-            "self-contained page. Only config.json and metrics.jsonl are read; a run folder "
-            "that holds no finished epoch or a damaged file is skipped with a warning."
+            "run. Runs trained with --no-eval-test show '-' for test accuracy: their rows come "
+            "after those with one, sorted by best.pt's validation accuracy (the whole table, "
+            "when no run measured its test split). --out writes the overlaid curves "
+            "(compare-curves.png), --html one self-contained page. Only config.json and "
+            "metrics.jsonl are read; a run folder that holds no finished epoch or a damaged "
+            "file is skipped with a warning."
         ),
         usage="cnnlab compare RUN [RUN ...] [--html FILE] [--out DIR]",
         leading=(("runs", dict(nargs="+", metavar="RUN", help=RUNS_HELP)),),

@@ -85,6 +85,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         elif kind.kind in (list, tuple):
             options["metavar"] = "N,N" if kind.kind is tuple else "N,N,..."
             help_text += " (comma-separated)"
+        elif facts["words"]:  # a number, or one of the words the field also takes
+            options["type"] = number_or_word(kind.kind, facts["words"])
+            options["metavar"] = "|".join((f.name.upper(), *facts["words"]))
         else:
             options["type"] = kind.kind
             options["metavar"] = "|".join(facts["choices"]) if facts["choices"] else f.name.upper()
@@ -92,6 +95,22 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
             shown = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
             help_text += f" [default: {shown}]"
         parser.add_argument(facts["flag"] or flag_name(f.name), help=help_text, **options)
+
+
+def number_or_word(kind: type, words: tuple[str, ...]) -> Any:
+    """An argparse type reading a number of `kind`, or one of `words` as it is."""
+
+    def parse(text: str) -> Any:
+        if text in words:
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expects a number or {' or '.join(words)}, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def given_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:

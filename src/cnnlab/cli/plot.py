@@ -20,7 +20,9 @@ def add_commands(subparsers: Any) -> None:
             "(confusion.png), accuracy per class (per_class.png), the most confident mistakes "
             "(top_losses.png), the first conv layer's filters (filters.png) and test image "
             "0's feature maps (maps-NN-<layer>.png). The model's test-split predictions are "
-            "computed once, from best.pt (else last.pt), and kept in RUN/predictions.npz."
+            "computed once, from best.pt (else last.pt), and kept in RUN/predictions.npz. A run "
+            "trained with --no-eval-test is drawn on its validation split instead: its test "
+            "split is never measured."
         ),
     )  # fmt: skip
 
@@ -38,6 +40,6 @@ def run_plot(args: argparse.Namespace) -> None:
     print(f"most confused: {', '.join(pairs) or 'nothing (no mistakes)'}")
     total = len(predictions.labels)
     print(
-        f"accuracy: {predictions.accuracy:.4f} ({predictions.correct} of {total} test images, "
-        f"{predictions.checkpoint})"
+        f"accuracy: {predictions.accuracy:.4f} ({predictions.correct} of {total} "
+        f"{predictions.split_name} images, {predictions.checkpoint})"
     )

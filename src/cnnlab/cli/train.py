@@ -1,4 +1,5 @@
-"""`cnnlab train`: one flag per TrainConfig field, plus --recipe, --resume and --seeds.
+"""`cnnlab train`: one flag per TrainConfig field, plus --recipe, --resume and --seeds (and
+`--lr find`: the learning-rate finder's rate, cli/lr_find.py).
 
 Everything the recipe, the flags and the paths they name can show to be wrong is refused
 before torch is imported (a second or more): the config, validated; the data set; the weights
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.options import add_command, given_values
-from cnnlab.config import Config, TrainConfig, check_weights_file, load_recipe
+from cnnlab.config import Config, TrainConfig, check_weights_file, load_recipe, spell_lr_find
 from cnnlab.config.fields import FieldError
 from cnnlab.data.specs import check_dataset_name, files_of
 from cnnlab.errors import ConfigError
@@ -40,7 +41,8 @@ def add_commands(subparsers: Any) -> None:
             "--model-arg KEY=VALUE for its arguments. Writes runs/NAME/: config.json, "
             "metrics.jsonl, TensorBoard events, last.pt and best.pt. --seeds 0,1,2 trains "
             "the same config once per seed (runs/NAME-seed0, ...) and prints their accuracy "
-            "as mean ± std."
+            "as mean ± std. --lr find runs the learning-rate range test first (`cnnlab "
+            "lr-find`) and trains at its suggestion."
         ),
         usage="cnnlab train [--recipe RECIPE | --resume RUN_DIR] [--seeds 0,1,2] [OPTIONS]",
         leading=(
@@ -52,7 +54,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    overrides = given_values(args, TrainConfig)
+    overrides = spell_lr_find(given_values(args, TrainConfig))  # `--lr find`: lr_find
     if args.seeds is not None:
         run_seeds(args, overrides)
         return
@@ -87,12 +89,14 @@ def run_resume(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     finish(resume_run(args.resume, **overrides))
 
 
-def checked_config(args: argparse.Namespace, overrides: dict[str, Any]) -> TrainConfig:
-    """The config of a new run from the recipe and the flags, with every check that needs no
-    torch: each value, the weights file, the data set (its name, its folder, or with
-    --no-download its files), a model file. A value from the recipe is named as the recipe
-    names it; one from a flag, by its flag."""
-    cfg = TrainConfig.from_dict(new_run_values(args, overrides), source="cnnlab train")
+def checked_config(
+    args: argparse.Namespace, overrides: dict[str, Any], cls: type[TrainConfig] = TrainConfig
+) -> TrainConfig:
+    """The config of a new run (`cls`: or of `cnnlab lr-find`, LrFindConfig) from the recipe
+    and the flags, with every check that needs no torch: each value, the weights file, the
+    data set (its name, its folder, or with --no-download its files), a model file. A value
+    from the recipe is named as the recipe names it; one from a flag, by its flag."""
+    cfg = cls.from_dict(new_run_values(args, overrides), source=f"cnnlab {cls.command}")
     try:
         check_weights_file(cfg.validate())  # (a resumed run's weights are in last.pt)
     except FieldError as err:

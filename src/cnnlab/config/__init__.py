@@ -1,9 +1,10 @@
 """Every setting of every command, its one default, and what it means.
 
-Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), EvalConfig
-(`cnnlab eval`), ModelsConfig, RecipesConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig,
-ParamsConfig and FeaturesConfig (the inspect commands), PlotConfig, ReportConfig and
-CompareConfig (after training), PredictConfig and ExportConfig (using what was trained). The
+Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), LrFindConfig
+(`cnnlab lr-find`: TrainConfig's fields and a folder), EvalConfig (`cnnlab eval`),
+ModelsConfig, RecipesConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig and
+FeaturesConfig (the inspect commands), PlotConfig, ReportConfig and CompareConfig (after
+training), PredictConfig and ExportConfig (using what was trained). The
 same dataclass is filled from Python (`TrainConfig(model="lenet")`), from a TOML recipe
 (`[train]` keys or top-level keys with the field names; the shipped recipes are found by name,
 recipes.py) and from the command's flags, which the CLI generates from these fields
@@ -220,10 +221,10 @@ class TrainConfig(Config):
         choices=OPTIMIZERS,
     )
     lr: float | None = opt(
-        "learning rate (default: the optimizer's: "
-        + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LR.items())
-        + ")",
+        "learning rate, or find (the rate the range test finds: --lr-find) (default: the "
+        "optimizer's: " + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LR.items()) + ")",
         None,
+        words=("find",),
     )
     momentum: float = opt("sgd / rmsprop momentum", 0.0, minimum=0)
     dampening: float = opt("sgd dampening for momentum", 0.0, minimum=0)
@@ -248,6 +249,19 @@ class TrainConfig(Config):
     )
     step_size: int = opt("step schedule: epochs between LR drops", 30, minimum=1)
     gamma: float = opt("step schedule: LR factor at each drop", 0.1)
+    lr_find: bool = opt(
+        "find the rate first with the learning-rate range test (`cnnlab lr-find`; `--lr find` "
+        "says the same) and train at its suggestion; config.json records both",
+        False,
+    )
+    start_lr: float = opt("range test: its first rate", 1e-6)
+    end_lr: float = opt("range test: its last rate (it stops sooner if the loss diverges)", 10.0)
+    lr_find_steps: int = opt(
+        "range test: its training steps (one that learns nothing runs again, 4× as long, over "
+        "the upper half of the rates)",
+        200,
+        minimum=10,
+    )
 
     # --- where, how reproducibly ---
     device: str = _device_opt()
@@ -297,6 +311,12 @@ class TrainConfig(Config):
         minimum=1,
         resumable=True,
     )
+    eval_test: bool = opt(
+        "evaluate the test split with the validation split (--no-eval-test: leave it alone "
+        "while training, as a sweep's trials do, and measure it once, for the chosen model)",
+        True,
+        resumable=True,
+    )
     log_every: int = opt(
         "log train_loss to TensorBoard every N steps", 100, minimum=1, resumable=True
     )
@@ -319,10 +339,13 @@ class TrainConfig(Config):
         """Check every value; raise ConfigError with one line naming the field. An unset lr
         becomes the optimizer's DEFAULT_LR."""
         super().validate()
+        if self.lr == "find":  # TrainConfig(lr="find"): the spelling of `--lr find`
+            self.lr, self.lr_find = None, True
         if self.lr is None:  # filled in here, so config.json records the rate that ran
             self.lr = DEFAULT_LR[self.optimizer]
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise FieldError("lr", "{lr} must be a positive number, got {got}", self.lr)
+        self.check_range_test()
         if not 0 <= self.label_smoothing < 1:
             raise FieldError(
                 "label_smoothing", "{label_smoothing} must be in [0, 1), got {got}",
@@ -362,6 +385,68 @@ class TrainConfig(Config):
             )
         if self.pretrained and self.weights_file:
             raise FieldError("weights_file", "give {pretrained} or {weights_file}, not both")
+        if not self.eval_test and self.val_fraction == 0:
+            raise FieldError(
+                "eval_test", "{eval_test} false needs a validation split to choose best.pt; set "
+                "{val_fraction} above 0",
+            )  # fmt: skip
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config"):
+        """Config.from_dict, reading `lr = "find"` (`--lr find`) as `lr_find = true`."""
+        return super().from_dict(spell_lr_find(values), source)
+
+    def check_range_test(self) -> None:
+        """The learning-rate finder's settings (checked whether or not it runs, so a recipe's
+        mistake shows at once)."""
+        if not (self.start_lr > 0 and math.isfinite(self.start_lr)):
+            raise FieldError(
+                "start_lr", "{start_lr} must be a positive number, got {got}", self.start_lr
+            )
+        if not (self.end_lr > self.start_lr and math.isfinite(self.end_lr)):
+            raise FieldError(
+                "end_lr", f"{{end_lr}} must be above {{start_lr}} ({self.start_lr:g}), got {{got}}",
+                self.end_lr,
+            )  # fmt: skip
+        if self.lr_find and self.optimizer == "lbfgs":
+            raise FieldError(
+                "lr_find",
+                "{lr_find} cannot test lbfgs (its line search sizes each step); choose another "
+                "{optimizer}, or give {lr}",
+            )
+
+
+def spell_lr_find(values: dict[str, Any]) -> dict[str, Any]:
+    """`lr = "find"` (a recipe's, a flag's, a Python keyword's) is `lr_find = true`; the lr
+    is left out, for the finder to set."""
+    if values.get("lr") != "find":
+        return values
+    return {**{key: value for key, value in values.items() if key != "lr"}, "lr_find": True}
+
+
+@dataclass
+class LrFindConfig(TrainConfig):
+    """`cnnlab lr-find`: the learning-rate range test of a training config (every `cnnlab
+    train` flag and recipe key; start_lr, end_lr and lr_find_steps shape the test; lr itself
+    is not used) and the folder its plot goes to."""
+
+    command = "lr-find"
+
+    out: str = opt(
+        "folder for lr_find.png (loss against rate, the suggestion marked) and lr_find.json "
+        "(the curve and the suggestion)",
+        "lr-find",
+    )
+
+    def validate(self) -> LrFindConfig:
+        super().validate()
+        if self.optimizer == "lbfgs":
+            raise FieldError(
+                "optimizer",
+                "the learning-rate finder cannot test lbfgs (its line search sizes each step); "
+                "choose another {optimizer}",
+            )
         return self
 
 
@@ -546,6 +631,35 @@ class ExportConfig(Config):
     format: str = opt("the file format", "onnx", choices=EXPORT_FORMATS)
     out: str | None = opt("the file to write (default: beside the checkpoint, best.onnx ...)", None)
     data_dir: str | None = _data_dir_opt()
+
+
+@dataclass
+class SweepConfig(Config):
+    """`cnnlab sweep SPACE.toml`: a search over TrainConfig settings on Optuna (sweeps/)."""
+
+    command = "sweep"
+
+    space: str | None = opt("the search space: a TOML file with [search] and [study] tables",
+                            None, argument=True)  # fmt: skip
+    trials: int | None = opt(
+        "how many trials the study ends with, in all (default: [study] trials, else 20)",
+        None, minimum=1,
+    )  # fmt: skip
+    workers: int = opt("trials run at once on this machine, each on its share of the cores",
+                       1, minimum=1)  # fmt: skip
+    out_dir: str = opt("parent folder of the sweep folder", "runs")
+    name: str | None = opt("the sweep folder's name (default: the SPACE file's name)", None)
+    storage: str | None = opt(
+        "the study's database, shared by workers on several machines, like "
+        "postgresql://user@host/db (default: SQLite in the sweep folder)", None,
+    )  # fmt: skip
+    report: bool = opt("write each trial's report.html", True)
+
+    def validate(self) -> SweepConfig:
+        super().validate()
+        if self.name is not None and (not self.name or "/" in self.name or self.name in ".."):
+            raise FieldError("name", "{name} must be a plain folder name, got {got!r}", self.name)
+        return self
 
 
 def check_weights_file(cfg: TrainConfig) -> None:

@@ -27,11 +27,13 @@ def opt(
     resumable: bool = False,
     argument: bool = False,
     flag: str | None = None,
+    words: tuple[str, ...] = (),
 ) -> Any:
     """A config field and its facts: the `--help` text, the allowed `choices`, the `minimum`,
     whether a resumed run may change it (`resumable`: it decides where and how fast a run goes,
     not what it learns), whether the CLI takes it as a positional `argument`, and its `flag`
-    when that is not the field's name (`--in` for `in_shape`: `in` is a Python keyword)."""
+    when that is not the field's name (`--in` for `in_shape`: `in` is a Python keyword), and the
+    `words` a number field takes besides numbers (`--lr find`)."""
     metadata = {
         "help": help,
         "choices": tuple(choices),
@@ -39,6 +41,7 @@ def opt(
         "resumable": resumable,
         "argument": argument,
         "flag": flag,
+        "words": tuple(words),
     }
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)

@@ -11,6 +11,14 @@ and nothing else, so what changed is what you read. Rows are sorted by mean fina
 best first, and the warnings say when that order may be seed noise (spreads that overlap) or
 cannot be judged (a single run has no measured spread). Numbers and text only: the curves and
 the HTML page are compare_page.py's.
+
+Runs trained with --no-eval-test (a sweep's trials) measured no test accuracy: their test
+columns show "-". A row with no final test accuracy at all is ranked after every row that has
+one, among its like by the mean validation accuracy of its runs' best.pt (so when no row has a
+test accuracy, that is the order of the whole table); validation and test accuracies are never
+ranked against each other, and a warning says which rows are ranked on validation. Rows with
+neither come last. A row whose runs measured the test split in part (runs differing only in
+--eval-test are seeds of one experiment) shows the mean of those that did, and a warning says so.
 """
 
 from __future__ import annotations
@@ -72,6 +80,20 @@ class Row:
         return len(self.runs)
 
     @property
+    def ranked_on(self) -> str:
+        """What orders the row (RANKINGS): "test", its mean final test accuracy; "val", where no
+        run of it measured the test split (--no-eval-test), its best.pt's mean validation
+        accuracy; "" with neither."""
+        if self.final.n:
+            return "test"
+        return "val" if self.best_val.n else ""
+
+    @property
+    def ranking(self) -> Spread:
+        """The accuracies the row is ranked on (empty when `ranked_on` is "")."""
+        return self.best_val if self.ranked_on == "val" else self.final
+
+    @property
     def chosen_on(self) -> str:
         """The split that chose the runs' best.pt: val, test (or both, comma-separated)."""
         return ",".join(dict.fromkeys(run.selection for run in self.runs))
@@ -107,10 +129,11 @@ class Row:
 
 @dataclass
 class Comparison:
-    """The rows (best mean final accuracy first), the settings that differ between them, the
-    warnings about the table, the files written, and `folder_warnings`: what reading the run
-    folders left out (a folder skipped, a last row cut short; `cnnlab compare` prints them on
-    stderr). `str(comparison)` is the table, then every warning."""
+    """The rows (best mean final accuracy first; the module docstring says where runs without a
+    test accuracy go), the settings that differ between them, the warnings about the table, the
+    files written, and `folder_warnings`: what reading the run folders left out (a folder
+    skipped, a last row cut short; `cnnlab compare` prints them on stderr). `str(comparison)`
+    is the table, then every warning."""
 
     rows: list[Row]
     differing: list[str]
@@ -200,7 +223,7 @@ def build_comparison(records: Sequence[RunRecord]) -> Comparison:
                 best_val=_spread(r.best_val_accuracy for r in members),
             )
         )
-    rows.sort(key=lambda r: (r.final.mean is None, -(r.final.mean or 0.0), r.label))
+    rows.sort(key=_rank)
     _unique_labels(rows)
     return Comparison(rows, differing_settings(rows), warnings_for(rows))
 
@@ -219,18 +242,31 @@ def differing_settings(rows: Sequence[Row]) -> list[str]:
     ]
 
 
+# the rankings in table order: test accuracy, then validation accuracy, then neither
+RANKINGS = ("test", "val", "")
+RANKING_WORDS = {"test": "final test accuracy", "val": "best.pt validation accuracy"}
+
+
+def _rank(row: Row) -> tuple[int, float, str]:
+    """The sort key: the ranking's place in RANKINGS, then the best mean first, then the label."""
+    return (RANKINGS.index(row.ranked_on), -(row.ranking.mean or 0.0), row.label)
+
+
 def warnings_for(rows: Sequence[Row]) -> list[str]:
-    """Where the table's order may mislead: overlapping spreads, single runs, unfinished runs."""
+    """Where the table's order may mislead: overlapping spreads, rows ranked on validation
+    accuracy or measured on the test split in part, single runs, unfinished runs."""
     warnings = []
-    spread = [r for r in rows if r.final.n >= 2]
-    for i, a in enumerate(spread):  # one line per row: the rows below it it overlaps
-        below = [b for b in spread[i + 1 :] if _overlap(a.final, b.final)]
-        if below:
-            others = ", ".join(b.label for b in below)
-            warnings.append(
-                f"{a.label} overlaps {others} (final test accuracy, mean ± std): their order "
-                "may be seed noise"
-            )
+    for ranked_on, words in RANKING_WORDS.items():  # spreads are compared within a ranking
+        spread = [r for r in rows if r.ranked_on == ranked_on and r.ranking.n >= 2]
+        for i, a in enumerate(spread):  # one line per row: the rows below it it overlaps
+            below = [b for b in spread[i + 1 :] if _overlap(a.ranking, b.ranking)]
+            if below:
+                others = ", ".join(b.label for b in below)
+                warnings.append(
+                    f"{a.label} overlaps {others} ({words}, mean ± std): their order may be "
+                    "seed noise"
+                )
+    warnings += _untested_warnings(rows)
     single = [r.label for r in rows if r.n == 1]
     if single:
         which = "it has" if len(single) == 1 else "they have"
@@ -250,6 +286,32 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
                     f"{run.name} stopped after {len(run.metrics)} of {planned} epochs; finish "
                     f"it with `cnnlab train --resume {run.path}`"
                 )
+    return warnings
+
+
+def _untested_warnings(rows: Sequence[Row]) -> list[str]:
+    """Rows ranked on validation accuracy (no run of them measured the test split), and rows
+    whose test columns are the mean of only some of their runs."""
+    warnings = []
+    on_val = [row.label for row in rows if row.ranked_on == "val"]
+    if on_val and len(on_val) == len(rows):
+        warnings.append(
+            "no run measured its test split (trained with --no-eval-test): the rows are ranked "
+            "by best.pt validation accuracy"
+        )
+    elif on_val:
+        warnings.append(
+            f"{', '.join(on_val)} measured no test accuracy (trained with --no-eval-test): "
+            "ranked after the rows that did, by best.pt validation accuracy"
+        )
+    for row in rows:
+        untested = row.n - row.final.n
+        if row.final.n and untested:
+            others = "the other run's" if row.final.n == 1 else f"of the other {row.final.n}"
+            warnings.append(
+                f"{row.label}: {untested} of its {row.n} runs measured no test accuracy "
+                f"(--no-eval-test); its test accuracies are {others}"
+            )
     return warnings
 
 

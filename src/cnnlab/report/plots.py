@@ -12,6 +12,10 @@ Figures are made without pyplot, as figures.py makes them (see there why), and e
 a fixed size in pixels (its *_SIZE in inches × DPI), so a report can lay them out before drawing
 them. Everything but the filters and feature maps comes from metrics.jsonl and the cached
 predictions (report/predictions.py): no figure needs the data set again.
+
+The predictions are on the test split, or on the validation split for a run trained with
+--no-eval-test (whose test split nothing may measure): every title and caption names the split
+they hold (`Predictions.split_name`).
 """
 
 from __future__ import annotations
@@ -47,14 +51,15 @@ NAME = 16  # characters of a class name in an image's title (longer ones get an 
 MAX_CELL_NUMBERS = 15  # classes up to which the confusion matrix has numbers in its cells
 MAX_TICK_LABELS = 30  # class names on an axis; with more classes every k-th one is named
 RIGHT, WRONG = "black", "tab:red"
+# {split}: the predictions' split in words ("test", "validation"); {Split}: capitalised
 CAPTIONS = {
     "curves": "Loss, accuracy and learning rate per epoch.",
-    "predictions": "The first 30 test images and what the model predicts; mistakes in red.",
+    "predictions": "The first 30 {split} images and what the model predicts; mistakes in red.",
     "confusion": "Confusion matrix: rows are the true class, columns the predicted one.",
-    "per_class": "Test accuracy of each class.",
+    "per_class": "{Split} accuracy of each class.",
     "top_losses": "The mistakes the model was most sure of.",
     "filters": "The first conv layer's filters.",
-    "maps": "Test image 0 (top left of the predictions) out of conv layer {} of {}.",
+    "maps": "{Split} image 0 (top left of the predictions) out of conv layer {} of {}.",
 }
 TRAIN, VAL, TEST = "tab:blue", "tab:purple", "tab:orange"
 
@@ -65,9 +70,9 @@ TRAIN, VAL, TEST = "tab:blue", "tab:purple", "tab:orange"
 def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
     """Per epoch: train, validation (when held out) and test loss and accuracy (d2l's Animator
     shows train loss, train accuracy and test accuracy), and the learning rate. An epoch that
-    was not evaluated has no test point; markers show every point, so a one-epoch run still
-    shows something. The accuracy panel's title names best.pt's epoch and the split that
-    chose it."""
+    was not evaluated has no test point (a run trained with --no-eval-test: no test line);
+    markers show every point, so a one-epoch run still shows something. The accuracy panel's
+    title names best.pt's epoch and the split that chose it."""
     fig = _figure(CURVES_SIZE, layout="constrained")
     loss, accuracy, lr = fig.subplots(1, 3)
     splits = (("train", TRAIN), ("val", VAL), ("test", TEST))
@@ -93,8 +98,9 @@ def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
 
 
 def prediction_grid(predictions: Predictions) -> Figure:
-    """The first 5 × 6 test images, each titled with its predicted class; a mistake's title also
-    gives the true class, in red (seed 003's grid, titled as its `show_images` titles)."""
+    """The first 5 × 6 images of the split, each titled with its predicted class; a mistake's
+    title also gives the true class, in red (seed 003's grid, titled as its `show_images`
+    titles)."""
     names, tiles = predictions.class_names, []
     for i in predictions.grid_indices():
         predicted, true = int(predictions.predicted[i]), int(predictions.labels[i])
@@ -107,7 +113,8 @@ def prediction_grid(predictions: Predictions) -> Figure:
         tiles,
         GRID,
         GRID_TILE,
-        f"predictions on the first {len(tiles)} test images: {len(tiles) - wrong} right, "
+        f"predictions on the first {len(tiles)} {predictions.split_name} images: "
+        f"{len(tiles) - wrong} right, "
         f"{wrong} wrong",
         "titled with the predicted class; in red, a mistake, with the true class",
     )
@@ -115,9 +122,9 @@ def prediction_grid(predictions: Predictions) -> Figure:
 
 def confusion_figure(predictions: Predictions) -> Figure:
     """Counts (rows: true class, columns: predicted) and the same rows normalised to sum to 1,
-    side by side: counts show where most test images go, rates how each class fares."""
+    side by side: counts show where most images go, rates how each class fares."""
     counts = predictions.confusion()
-    with np.errstate(invalid="ignore", divide="ignore"):  # a class with no test image: NaN
+    with np.errstate(invalid="ignore", divide="ignore"):  # a class with no image: NaN
         rates = counts / counts.sum(axis=1, keepdims=True)
     fig = _figure(CONFUSION_SIZE, layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -125,7 +132,7 @@ def confusion_figure(predictions: Predictions) -> Figure:
     _matrix(left, counts, names, "counts", max(int(counts.max()), 1), lambda v: f"{int(v)}")
     _matrix(right, rates, names, "each row divided by its total", 1.0, lambda v: f"{v:.2f}")
     fig.suptitle(
-        f"confusion matrix of {len(predictions.labels)} test images "
+        f"confusion matrix of {len(predictions.labels)} {predictions.split_name} images "
         f"(accuracy {predictions.accuracy:.4f})",
         fontsize=FONT + 1,
     )
@@ -133,7 +140,8 @@ def confusion_figure(predictions: Predictions) -> Figure:
 
 
 def per_class_figure(predictions: Predictions) -> Figure:
-    """Test accuracy of each class as a horizontal bar, the overall accuracy as a dashed line."""
+    """Accuracy of each class (on the predictions' split) as a horizontal bar, the overall
+    accuracy as a dashed line."""
     accuracy = predictions.per_class_accuracy()
     counts = predictions.confusion()
     totals, right = counts.sum(axis=1), np.diag(counts)
@@ -147,14 +155,15 @@ def per_class_figure(predictions: Predictions) -> Figure:
     ax.set_xlim(0, 1.15)  # room for the numbers right of a bar at 1.0
     ax.set_xticks(np.linspace(0, 1, 6))
     ax.tick_params(labelsize=FONT)
-    ax.set_xlabel("test accuracy", fontsize=FONT)
+    ax.set_xlabel(f"{predictions.split_name} accuracy", fontsize=FONT)
     ax.set_title(
         f"accuracy per class (dashed: all classes, {predictions.accuracy:.4f})", fontsize=FONT + 1
     )
     if predictions.num_classes <= MAX_CELL_NUMBERS:
         for row in rows:
             value, total = accuracy[row], totals[row]
-            text = "no test image" if total == 0 else f"{value:.2f} ({right[row]}/{total})"
+            none = f"no {predictions.split_name} image"
+            text = none if total == 0 else f"{value:.2f} ({right[row]}/{total})"
             x = 0.01 if total == 0 else value + 0.01
             # on white, so the dashed line does not run through the digits
             box = {"facecolor": "white", "edgecolor": "none", "pad": 1}
@@ -171,7 +180,8 @@ def top_losses_figure(predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
     indices = [i for i in predictions.top_losses(n) if i in kept]
     if not indices:  # a perfect model: say so instead of an empty grid
         fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
-        text = f"no mistakes: all {len(predictions.labels)} test images are predicted right"
+        total, split = len(predictions.labels), predictions.split_name
+        text = f"no mistakes: all {total} {split} images are predicted right"
         fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
         return fig
     names, tiles = predictions.class_names, []
@@ -196,11 +206,11 @@ def run_figures(
     curves, predictions, confusion, per_class, top_losses, filters, then maps-NN-<layer>, one
     per conv layer. Only the filters and maps load the model (onto `device`)."""
     figures = [
-        ("curves.png", CAPTIONS["curves"], curves_figure(record.metrics)),
-        ("predictions.png", CAPTIONS["predictions"], prediction_grid(predictions)),
-        ("confusion.png", CAPTIONS["confusion"], confusion_figure(predictions)),
-        ("per_class.png", CAPTIONS["per_class"], per_class_figure(predictions)),
-        ("top_losses.png", CAPTIONS["top_losses"], top_losses_figure(predictions)),
+        ("curves.png", caption("curves", predictions), curves_figure(record.metrics)),
+        ("predictions.png", caption("predictions", predictions), prediction_grid(predictions)),
+        ("confusion.png", caption("confusion", predictions), confusion_figure(predictions)),
+        ("per_class.png", caption("per_class", predictions), per_class_figure(predictions)),
+        ("top_losses.png", caption("top_losses", predictions), top_losses_figure(predictions)),
     ]
     return figures + _conv_figures(record, predictions, device)
 
@@ -208,12 +218,13 @@ def run_figures(
 def _conv_figures(
     record: RunRecord, predictions: Predictions, device: str
 ) -> list[tuple[str, str, Figure]]:
-    """filters.png and the maps of test image 0, from the checkpoint the predictions came from;
-    its pixels are in the predictions already, so the data set is not loaded again."""
+    """filters.png and the maps of image 0 of the predictions' split, from the checkpoint the
+    predictions came from; its pixels are in the predictions already, so the data set is not
+    loaded again."""
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.device import resolve_device
 
-    if not len(predictions.image_index):  # an empty test split: no image to look at
+    if not len(predictions.image_index):  # an empty split: no image to look at
         return []
     target = resolve_device(device)
     state = load_checkpoint(record.path / predictions.checkpoint, map_location=target)
@@ -221,14 +232,21 @@ def _conv_figures(
     if not conv_layers(model):  # a model without convs has nothing to show here
         return []
     label = predictions.class_names[int(predictions.labels[0])]
-    source = shorten(str(record.info.get("dataset") or "the test split"))
-    title = f"input: test image 0 of {source}"
+    split = predictions.split_name
+    source = shorten(str(record.info.get("dataset") or f"the {split} split"))
+    title = f"input: {split} image 0 of {source}"
     # input.png is left out: the image is the first of the prediction grid already
     _, (name, fig), *maps = feature_figures(model, state, predictions.image(0), title, label)
-    figures = [(name, CAPTIONS["filters"], fig)]
+    figures = [(name, caption("filters", predictions), fig)]
     for n, (name, fig) in enumerate(maps, 1):
-        figures.append((name, CAPTIONS["maps"].format(n, len(maps)), fig))
+        figures.append((name, caption("maps", predictions, n, len(maps)), fig))
     return figures
+
+
+def caption(name: str, predictions: Predictions, *numbers: int) -> str:
+    """CAPTIONS[name] naming the predictions' split (and `numbers` in its {} fields)."""
+    split = predictions.split_name
+    return CAPTIONS[name].format(*numbers, split=split, Split=split.capitalize())
 
 
 # --- writing ----------------------------------------------------------------------------------

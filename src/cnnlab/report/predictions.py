@@ -6,6 +6,10 @@ probability given to that class and to the true one, and the pixels of the few i
 shows (the 5×6 grid and the top losses), so plots and reports need neither the model nor the
 data again. The cache names the checkpoint's SHA-256: a run resumed to a new best.pt is
 evaluated again. It is an .npz of plain arrays, read with allow_pickle=False.
+
+A run trained with --no-eval-test (a sweep's trial) must never be measured on its test split,
+so its predictions are made on its validation split, rebuilt as it was held out (as `cnnlab
+eval --split val` does); `Predictions.split` and the cache say which split they hold.
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ from cnnlab.files import sha256_of
 from cnnlab.report.run_folder import RunRecord, read_run
 
 CACHE = "predictions.npz"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache names its split; a version 1 cache holds the test split
+READABLE_VERSIONS = (1, CACHE_VERSION)
 GRID = (5, 6)  # rows, columns of the prediction grid (seed 003's figure)
 TOP_LOSSES = 16  # images in the top-losses view
 
 
 @dataclass
 class Predictions:
-    """Per test image (index i of the test split): labels[i], predicted[i], confidence[i] (the
+    """Per image of `split` (index i of that split): labels[i], predicted[i], confidence[i] (the
     probability of predicted[i]) and p_true[i]; `images` holds the pixels of `image_index`."""
 
     checkpoint: str  # the file the predictions came from: best.pt or last.pt
@@ -42,6 +47,12 @@ class Predictions:
     p_true: np.ndarray  # (N,) float32
     image_index: np.ndarray  # (M,) int64: test indices whose pixels are kept
     images: np.ndarray  # (M, C, H, W) uint8
+    split: str = "test"  # "test", or "val" for a run trained with --no-eval-test
+
+    @property
+    def split_name(self) -> str:
+        """The split in words, as pages and plots name it: "test" or "validation"."""
+        return "validation" if self.split == "val" else self.split
 
     @property
     def correct(self) -> int:
@@ -56,18 +67,18 @@ class Predictions:
         return len(self.class_names)
 
     def image(self, index: int) -> np.ndarray:
-        """Pixels (C, H, W) uint8 of test image `index` (one of `image_index`)."""
+        """Pixels (C, H, W) uint8 of image `index` of the split (one of `image_index`)."""
         where = np.flatnonzero(self.image_index == index)
         if not len(where):
-            raise KeyError(f"test image {index} is not kept in the predictions")
+            raise KeyError(f"{self.split_name} image {index} is not kept in the predictions")
         return self.images[where[0]]
 
     def grid_indices(self) -> np.ndarray:
-        """The first rows × columns test images: the prediction grid."""
+        """The first rows × columns images of the split: the prediction grid."""
         return np.arange(min(GRID[0] * GRID[1], len(self.labels)))
 
     def top_losses(self, n: int = TOP_LOSSES) -> np.ndarray:
-        """Test indices of the `n` wrong predictions made with the highest confidence."""
+        """Indices of the `n` wrong predictions made with the highest confidence."""
         wrong = np.flatnonzero(self.predicted != self.labels)
         order = np.argsort(-self.confidence[wrong], kind="stable")
         return wrong[order[:n]]
@@ -78,7 +89,7 @@ class Predictions:
         return np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
 
     def per_class_accuracy(self) -> np.ndarray:
-        """Accuracy per true class (NaN for a class with no test image)."""
+        """Accuracy per true class (NaN for a class with no image in the split)."""
         matrix = self.confusion()
         totals = matrix.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -100,9 +111,10 @@ def load_predictions(
     data_dir: str | Path | None = None,
     data: Any = None,
 ) -> Predictions:
-    """The run's predictions: from RUN/predictions.npz when it matches the checkpoint, else
-    computed now (the model on the test split, once) and written there. `data`: the data
-    given in Python that the run trained on."""
+    """The run's predictions: from RUN/predictions.npz when it matches the checkpoint and the
+    split, else computed now (the model on the split, once) and written there. The split is
+    the test split, or the validation split for a run trained with --no-eval-test
+    (RunRecord.report_split). `data`: the data given in Python that the run trained on."""
     from cnnlab.training.checkpoint import checkpoint_path
 
     record = run if isinstance(run, RunRecord) else read_run(run)
@@ -111,11 +123,13 @@ def load_predictions(
         raise RunFolderError(
             f"{record.path} has no best.pt or last.pt: there is no trained model to look at"
         )
-    digest = sha256_of(path)
-    cached = _read_cache(record.path / CACHE, digest)
+    digest, split = sha256_of(path), record.report_split
+    cached = _read_cache(record.path / CACHE, digest, split)
     if cached is not None:
         return cached
-    predictions = compute_predictions(path, digest, device=device, data_dir=data_dir, data=data)
+    predictions = compute_predictions(
+        path, digest, split=split, device=device, data_dir=data_dir, data=data
+    )
     _write_cache(record.path / CACHE, predictions)
     return predictions
 
@@ -124,13 +138,16 @@ def compute_predictions(
     path: Path,
     digest: str,
     *,
+    split: str = "test",
     device: str = "auto",
     data_dir: str | Path | None = None,
     data: Any = None,
 ) -> Predictions:
-    """Run the checkpoint at `path` over the test split it was trained against."""
-    from cnnlab.config import EVAL_BATCH_SIZE
+    """Run the checkpoint at `path` over the test split it was trained against, or (`split`
+    "val") the validation split it held out, drawn again as the run drew it."""
+    from cnnlab.config import EVAL_BATCH_SIZE, saved_train_values
     from cnnlab.data import make_loader
+    from cnnlab.data.holdout import with_validation
     from cnnlab.process import startup_finished
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.device import resolve_device
@@ -140,11 +157,20 @@ def compute_predictions(
     state = load_checkpoint(path, map_location=target)
     model = rebuild_model(state, target, path)
     data = load_trained_data(state, path, data_dir=data_dir, given=data)
-    trained_with = state.get("config") or {}
+    trained_with = saved_train_values(state.get("config") or {})
+    if split == "val" and data.val is None and len(data.train):
+        # data given in Python comes whole, as the run got it: hold out its validation split
+        # as the run did (data read from disk comes split already)
+        fraction, seed = trained_with.get("val_fraction", 0.0), trained_with.get("seed", 0)
+        data = with_validation(data, fraction, seed)
+    if getattr(data, split) is None:  # only "val" can be missing: val_fraction 0
+        raise RunFolderError(
+            f"{path} was trained without a validation split, so there is none to look at"
+        )
     batch_size = trained_with.get("eval_batch_size") or EVAL_BATCH_SIZE
-    loader = make_loader(data, "test", batch_size=batch_size, device=target)
+    loader = make_loader(data, split, batch_size=batch_size, device=target)
     startup_finished()
-    # scored as the run scored them (its test accuracy), with the mirror images under --tta
+    # scored as the run scored them (its accuracy), with the mirror images under --tta
     probs, labels = predict(model, loader, tta=bool(trained_with.get("tta")))
     confidence, predicted = probs.max(dim=1)
     p_true = probs.gather(1, labels[:, None])[:, 0]
@@ -158,39 +184,46 @@ def compute_predictions(
         p_true=p_true.numpy(),
         image_index=np.zeros(0, np.int64),
         images=np.zeros((0, *state["input_shape"]), np.uint8),
+        split=split,
     )
     kept = np.union1d(result.grid_indices(), result.top_losses()).astype(np.int64)
     if len(kept):
-        result.image_index, result.images = kept, _pixels(data.test, kept)
+        result.image_index, result.images = kept, _pixels(getattr(data, split), kept)
     return result
 
 
-def _pixels(test: Any, indices: np.ndarray) -> np.ndarray:
-    """uint8 (M, C, H, W) of the test images at `indices`: an in-memory Split's rows, or an
+def _pixels(part: Any, indices: np.ndarray) -> np.ndarray:
+    """uint8 (M, C, H, W) of the split's images at `indices`: an in-memory Split's rows, or an
     image folder's files decoded one by one."""
     import torch
 
     from cnnlab.data import Split
 
-    if isinstance(test, Split):
-        return test.images[torch.from_numpy(indices)].numpy()
-    return np.stack([np.asarray(test[int(i)][0]) for i in indices])
+    if isinstance(part, Split):
+        return part.images[torch.from_numpy(indices)].numpy()
+    return np.stack([np.asarray(part[int(i)][0]) for i in indices])
 
 
 ARRAYS = ("labels", "predicted", "confidence", "p_true", "image_index", "images")
 
 
-def _read_cache(path: Path, digest: str) -> Predictions | None:
-    """The cached predictions, or None when absent, stale or unreadable (they are recomputed)."""
+def _read_cache(path: Path, digest: str, split: str) -> Predictions | None:
+    """The cached predictions, or None when absent, stale, of another split or unreadable
+    (they are recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as saved:
-            if int(saved["version"]) != CACHE_VERSION or str(saved["digest"]) != digest:
+            version = int(saved["version"])
+            if version not in READABLE_VERSIONS or str(saved["digest"]) != digest:
+                return None
+            cached_split = str(saved["split"]) if version >= 2 else "test"
+            if cached_split != split:
                 return None
             return Predictions(
                 checkpoint=str(saved["checkpoint"]),
                 digest=digest,
                 class_names=[str(n) for n in saved["class_names"]],
                 **{name: saved[name] for name in ARRAYS},
+                split=cached_split,
             )
     except (OSError, ValueError, KeyError, EOFError):
         return None
@@ -206,6 +239,7 @@ def _write_cache(path: Path, predictions: Predictions) -> None:
         version=np.array(CACHE_VERSION),
         checkpoint=np.array(predictions.checkpoint),
         digest=np.array(predictions.digest),
+        split=np.array(predictions.split),
         class_names=np.array(predictions.class_names),
         **{name: getattr(predictions, name) for name in ARRAYS},
     )

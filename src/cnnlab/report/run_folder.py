@@ -69,6 +69,24 @@ class RunRecord:
         return self.info.get("selection") or "test"
 
     @property
+    def evaluates_test(self) -> bool:
+        """Whether the run measures the test split: not when trained with --no-eval-test (a
+        sweep's trial), whose rows hold no test metrics and whose report never measures it."""
+        return bool(self.config.get("eval_test", True))
+
+    @property
+    def measured_test(self) -> bool:
+        """Whether any epoch row holds a test accuracy (a run resumed with another
+        --eval-test may hold some)."""
+        return any(value is not None for value in self.column("test_accuracy"))
+
+    @property
+    def report_split(self) -> str:
+        """The split the report's predictions are made on: "test", or "val" for a run that does
+        not evaluate the test split (so that looking at a run never measures it)."""
+        return "test" if self.evaluates_test else "val"
+
+    @property
     def chosen_row(self) -> dict[str, Any] | None:
         """The epoch best.pt holds: the first of the highest selection accuracy."""
         key = f"{self.selection}_accuracy"
@@ -77,7 +95,8 @@ class RunRecord:
 
     @property
     def best_accuracy(self) -> float | None:
-        """best.pt's test accuracy (with no validation split: the highest the run measured)."""
+        """best.pt's test accuracy (with no validation split: the highest the run measured);
+        None where its epoch did not measure the test split (--no-eval-test)."""
         row = self.chosen_row
         return None if row is None else row.get("test_accuracy")
 
@@ -96,8 +115,9 @@ class RunRecord:
 
     @property
     def last_epoch_accuracy(self) -> float | None:
-        """The last epoch's test accuracy: None when that epoch was not evaluated (the last
-        one measured is comparison.last_measured_accuracy)."""
+        """The last epoch's test accuracy: None when that epoch was not evaluated, or not on
+        the test split (--no-eval-test; the last one measured is
+        comparison.last_measured_accuracy)."""
         return self.metrics[-1].get("test_accuracy")
 
     @property

@@ -4,6 +4,10 @@ What ran (model, data, settings, the command that runs it again), the environmen
 summary with receptive fields, the per-epoch table, every plot of `cnnlab plot`, accuracy per
 class and the checkpoints. Predictions come from RUN/predictions.npz (computed once), so writing
 the page again is quick. `cnnlab train` writes it when a run ends (`--no-report` to skip).
+
+A run trained with --no-eval-test (a sweep's trial) never measured its test split, and its
+report does not either: the predictions, plots and per-class accuracy are the validation
+split's, and every text says so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cnnlab.report.predictions import Predictions, load_predictions
 from cnnlab.report.run_folder import RunFolderWarning, RunRecord, read_run
 
 FILENAME = "report.html"
+UNMEASURED = " (not measured: --no-eval-test)"  # after the test images of such a run
 # every section of the page, by id, in order: the browser test checks each is there
 SECTIONS = (
     "what-ran", "environment", "model", "epochs", "plots", "per-class-accuracy", "checkpoints",
@@ -89,11 +94,22 @@ def render_report(record: RunRecord, predictions: Predictions, *, device: str = 
         html.section("Per-class accuracy", per_class(predictions), "per-class-accuracy"),
         html.section("Checkpoints", checkpoints(record), "checkpoints"),
     ]
-    accuracy = record.last_epoch_accuracy
     subtitle = f"{config.get('model')} on {config.get('dataset')}, {len(record.metrics)} epochs"
-    if accuracy is not None:
-        subtitle += f", final test accuracy {accuracy:.4f}"
+    subtitle += final_accuracy_text(record)
     return html.page(f"cnnlab run {record.name}", "".join(sections), subtitle)
+
+
+def final_accuracy_text(record: RunRecord) -> str:
+    """The subtitle's end: ", final test accuracy 0.9812"; a run that does not measure the test
+    split (--no-eval-test) gives its validation accuracy and says so. "" when the last epoch
+    has no such number."""
+    if not record.evaluates_test:
+        accuracy = record.metrics[-1].get("val_accuracy")
+        if accuracy is None:
+            return ""
+        return f", final validation accuracy {accuracy:.4f} (test split not measured)"
+    accuracy = record.last_epoch_accuracy
+    return "" if accuracy is None else f", final test accuracy {accuracy:.4f}"
 
 
 def rerun_command(config: dict[str, Any]) -> str:
@@ -114,7 +130,7 @@ def what_ran(record: RunRecord) -> str:
         ("model", f"{info.get('model_name')} ({_count(info.get('parameters'))} parameters)"),
         ("data", f"{info.get('dataset')} from {data.get('location', '?')}"),
         ("images", f"{data.get('train', '?')} train, {data.get('val') or 0} validation, "
-                   f"{data.get('test', '?')} test, "
+                   f"{data.get('test', '?')} test{'' if record.evaluates_test else UNMEASURED}, "
                    f"{'×'.join(map(str, info.get('input_shape') or []))}, "
                    f"{len(record.class_names)} classes"),
         ("epochs", f"{len(record.metrics)} of {config.get('epochs')}"
@@ -162,10 +178,12 @@ def model_summary(record: RunRecord) -> str:
 
 def epoch_table(record: RunRecord) -> str:
     """One row per epoch, a column per epoch metric (training.outputs.epoch_columns), after
-    which epoch best.pt holds and which split chose it."""
+    which epoch best.pt holds and which split chose it. A run trained with --no-eval-test has
+    no test columns (unless a part of it resumed with --eval-test measured some)."""
     from cnnlab.training.outputs import epoch_columns
 
-    columns = epoch_columns(record.selection == "val")
+    has_test = record.evaluates_test or record.measured_test
+    columns = epoch_columns(record.selection == "val", has_test)
     rows = [[metric.report_cell(row) for metric in columns] for row in record.metrics]
     titles = [metric.title for metric in columns]
     notes = "".join(html.paragraph(text, "warn") for text in record.warnings)
@@ -181,9 +199,15 @@ def chosen_text(record: RunRecord) -> str:
     if record.selection == "val":
         text = (
             f"best.pt is epoch {row['epoch']}, chosen on the validation split (accuracy "
-            f"{row['val_accuracy']:.4f}); its test accuracy, measured for this report "
-            f"only: {row['test_accuracy']:.4f}."
+            f"{row['val_accuracy']:.4f}); "
         )
+        if row.get("test_accuracy") is not None:
+            text += f"its test accuracy, measured for this report only: {row['test_accuracy']:.4f}."
+        else:  # --no-eval-test: the test split is measured later, once, if at all
+            text += (
+                "its test accuracy was not measured (trained with --no-eval-test), and this "
+                "report does not measure it: it looks at the validation split."
+            )
     else:
         text = (
             f"best.pt is epoch {row['epoch']}, chosen on the test split (no validation split "
@@ -211,15 +235,18 @@ def per_class(predictions: Predictions) -> str:
         mistakes[k] = 0
         worst = int(mistakes.argmax())
         confused = f"{names[worst]} ({mistakes[worst]})" if mistakes[worst] else "-"
-        shown = "-" if accuracy != accuracy else f"{accuracy:.4f}"  # NaN: no test image
+        shown = "-" if accuracy != accuracy else f"{accuracy:.4f}"  # NaN: no image of it
         rows.append((names[k], shown, int(matrix[k].sum()), confused))
     pairs = [f"{names[t]} → {names[p]} ({count}×)" for t, p, count in predictions.most_confused(5)]
+    split = predictions.split_name
     text = (
-        f"{predictions.checkpoint} on the test split: accuracy {predictions.accuracy:.4f} "
+        f"{predictions.checkpoint} on the {split} split: accuracy {predictions.accuracy:.4f} "
         f"({predictions.correct}/{len(predictions.labels)})"
     )
+    if predictions.split == "val":
+        text += "; the test split is left alone: the run was trained with --no-eval-test"
     most = "most confused (true → predicted): " + ("; ".join(pairs) if pairs else "none")
-    header = ("class", "accuracy", "test images", "most often taken for")
+    header = ("class", "accuracy", f"{split} images", "most often taken for")
     return html.paragraph(text) + html.table(header, rows, numeric=(1, 2)) + html.paragraph(most)
 
 

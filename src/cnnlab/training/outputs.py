@@ -69,9 +69,14 @@ EPOCH_METRICS = (
 EPOCH_SCALARS = {metric.key: metric.tag for metric in EPOCH_METRICS if metric.tag is not None}
 
 
-def epoch_columns(has_val: bool) -> tuple[EpochMetric, ...]:
-    """The epoch metrics a run's table shows: the validation columns only where it has them."""
-    return tuple(m for m in EPOCH_METRICS if has_val or not m.key.startswith("val_"))
+def epoch_columns(has_val: bool, has_test: bool = True) -> tuple[EpochMetric, ...]:
+    """The epoch metrics a run's table shows: the validation columns only where it has them,
+    and the test columns only where it measures the test split (not with --no-eval-test)."""
+    return tuple(
+        m
+        for m in EPOCH_METRICS
+        if (has_val or not m.key.startswith("val_")) and (has_test or not m.key.startswith("test_"))
+    )
 
 
 class RunOutputs:
@@ -81,7 +86,10 @@ class RunOutputs:
     def __init__(self, run_dir: Path, cfg: TrainConfig, *, writes: bool = True):
         self.run_dir, self.cfg, self.writes = run_dir, cfg, writes
         self.progress = Progress(
-            cfg.progress if writes else "none", cfg.epochs, has_val=cfg.val_fraction > 0
+            cfg.progress if writes else "none",
+            cfg.epochs,
+            has_val=cfg.val_fraction > 0,
+            has_test=cfg.eval_test,
         )
         self.metrics = MetricsLog(run_dir)
         self.tensorboard: TensorBoardLog | None = None
@@ -231,12 +239,14 @@ class Progress:
 
     REFRESH_SECONDS = 0.5  # the running figures wait for the device: read them this often
 
-    def __init__(self, mode: str, total_epochs: int, *, has_val: bool = False):
+    def __init__(
+        self, mode: str, total_epochs: int, *, has_val: bool = False, has_test: bool = True
+    ):
         if mode == "auto":
             mode = "bar" if sys.stdout.isatty() else "lines"
         self.mode = mode
         self.total_epochs = total_epochs
-        self.columns = epoch_columns(has_val)
+        self.columns = epoch_columns(has_val, has_test)
         self._bar = None
         self._task = None
         self._printed_header = False

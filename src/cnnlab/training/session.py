@@ -9,6 +9,7 @@ is the checkpoint.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from cnnlab.training.device import resolve_device
 from cnnlab.training.distributed import ShardStep, World, process_device, seed_own_stream
 from cnnlab.training.fast_ops import use_fast_cpu_ops
 from cnnlab.training.loop import EpochSums
+from cnnlab.training.lr_find import recorded_lr_find
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
 from cnnlab.training.resume_rules import check_resumable
-from cnnlab.training.run_dir import prepare_run_dir
+from cnnlab.training.run_dir import default_run_name, prepare_run_dir
 from cnnlab.training.stopping import Watch
 
 # the options that choose the starting weights: (flag, TrainConfig field = builder argument)
@@ -92,7 +94,7 @@ class RunParts:
     forward_model: nn.Module  # the same model, compiled when cfg.compile
     train_loader: Any
     val_loader: Any = None  # None: no validation split, the test split chooses
-    test_loader: Any
+    test_loader: Any  # None with --no-eval-test
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     loss_fn: nn.Module
@@ -150,6 +152,7 @@ class Session:
     resumed: bool = False  # restored from a checkpoint by load_state_dict
     facts: dict[str, Any] = field(default_factory=dict)  # parameter count, data: config.json
     caveats: list[str] = field(default_factory=list)  # what --deterministic cannot promise
+    watcher: EpochWatcher | None = None  # Given.watcher
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint: the run as it stands, enough to continue it step for step."""
@@ -217,13 +220,19 @@ class Session:
         return self.parts.total_parameters() - frozen
 
 
+# sees each epoch's metrics row once it is complete and may stop the run: a reason, or None
+EpochWatcher = Callable[[dict[str, Any]], str | None]
+
+
 @dataclass
 class Given:
     """What cnnlab.train was handed in Python besides a config: a model that is already built
-    (its class is then `cfg.model`), and data (ImageData from data/own.py)."""
+    (its class is then `cfg.model`), data (ImageData from data/own.py), and a watcher of each
+    epoch's row that may stop the run as early stopping does (a sweep's pruner: sweeps/)."""
 
     model: nn.Module | None = None
     data: Any = None
+    watcher: EpochWatcher | None = None
 
 
 def build_session(
@@ -231,10 +240,14 @@ def build_session(
     saved: dict[str, Any] | None = None,
     world: World | None = None,
     given: Given | None = None,
+    *,
+    folder: bool = True,
 ) -> Session:
     """Everything `cfg` trains with; with `saved` (a last.pt), as that checkpoint left it.
     `world`: the processes torchrun started (default: read from the environment); `given`:
-    a model object or data handed over in Python."""
+    a model object or data handed over in Python; `folder=False`: a session that will not
+    train a run (the learning-rate finder's), so its run folder is neither checked nor made
+    (`run_dir` is the folder a run would have)."""
     from cnnlab.data import load_dataset
     from cnnlab.data.datasets import configured
     from cnnlab.data.holdout import with_validation
@@ -267,8 +280,10 @@ def build_session(
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
         check_resumable(saved, cfg, info.model_args, run_dir, data)
-    else:
+    elif folder:
         run_dir = prepare_run_dir(cfg)
+    else:  # never made: the finder's session trains no run
+        run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
     train_loader, val_loader, test_loader = _loaders(cfg, data, device, world)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
@@ -284,6 +299,7 @@ def build_session(
     session = Session(
         cfg=cfg, info=info, device=device, run_dir=run_dir, world=world, parts=parts,
         state=TrainState(EpochSums.zeros(device, 0)), caveats=determinism_caveats(cfg, device),
+        watcher=given.watcher,
         facts={
             "parameters": count_parameters(model),
             "data": {
@@ -296,6 +312,7 @@ def build_session(
     )  # fmt: skip
     if saved is not None:
         session.load_state_dict(saved)
+        session.facts.update(recorded_lr_find(session.run_dir))  # config.json keeps it
     session.facts["trainable_parameters"] = session.trainable_parameters(session.state.epoch)
     return session
 
@@ -320,7 +337,8 @@ def check_weight_options(cfg: TrainConfig) -> None:
 
 
 def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) -> tuple:
-    """The train, validation (None without one) and test loaders; under torchrun each yields
+    """The train, validation (None without one) and test loaders (None with --no-eval-test:
+    measured once, later, for the chosen model); under torchrun each yields
     this process's part of every batch."""
     from cnnlab.data import make_loader
 
@@ -331,9 +349,10 @@ def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) ->
         augment=cfg.augment, jpeg_quality=cfg.jpeg_quality,
         drop_last=len(data.train) % cfg.batch_size == 1, **shard,
     )  # fmt: skip
+    measured = ("val", "test") if cfg.eval_test else ("val",)  # --no-eval-test: not the test
     evaluated = [
         make_loader(data, split, batch_size=cfg.eval_batch_size, **shard)
-        if getattr(data, split) is not None else None
+        if split in measured and getattr(data, split) is not None else None
         for split in ("val", "test")
     ]  # fmt: skip
     return train, *evaluated

@@ -34,6 +34,7 @@ from cnnlab.training.cpu_split import SplitStep
 from cnnlab.training.determinism import deterministic_kernels
 from cnnlab.training.distributed import StopVote, World, process_group
 from cnnlab.training.loop import EpochTotals, evaluate, raise_if_diverged, train_one_epoch
+from cnnlab.training.lr_find import find_for_run, write_lr_find
 from cnnlab.training.optim import steps_per_batch
 from cnnlab.training.outputs import RunOutputs, now
 from cnnlab.training.resume_rules import resume_config
@@ -61,14 +62,23 @@ def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
 
     The same command again (same --name, same settings) takes up the run it names where it
     stopped (Ctrl-C, a kill), or trains it further (more --epochs): a resume, whose rules say
-    when it cannot."""
+    when it cannot. `cfg.lr_find` (--lr find): a new run first finds its rate with the range
+    test (lr_find.py); a continued one keeps the rate it found."""
     same = same_run(cfg)
     if same is not None:
         resumable = {key: getattr(cfg, key) for key in resumable_fields()}
         return _resume(*same, given, resumable)
     if cfg.name is not None:
         prepare_run_dir(cfg)  # a folder in the way: refused before the data is read
-    return run(build_session(cfg, given=given))
+    session = build_session(cfg, given=given)
+    if not cfg.lr_find:
+        return run(session)
+    found = find_for_run(session)  # --lr find: the range test, then its rate in the config
+    try:
+        return run(session)
+    finally:  # the plot and the curve beside the run's checkpoints (no run, no folder: none)
+        if session.world.writes and (session.run_dir / "last.pt").is_file():
+            write_lr_find(session.run_dir, found)
 
 
 def same_run(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
@@ -84,8 +94,12 @@ def same_run(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
         return None
     wanted = dataclasses.replace(cfg, model=canonical_model_name(cfg.model)).validate()
     ignored = resumable_fields() | {"name", "out_dir", "overwrite"}
+    if cfg.lr_find:  # the saved lr is the one the finder suggested, and it stays
+        ignored.add("lr")
     theirs = saved_train_values(saved["config"])
-    same = all(theirs.get(key) == value for key, value in wanted.to_dict().items()
+    # a setting newer than the run was at its default in it
+    defaults = TrainConfig().to_dict()
+    same = all(theirs.get(key, defaults[key]) == value for key, value in wanted.to_dict().items()
                if key not in ignored)  # fmt: skip
     return (run_dir, saved) if same else None
 
@@ -301,6 +315,8 @@ def end_epoch(
     if chosen is not None:
         state.watch.update(chosen, epoch + 1, cfg.early_stop_min_delta)
     state.stopped = stop_reason(cfg, key, chosen, epoch + 1, state.watch)
+    if state.stopped is None and session.watcher is not None and epoch + 1 < cfg.epochs:
+        state.stopped = session.watcher(row)  # (the last epoch ends the run anyway)
     if state.stopped is not None:
         row["stopped"] = state.stopped
     state.metrics.append(row)

@@ -1,0 +1,123 @@
+"""One study shared by workers on several machines: `cnnlab sweep --storage postgresql://...`
+against a real PostgreSQL server, started here in a temporary data directory on a free port
+(Debian's postgresql; `make setup` installs it where apt-get can). Two `cnnlab sweep`
+commands with their own sweep folders, as on two machines, finish one study of 4 trials
+between them: each trial number run once, by one of them.
+
+Skips, saying why, where no server program, no psycopg or (as root) no postgres user exists.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip(
+    "optuna", reason="Optuna is the sweep extra: pip install -e '.[sweep]'"
+)
+pytest.importorskip("psycopg", reason="psycopg is the sweep extra: pip install -e '.[sweep]'")
+
+from cnnlab.sweeps.study import Tally, open_storage, quiet_optuna, storage_url  # noqa: E402
+from helpers import write_learnable_npz  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def server_programs() -> Path | None:
+    """The folder of initdb and pg_ctl: Debian's versioned one, else on PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway server (trust authentication, user cnnlab), stopped at the end."""
+    programs = server_programs()
+    if programs is None:
+        pytest.skip("no PostgreSQL server programs (Debian: apt-get install postgresql)")
+    prefix: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
+    if os.getuid() == 0:  # initdb refuses root: run the server as the postgres user
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run the server")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+    run = dict(check=True, capture_output=True, timeout=120)
+    subprocess.run([*prefix, str(programs / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "cnnlab"], **run)  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([*prefix, str(programs / "pg_ctl"), "-D", str(data), "-o", options, "-w",
+                    "-l", str(folder / "log"), "start"], **run)  # fmt: skip
+    try:
+        yield f"postgresql://cnnlab@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path):
+    data = write_learnable_npz(tmp_path / "data", train=256, test=32)
+    space = tmp_path / "shared.toml"
+    space.write_text(
+        f'model = "mnist_cnn"\ndataset = "npz:{data}"\nepochs = 2\nbatch_size = 32\n'
+        "tensorboard = false\n[search]\nlr = { low = 1e-3, high = 1e-2, log = true }\n"
+        '[study]\ntrials = 4\npruner = "none"\n'
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    commands = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "sweep", str(space), "--out-dir", str(machine),
+             "--storage", postgres_url, "--no-report"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        for machine in machines
+    ]  # fmt: skip
+    outputs = [command.communicate(timeout=300)[0] for command in commands]
+    for command, text in zip(commands, outputs, strict=True):
+        assert command.returncode == 0, text
+        assert "in --storage" in text
+
+    quiet_optuna()
+    study = optuna.load_study(study_name="shared", storage=open_storage(storage_url(
+        postgres_url, tmp_path)))  # fmt: skip
+    tally = Tally.of(study)
+    numbers = sorted(t.number for t in tally.done)
+    assert numbers == [0, 1, 2, 3], "exactly the study's 4 trials, each once"
+    assert tally.running == tally.waiting == 0
+    ran_where = {
+        number: [m.name for m in machines if (m / "shared/trials" / str(number)).is_dir()]
+        for number in numbers
+    }
+    assert all(len(where) == 1 for where in ran_where.values()), ran_where
+    for number, (machine,) in ran_where.items():
+        metrics = tmp_path / machine / "shared/trials" / str(number) / "metrics.jsonl"
+        assert len(metrics.read_text().splitlines()) == 2
+    # each command's table is the whole study's, wherever a trial ran
+    for text in outputs:
+        assert all(f"\n    {n}  complete" in text for n in numbers), text
+    best = json.loads(json.dumps(study.best_trial.params))
+    assert 1e-3 <= best["lr"] <= 1e-2
