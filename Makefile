@@ -50,7 +50,7 @@ browser:
 ## postgres: Debian's postgresql server where apt-get can install it (the test of workers sharing
 ## one study through it skips, saying why, without it; the test starts its own throwaway server)
 postgres:
-	@if [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1; then \
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
 	  echo "PostgreSQL: found"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  echo "PostgreSQL: installing Debian's postgresql"; \

@@ -326,7 +326,7 @@ def test_a_row_measured_on_the_test_split_in_part_says_so(tiny_run, tmp_path):
     assert row.final.mean == read_run(tiny_run).metrics[-1]["test_accuracy"]
     assert (
         "tiny: 1 of its 2 runs measured no test accuracy (--no-eval-test); its test accuracies "
-        "are the other run's"
+        "(final and best.pt) are those of the one run that did"
     ) in c.warnings
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,31 @@ def test_a_run_stopped_at_any_moment_is_taken_up_by_the_same_command(
     )  # fmt: skip
     assert compared.returncode == 0, compared.stderr
     assert compared.stdout.splitlines()[2].startswith("run ")
+
+
+def test_ctrl_c_during_a_lazy_import_arrives_once_the_import_is_done(monkeypatch):
+    """A KeyboardInterrupt inside numpy's or torch's first import would leave it half loaded
+    (a traceback, not a clean stop: seen under load with `timeout -s INT 0.5 cnnlab train`);
+    lazy exports hold the signal until the module is imported, then deliver it."""
+    import importlib
+    import os
+
+    from cnnlab.lazy import lazy_exports
+
+    imported = []
+
+    def slow_import(name):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the import
+        imported.append(name)
+        return types.SimpleNamespace(thing=42)
+
+    monkeypatch.setattr(importlib, "import_module", slow_import)
+    getattr_ = lazy_exports("pkg", {"thing": "mod"})
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            getattr_("thing")
+        assert imported == ["pkg.mod"]  # the import ran to its end first
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

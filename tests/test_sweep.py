@@ -73,9 +73,9 @@ def test_a_sweep_judges_trials_on_validation_and_continues(npz_data, tmp_path, c
         and recipe["optimizer"] == (best.params["optimizer"])
     )
     assert "eval_test" not in recipe  # the recipe trains as any run: the test split measured
-    facts = json.loads((sweep_dir / "best.json").read_text())
-    assert facts["trial"] == best.number and 0 <= facts["test_accuracy"] <= 1
-    assert result.test_accuracy == facts["test_accuracy"]
+    (measure,) = json.loads((sweep_dir / "best.json").read_text())["measured"]
+    assert measure["trial"] == best.number and 0 <= measure["test_accuracy"] <= 1
+    assert result.test_accuracy == measure["test_accuracy"]
     page = (sweep_dir / "sweep.html").read_text()
     assert page.count("data:image/png;base64,") >= 2 and "measured once" in page
     out = capsys.readouterr().out
@@ -83,8 +83,14 @@ def test_a_sweep_judges_trials_on_validation_and_continues(npz_data, tmp_path, c
 
     # the same call with --trials 4 continues the study: one more trial, none run again
     more = sweep(space, out_dir=str(tmp_path / "runs"), report=False, trials=4)
-    assert "4 trials, 3 done already" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 trials, 3 done already" in out
     assert sorted(t.number for t in more.trials) == [0, 1, 2, 3]
+    # the test split is measured once per end of the study, for its best trial only
+    measured = [m["trial"] for m in json.loads((sweep_dir / "best.json").read_text())["measured"]]
+    assert measured == ([best.number] if more.best.number == best.number
+                        else [best.number, more.best.number])  # fmt: skip
+    assert ("also measured for trial" in out) == (len(measured) == 2)
     assert sorted(p.name for p in (sweep_dir / "trials").iterdir()) == ["0", "1", "2", "3"]
 
 
@@ -209,11 +215,12 @@ def _wait_for_lines(process: subprocess.Popen, needle: str, count: int) -> list[
 @pytest.mark.slow
 def test_ctrl_c_and_sigkill_lose_no_trial(tmp_path):
     """Ctrl-C of a one-worker sweep, then SIGKILL of a two-worker sweep (the command and its
-    workers), then the same command: 4 done trials, each number once, every stopped trial
-    run again with its own values, nothing finished lost."""
+    workers), then the same command: 4 done trials, each number and grid point once, every
+    stopped trial run again with its own values, nothing finished lost."""
     data = "npz:" + str(write_learnable_npz(tmp_path / "data", train=256, test=32))
-    space = write_space(tmp_path, data, "lr = { low = 1e-3, high = 1e-2, log = true }",
-                        'trials = 4\npruner = "none"', epochs=6)  # fmt: skip
+    grid = [0.001, 0.002, 0.005, 0.01]  # with a grid: no point run twice or left out
+    space = write_space(tmp_path, data, f"lr = {grid}",
+                        'sampler = "grid"\npruner = "none"', epochs=6)  # fmt: skip
     out = tmp_path / "runs"
     first = _sweep_process(space, out)
     _wait_for_lines(first, "val_accuracy", 1)
@@ -239,6 +246,7 @@ def test_ctrl_c_and_sigkill_lose_no_trial(tmp_path):
     assert len(tally.done) == 4 and tally.running == tally.waiting == 0
     done_numbers = [t.number for t in tally.done]
     assert len(set(done_numbers)) == 4
+    assert sorted(t.params["lr"] for t in tally.done) == grid
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert failed, "the stopped trials are failed, then retried"
     retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
@@ -255,3 +263,35 @@ def test_without_optuna_the_command_names_the_extra(npz_data, tmp_path, capsys, 
     assert main(["sweep", str(space), "--out-dir", str(tmp_path / "runs")]) == 2
     assert "pip install 'cnnlab[sweep]'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_trial_that_fails_is_told_so_and_the_sweep_goes_on(npz_data, tmp_path, monkeypatch):
+    """Any error of a trial (out of memory, say) fails that trial alone, with its reason;
+    with val_loss as the objective the value is best.pt's epoch's and the least wins."""
+    from cnnlab.sweeps import worker
+
+    real = worker.train_trial
+
+    def out_of_memory_in_trial_1(trial, *args):
+        if trial.number == 1:
+            raise RuntimeError("CUDA out of memory")
+        return real(trial, *args)
+
+    monkeypatch.setattr(worker, "train_trial", out_of_memory_in_trial_1)
+    space = write_space(tmp_path, npz_data, "lr = [0.003, 0.0003, 0.001]",
+                        'objective = "val_loss"\nsampler = "grid"\npruner = "none"')  # fmt: skip
+    result = sweep(space, out_dir=str(tmp_path / "runs"), report=False)
+    states = {t.number: t.state for t in result.trials}
+    assert states[1] == optuna.trial.TrialState.FAIL and len(result.trials) == 3
+    failed = next(t for t in result.trials if t.number == 1)
+    assert failed.user_attrs["error"] == "RuntimeError: CUDA out of memory"
+    assert "failed" in result.table()
+    for trial in result.trials:
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        rows = [json.loads(x) for x in (tmp_path / "runs/space/trials" / str(trial.number) /
+                "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+        chosen = max(rows, key=lambda r: r["val_accuracy"])  # best.pt's epoch
+        assert trial.value == chosen["val_loss"]
+    complete = [t for t in result.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert result.best.value == min(t.value for t in complete)

@@ -121,3 +121,30 @@ def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path
         assert all(f"\n    {n}  complete" in text for n in numbers), text
     best = json.loads(json.dumps(study.best_trial.params))
     assert 1e-3 <= best["lr"] <= 1e-2
+
+
+def test_workers_on_any_machine_take_turns_through_the_database(postgres_url, tmp_path):
+    """The advisory lock of worker.taking_turns: while one connection holds it, another
+    (another machine's worker) waits, and goes on once it is let go."""
+    import threading
+    import time
+
+    from cnnlab.sweeps.worker import Plan, taking_turns
+
+    quiet_optuna()
+    engine = open_storage(storage_url(postgres_url, tmp_path)).engine
+    plan = Plan(tmp_path / "s.toml", tmp_path, postgres_url, "turns", None, 1, False)
+    events: list[str] = []
+
+    def second_worker() -> None:
+        with taking_turns(engine, plan):
+            events.append("second in")
+
+    with taking_turns(engine, plan):
+        events.append("first in")
+        other = threading.Thread(target=second_worker)
+        other.start()
+        time.sleep(1.0)
+        events.append("first out")
+    other.join(timeout=30)
+    assert events == ["first in", "first out", "second in"]

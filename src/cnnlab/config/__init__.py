@@ -409,12 +409,20 @@ class TrainConfig(Config):
                 "end_lr", f"{{end_lr}} must be above {{start_lr}} ({self.start_lr:g}), got {{got}}",
                 self.end_lr,
             )  # fmt: skip
-        if self.lr_find and self.optimizer == "lbfgs":
-            raise FieldError(
-                "lr_find",
-                "{lr_find} cannot test lbfgs (its line search sizes each step); choose another "
-                "{optimizer}, or give {lr}",
-            )
+        # where the finder runs: `cnnlab lr-find` always, `cnnlab train` with --lr find
+        if self.lr_find or self.command == "lr-find":
+            self.check_finder_optimizer()
+
+    def check_finder_optimizer(self) -> None:
+        """Refuse lbfgs to the learning-rate finder: its line search sizes each step, so the
+        rates the test sets say nothing. Worded for `--lr find` in a run (whose way out is
+        giving the rate), else for the finder itself (`cnnlab lr-find`, cnnlab.lr_find)."""
+        if self.optimizer != "lbfgs":
+            return
+        why = "cannot test lbfgs (its line search sizes each step); choose another {optimizer}"
+        if self.lr_find and self.command == "train":
+            raise FieldError("lr_find", f"{{lr_find}} {why}, or give {{lr}}")
+        raise FieldError("optimizer", f"the learning-rate finder {why}")
 
 
 def spell_lr_find(values: dict[str, Any]) -> dict[str, Any]:
@@ -438,16 +446,6 @@ class LrFindConfig(TrainConfig):
         "(the curve and the suggestion)",
         "lr-find",
     )
-
-    def validate(self) -> LrFindConfig:
-        super().validate()
-        if self.optimizer == "lbfgs":
-            raise FieldError(
-                "optimizer",
-                "the learning-rate finder cannot test lbfgs (its line search sizes each step); "
-                "choose another {optimizer}",
-            )
-        return self
 
 
 @dataclass

@@ -307,10 +307,13 @@ def _untested_warnings(rows: Sequence[Row]) -> list[str]:
     for row in rows:
         untested = row.n - row.final.n
         if row.final.n and untested:
-            others = "the other run's" if row.final.n == 1 else f"of the other {row.final.n}"
+            tested = (
+                "those of the one run that did" if row.final.n == 1
+                else f"the means over the {row.final.n} runs that did"
+            )  # fmt: skip
             warnings.append(
                 f"{row.label}: {untested} of its {row.n} runs measured no test accuracy "
-                f"(--no-eval-test); its test accuracies are {others}"
+                f"(--no-eval-test); its test accuracies (final and best.pt) are {tested}"
             )
     return warnings
 

@@ -13,6 +13,7 @@ the study in the same folder (its SQLite file), whatever stopped it.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -79,7 +80,8 @@ def run_sweep(cfg: SweepConfig, say: Any = print) -> SweepResult:
         study = open_study(space, name, open_storage(url))
         for note in space.notes:
             say(f"note: {note}")
-        if cfg.storage is None:  # this folder's own study, and no process works on it now
+        if cfg.storage is None:  # this folder's own study: once no worker is left on it
+            wait_for_old_workers(sweep_dir, say)
             orphans = fail_orphans(study)
             if orphans:
                 say(f"trials {', '.join(map(str, orphans))} were left running by a stopped "
@@ -89,15 +91,36 @@ def run_sweep(cfg: SweepConfig, say: Any = print) -> SweepResult:
                     threads, cfg.report)  # fmt: skip
         say(intro(cfg, space, study, sweep_dir, threads))
         stopped = run_workers(plan, cfg.workers)
-        result = sweep_results(study, space, sweep_dir, device=space.fixed.get("device", "auto"))
-        if stopped is not None or len(result.trials) < space.trials:
-            say(str(result))
-            raise stopped_error(cfg, result, stopped)
+        device = space.fixed.get("device", "auto")
+        result = sweep_results(study, space, sweep_dir, device=device, final=stopped is None)
         say(str(result))
+        if len(result.trials) < space.trials:
+            raise stopped_error(cfg, result, stopped)
+        if stopped is not None:  # a worker ended early, and the others did its share
+            say(f"note: a worker ended early (exit code {stopped}); the others finished")
         say(f"sweep page: {sweep_dir / 'sweep.html'}")
         return result
     finally:
         unlock(lock, sweep_dir)
+
+
+def wait_for_old_workers(sweep_dir: Path, say: Any) -> None:
+    """Wait until no worker of an earlier command works in this folder (each holds a shared
+    lock while it lives; killed with their command they end within moments), so that the
+    RUNNING trials taken for orphans next are really nobody's."""
+    import fcntl
+
+    from cnnlab.sweeps.worker import WORKERS_LOCK
+
+    fd = os.open(sweep_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            say("waiting for the workers of a stopped sweep in this folder to end")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
 
 
 def require_optuna() -> None:
@@ -124,7 +147,7 @@ def intro(cfg: SweepConfig, space: Any, study: Any, sweep_dir: Path, threads: in
 def run_workers(plan: Any, workers: int) -> int | None:
     """Run the workers to their end: in this process for one, else one process each. The exit
     code of a stop (Ctrl-C: 130, SIGTERM: 143, workers killed: 137), or None."""
-    from cnnlab.sweeps.worker import work
+    from cnnlab.sweeps.worker import STORAGE_ENV, work
     from cnnlab.training.signals import TrainingInterrupted
 
     if workers == 1:
@@ -135,7 +158,8 @@ def run_workers(plan: Any, workers: int) -> int | None:
         except KeyboardInterrupt as err:
             return getattr(err, "exit_code", 130)
         return None
-    processes = [subprocess.Popen(plan.argv(k)) for k in range(workers)]
+    env = {**os.environ, STORAGE_ENV: plan.storage}  # not on the command line: ps shows that
+    processes = [subprocess.Popen(plan.argv(k), env=env) for k in range(workers)]
     try:
         codes = [process.wait() for process in processes]
     except KeyboardInterrupt as err:  # Ctrl-C reached the workers too; SIGTERM did not
@@ -163,12 +187,14 @@ def _stop_all(processes: list[subprocess.Popen]) -> None:
 
 
 def stopped_error(cfg: SweepConfig, result: Any, code: int | None) -> SweepStopped:
-    """How far the sweep got and the command that continues it."""
-    command = f"cnnlab sweep {cfg.space}" + (f" --name {cfg.name}" if cfg.name else "")
-    if cfg.out_dir != "runs":
-        command += f" --out-dir {cfg.out_dir}"
-    if cfg.storage:
-        command += " --storage URL"
+    """How far the sweep got and the command that continues it (its own flags again)."""
+    from cnnlab.config.flags import command_line
+    from cnnlab.sweeps.study import shown_url
+
+    values = cfg.to_dict()
+    if cfg.storage is not None:
+        values["storage"] = shown_url(cfg.storage)
+    command = shlex.join(["cnnlab", "sweep", *command_line(SweepConfig, values)])
     return SweepStopped(
         f"sweep stopped: {len(result.trials)} of {result.space.trials} trials done; run "
         f"`{command}` again to continue the study",

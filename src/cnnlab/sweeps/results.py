@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnlab.errors import CnnlabError
 from cnnlab.files import publish_text, sha256_of
 from cnnlab.report import html as H
 from cnnlab.report.comparison import duration, setting
@@ -42,6 +43,8 @@ class SweepResult:
     trials: list[FrozenTrial]
     best: FrozenTrial | None
     test_accuracy: float | None = None
+    test_note: str = ""  # why the test accuracy is not measured here
+    measured_before: list[int] = field(default_factory=list)  # best trials of earlier ends
     written: list[Path] = field(default_factory=list)
     retried: int = 0  # trials failed by a kill or Ctrl-C and run again
 
@@ -87,11 +90,12 @@ class SweepResult:
                 f"its test accuracy, measured once after the sweep for this trial only: "
                 f"{self.test_accuracy:.4f}"
             )
-        elif not (trial_dir(self.sweep_dir, best) / "best.pt").is_file():
-            lines.append(
-                f"its test accuracy is measured where it ran: its folder is not in "
-                f"{self.sweep_dir / TRIALS} (another machine's sweep folder)"
-            )
+        elif self.test_note:
+            lines.append(self.test_note)
+        if self.measured_before:
+            trials = ", ".join(map(str, self.measured_before))
+            lines.append(f"(the test split was also measured for trial {trials}, the best "
+                         "when this study ended before with fewer trials)")  # fmt: skip
         lines.append(f"its settings as a recipe: {self.sweep_dir / BEST_RECIPE}")
         lines.append(f"train it: cnnlab train --recipe {self.sweep_dir / BEST_RECIPE}")
         return lines
@@ -99,7 +103,7 @@ class SweepResult:
     def __str__(self) -> str:
         notes = [f"{self.retried} trial(s) stopped by a kill or Ctrl-C were run again"] * bool(
             self.retried
-        )
+        )  # (each retry is a new trial with the stopped one's values)
         return "\n".join([self.table(), *notes, *self.best_lines()])
 
 
@@ -110,10 +114,13 @@ def _value(trial: FrozenTrial) -> str:
     return f"({last[max(last)]:.4f})" if last else "-"  # a pruned trial: its last report
 
 
-def sweep_results(study: optuna.Study, space: Space, sweep_dir: Path, *, device: str = "auto",
-                  write: bool = True) -> SweepResult:  # fmt: skip
-    """The table of the study's done trials and its best one; with `write`, best.toml,
-    the best trial's test accuracy and sweep.html."""
+def sweep_results(
+    study: optuna.Study, space: Space, sweep_dir: Path, *, device: str = "auto", final: bool = True
+) -> SweepResult:
+    """The table of the study's done trials and its best one; best.toml and sweep.html
+    written. The best trial's test accuracy is measured when the study is done (`final`: no
+    stop cut the command short), never at a stop, so a study's test split is looked at once
+    per end it reaches, for the trial it chose."""
     done = Tally.of(study).done
     complete = [t for t in done if t.state == TrialState.COMPLETE and t.value is not None]
     best = None
@@ -123,14 +130,14 @@ def sweep_results(study: optuna.Study, space: Space, sweep_dir: Path, *, device:
     order = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 2}
     sign = -1 if space.direction == "maximize" else 1
     done.sort(key=lambda t: (order[t.state], sign * (t.value or 0.0), t.number))
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    retried = sum("error" not in t.user_attrs for t in failed)
+    retried = sum("failed_trial" in t.system_attrs for t in study.get_trials(deepcopy=False))
     result = SweepResult(sweep_dir, space, done, best, retried=retried)
-    if write and best is not None:
-        result.test_accuracy = best_test_accuracy(sweep_dir, best, device)
+    if best is not None and final and len(done) >= space.trials:
+        result.test_accuracy, result.test_note = best_test_accuracy(sweep_dir, best, device)
+        result.measured_before = measured_trials(sweep_dir, best.number)
+    if best is not None:
         result.written.append(write_best_recipe(result))
-    if write:
-        result.written.append(write_page(result, study))
+    result.written.append(write_page(result, study))
     return result
 
 
@@ -138,27 +145,41 @@ def trial_dir(sweep_dir: Path, trial: FrozenTrial) -> Path:
     return sweep_dir / TRIALS / str(trial.number)
 
 
-def best_test_accuracy(sweep_dir: Path, best: FrozenTrial, device: str) -> float | None:
-    """The best trial's best.pt on the test split: measured once (kept in best.json for this
-    checkpoint), the first time the test split is looked at in the whole sweep."""
+def best_test_accuracy(sweep_dir: Path, best: FrozenTrial, device: str) -> tuple[float | None, str]:
+    """The best trial's best.pt on the test split, and a note when it is not measured here:
+    measured once per checkpoint (best.json keeps every measure taken, by trial), the first
+    time the study's test split is looked at for that trial."""
     from cnnlab.training.evaluation import evaluate_checkpoint
 
     checkpoint = trial_dir(sweep_dir, best) / "best.pt"
     if not checkpoint.is_file():
-        return None
+        return None, (f"its test accuracy is measured where it ran: its folder is not in "
+                      f"{sweep_dir / TRIALS} (another machine's sweep folder)")  # fmt: skip
     digest = sha256_of(checkpoint)
-    facts_path = sweep_dir / BEST_FACTS
+    measures = _measures(sweep_dir)
+    for measure in measures:
+        if measure.get("sha256") == digest:
+            return measure["test_accuracy"], ""
     try:
-        facts = json.loads(facts_path.read_text(encoding="utf-8"))
-        if facts.get("sha256") == digest:
-            return facts["test_accuracy"]
-    except (OSError, ValueError, KeyError):
-        pass
-    result, _ = evaluate_checkpoint(checkpoint, split="test", device=device)
-    facts = {"trial": best.number, "checkpoint": str(checkpoint), "sha256": digest,
-             "test_accuracy": result.accuracy, "test_loss": result.loss}  # fmt: skip
-    publish_text(facts_path, json.dumps(facts, indent=2) + "\n")
-    return result.accuracy
+        result, _ = evaluate_checkpoint(checkpoint, split="test", device=device)
+    except CnnlabError as err:  # the data moved, say: the sweep's results stand without it
+        return None, f"its test accuracy could not be measured: {err}"
+    measures.append({"trial": best.number, "checkpoint": str(checkpoint), "sha256": digest,
+                     "test_accuracy": result.accuracy, "test_loss": result.loss})  # fmt: skip
+    publish_text(sweep_dir / BEST_FACTS, json.dumps({"measured": measures}, indent=2) + "\n")
+    return result.accuracy, ""
+
+
+def _measures(sweep_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads((sweep_dir / BEST_FACTS).read_text(encoding="utf-8"))["measured"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def measured_trials(sweep_dir: Path, best: int) -> list[int]:
+    """The other trials whose test accuracy this study measured: the best at an earlier end."""
+    return sorted({m["trial"] for m in _measures(sweep_dir) if m.get("trial") != best})
 
 
 def write_best_recipe(result: SweepResult) -> Path:
@@ -245,7 +266,7 @@ def write_page(result: SweepResult, study: optuna.Study) -> Path:
     figures = "".join(
         H.image(shot, alt=title, caption=title) if isinstance(shot, bytes)
         else H.paragraph(f"{title}: {shot}", "warn")
-        for title, shot in optuna_figures(study)
+        for title, shot in (optuna_figures(study) if result.best is not None else [])
     )  # fmt: skip
     ranked = (
         f"{len(result.trials)} of {space.trials} trials done, ranked on {space.objective} "
@@ -255,7 +276,7 @@ def write_page(result: SweepResult, study: optuna.Study) -> Path:
     body = (
         H.section("Best trial", best, "best")
         + H.section("Trials", H.paragraph(ranked) + notes + table, "trials")
-        + H.section("Plots", figures or H.paragraph("no trial finished"), "plots")
+        + H.section("Plots", figures or H.paragraph("no trial completed: nothing to plot"), "plots")
         + (H.section("Trial reports", f"<ul>{links}</ul>", "reports") if links else "")
     )
     page = H.page(f"cnnlab sweep {sweep_dir.name}", body, f"search space {space.path}")

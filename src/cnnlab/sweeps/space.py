@@ -51,6 +51,7 @@ NOT_SEARCHED = {
     "val_fraction": "every trial must be judged on the same validation split",
     "test_fraction": "every trial must be judged on the same validation split",
     "eval_test": "a sweep's trials never evaluate the test split",
+    "seed": "it draws the validation split too: each trial would be judged on another split",
 }
 NOT_FIXED = {"eval_test", "name", "out_dir", "overwrite"}
 
@@ -89,8 +90,10 @@ class Param:
             return None
         step = self.step or 1
         count = math.floor((self.high - self.low) / step + 1e-9) + 1
-        values = [self.low + k * step for k in range(count)]
-        return [int(v) for v in values] if self.integer else values
+        if self.integer:
+            return [int(self.low + k * step) for k in range(count)]
+        # 0.1 + 2 * 0.1 is 0.30000000000000004, outside a range that ends at 0.3
+        return [round(self.low + k * step, 12) for k in range(count)]
 
 
 @dataclass
@@ -150,6 +153,9 @@ def read_space(path: str | Path, trials: int | None = None) -> Space:
         raise ConfigError(f"{where}: study must be a table ([study])")
     fixed, notes = _fixed_values(document, where)
     params = [_param(name, spec, fixed, where) for name, spec in search.items()]
+    if (fixed.get("lr_find") or fixed.get("lr") == "find") and "lr" in search:
+        raise ConfigError(f"{where}: lr_find sets each trial's lr itself; search lr or "
+                          "find it, not both")  # fmt: skip
     space = Space(path, fixed, params, notes=notes, seed=fixed.get("seed", 0))
     _study_settings(space, study, where)
     if trials is not None:
@@ -164,6 +170,8 @@ def _fixed_values(document: dict[str, Any], where: str) -> tuple[dict[str, Any],
     notes = []
     recipe = document.pop("recipe", None)
     values = load_recipe(recipe) if recipe is not None else {}
+    for key in NOT_FIXED:  # a recipe's run name or folder: the sweep names its trials
+        values.pop(key, None)
     own = dict(document.pop("train", {}), **document)
     for key in own:
         if key in NOT_FIXED:

@@ -37,6 +37,13 @@ HEARTBEAT_SECONDS = 5  # how often a running trial says it is alive
 GRACE_SECONDS = 20  # silence after which its trial is failed and retried
 MAX_RETRIES = 3  # of one trial killed again and again
 DB_FILE = "study.db"
+# SQLite: wait for the other workers' writes; PostgreSQL: TCP keepalives, so the server soon
+# ends the session (and frees the advisory lock: worker.taking_turns) of a machine that vanished
+ENGINE_ARGS = {
+    "sqlite": {"timeout": 60},
+    "postgresql": {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                   "keepalives_count": 3},
+}  # fmt: skip
 SPACE_ATTR = "cnnlab_space"  # the study's search space, so another file cannot continue it
 
 
@@ -69,7 +76,7 @@ def open_storage(url: str) -> RDBStorage:
     """The RDB storage at `url`, with heartbeats; a database that cannot be reached is one
     line, not SQLAlchemy's traceback. Workers starting at once on a fresh database race to
     make Optuna's tables: the losers try again."""
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    engine = {"connect_args": ENGINE_ARGS.get(url.partition(":")[0].partition("+")[0], {})}
     for attempt in range(3):
         try:
             return _rdb_storage(url, engine)
@@ -88,21 +95,23 @@ def _rdb_storage(url: str, engine: dict[str, Any]) -> RDBStorage:
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
         )  # fmt: skip
     except ImportError as err:
-        raise ConfigError(f"storage {_shown(url)} needs a database driver: {err}") from None
+        raise ConfigError(f"storage {shown_url(url)} needs a database driver: {err}") from None
     except IntegrityError:
         raise
     except Exception as err:  # SQLAlchemy's errors: the server, the URL, the file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot open the study storage {_shown(url)}: {first}") from None
+        raise ConfigError(f"cannot open the study storage {shown_url(url)}: {first}") from None
 
 
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    user, at, host = rest.rpartition("@")
-    if at and ":" in user:
-        user = user.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{user}{at}{host}"
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, as SQLAlchemy shows one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def open_study(space: Space, name: str, storage: RDBStorage, worker_seed: int = 0) -> optuna.Study:
@@ -124,16 +133,16 @@ def open_study(space: Space, name: str, storage: RDBStorage, worker_seed: int = 
 
 
 def make_sampler(space: Space, worker_seed: int) -> optuna.samplers.BaseSampler:
-    """TPE (Optuna's default), random or grid, seeded per worker: workers seeded alike would
-    sample the same values at the same moment."""
+    """TPE (Optuna's default), random or grid. TPE and random are seeded per worker (workers
+    seeded alike would sample the same values at the same moment); the grid by the study's
+    seed alone, as its seed orders the grid and every worker must read grid point k alike."""
     seed = space.seed + worker_seed
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if space.sampler == "grid":
-        return AskTellGrid(space.grid(), seed=seed)
-    # few trials: TPE's model needs some history; below it samples at random
-    startup = min(10, max(2, space.trials // 3))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+    if space.sampler == "grid":  # the seed shuffles the grid: it must be the same for all
+        return AskTellGrid(space.grid(), seed=space.seed)
+    # constant_liar: a running trial counts as a poor result, so parallel workers spread out
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 class AskTellGrid(optuna.samplers.GridSampler):
@@ -152,8 +161,7 @@ def make_pruner(space: Space) -> optuna.pruners.BasePruner:
     if space.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if space.pruner == "hyperband":
-        epochs = int(space.fixed.get("epochs", 10))
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+        return optuna.pruners.HyperbandPruner(min_resource=1)  # the most: what trials ran
     return optuna.pruners.NopPruner()
 
 

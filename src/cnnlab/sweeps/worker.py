@@ -15,9 +15,11 @@ run, checkpoint saved; the trial is failed and queued again for the next start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import fcntl
 import hashlib
+import json
 import math
 import os
 import signal
@@ -27,13 +29,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import Trial, TrialState
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CnnlabError
+from cnnlab.files import publish_text
 from cnnlab.sweeps.space import Space, read_space
 from cnnlab.sweeps.study import (
     Tally,
@@ -45,9 +48,14 @@ from cnnlab.sweeps.study import (
     suggest,
 )
 
+if TYPE_CHECKING:
+    from cnnlab.training.trainer import TrainResult
+
 POLL_SECONDS = 2.0  # how often a worker with nothing to start looks again
 FAILURES_BEFORE_STOP = 3  # trials failed by their own fault, with none finished
 ASK_LOCK = ".ask.lock"
+WORKERS_LOCK = ".workers.lock"
+STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"  # a worker's storage URL
 TRIALS = "trials"  # SWEEP/trials/<number>/
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -67,14 +75,14 @@ class Plan:
     report: bool
 
     def argv(self, worker: int) -> list[str]:
-        """The command line that starts worker number `worker` in its own process."""
+        """The command line that starts worker number `worker` in its own process (the storage
+        URL, which may hold a password, goes in its environment: STORAGE_ENV)."""
         argv = [
             sys.executable,
             "-m",
             "cnnlab.sweeps.worker",
             str(self.space_path),
             str(self.sweep_dir),
-            self.storage,
             self.name,
             "--worker",
             str(worker),
@@ -87,7 +95,7 @@ class Plan:
     @classmethod
     def from_argv(cls, argv: list[str]) -> tuple[Plan, int]:
         parser = argparse.ArgumentParser(prog="python -m cnnlab.sweeps.worker")
-        for name in ("space_path", "sweep_dir", "storage", "name"):
+        for name in ("space_path", "sweep_dir", "name"):
             parser.add_argument(name)
         parser.add_argument("--worker", type=int, default=0)
         parser.add_argument("--threads", type=int, default=1)
@@ -97,7 +105,7 @@ class Plan:
         plan = cls(
             Path(args.space_path),
             Path(args.sweep_dir),
-            args.storage,
+            os.environ[STORAGE_ENV],
             args.name,
             args.trials,
             args.threads,
@@ -114,6 +122,12 @@ def work(plan: Plan, worker: int = 0) -> None:
     study = open_study(space, plan.name, storage)
     # seeded by worker and by how far the study is: a second start samples anew
     study.sampler = _reseeded(study, space, worker)
+    with holding_workers_lock(plan.sweep_dir):
+        take_trials(study, storage, space, plan)
+
+
+def take_trials(study: optuna.Study, storage: Any, space: Space, plan: Plan) -> None:
+    """Count, ask, run; until the study has its number of done trials."""
     while True:
         with taking_turns(storage.engine, plan):
             optuna.storages.fail_stale_trials(study)  # a worker that died: its trial retried
@@ -121,6 +135,8 @@ def work(plan: Plan, worker: int = 0) -> None:
             if len(tally.done) >= space.trials:
                 return
             trial = study.ask() if tally.waiting or _room(tally, space) else None
+            if trial is not None:  # beating before the lock is let go: a kill from here on
+                storage.record_heartbeat(trial._trial_id)  # leaves a trial that goes stale
         if trial is None:  # the last trials run elsewhere: wait for them (or their retries)
             time.sleep(POLL_SECONDS)
             continue
@@ -140,6 +156,19 @@ def stop_if_nothing_works(study: optuna.Study, error: str) -> None:
         raise CnnlabError(
             f"the first {failed} trials failed and none finished; the last one: {error}"
         )
+
+
+@contextmanager
+def holding_workers_lock(sweep_dir: Path) -> Iterator[None]:
+    """A shared lock on SWEEP/.workers.lock while this worker works (the kernel frees it if
+    the process dies): a new `cnnlab sweep` command waits on it before it takes RUNNING
+    trials for orphans, so it never fails a trial a worker still runs."""
+    fd = os.open(sweep_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _room(tally: Tally, space: Space) -> bool:
@@ -178,73 +207,88 @@ def taking_turns(engine: Any, plan: Plan) -> Iterator[None]:
 
 
 def run_trial(study: optuna.Study, trial: Trial, space: Space, plan: Plan) -> str | None:
-    """One trial, start to tell: its values, its run, its state. The error of a trial that
-    failed by its own fault, else None."""
+    """One trial, start to tell, then its report: its values, its run, its state. The error of
+    a trial that failed by its own fault, else None."""
     from cnnlab.training.loop import TrainingDiverged
     from cnnlab.training.signals import TrainingInterrupted
 
-    searched = suggest(trial, space)
-    shown = ", ".join(f"{k}={_shown(v)}" for k, v in searched.items())
-    print(f"trial {trial.number}: {shown}", flush=True)
     start = time.perf_counter()
     try:
         with heartbeat(trial):
-            metrics, pruned = train_trial(trial, space, plan, searched)
+            searched = suggest(trial, space)
+            shown = ", ".join(f"{k}={_value_text(v)}" for k, v in searched.items())
+            print(f"trial {trial.number}: {shown}", flush=True)
+            result, pruned = train_trial(trial, space, plan, searched)
+            value = objective_value(result.metrics, space.objective)
     except (TrainingInterrupted, KeyboardInterrupt):
-        fail_and_retry(study, trial._trial_id)  # queued again for the next start
+        mark_folder(plan, trial, "stopped before its end (Ctrl-C, SIGTERM); the sweep runs its "
+                    "values again from the start, as a new trial")  # fmt: skip
+        fail_and_retry(study, trial._trial_id)
         raise
-    except TrainingDiverged as err:  # a rate too high is an answer, not a fault: worst
-        trial.set_user_attr("stopped", str(err))
-        study.tell(trial, state=TrialState.PRUNED)
+    except TrainingDiverged as err:  # a rate too high is an answer, not a fault: the worst
+        mark_folder(plan, trial, f"pruned: {err}")
+        tell(study, trial, {"stopped": str(err)}, state=TrialState.PRUNED)
         print(f"trial {trial.number}: pruned: {err}", flush=True)
         return None
-    except CnnlabError as err:  # a setting this model or data refuses: this trial's fault
-        trial.set_user_attr("error", str(err))
-        study.tell(trial, state=TrialState.FAIL)
-        print(f"trial {trial.number}: failed: {err}", flush=True)
-        return str(err)
-    value = objective_value(metrics, space.objective)
-    seconds = time.perf_counter() - start
-    trial.set_user_attr("epochs", len(metrics))
-    trial.set_user_attr("seconds", seconds)
+    except Exception as err:  # a setting its model, data or machine refuses: its own fault
+        error = str(err) if isinstance(err, CnnlabError) else f"{type(err).__name__}: {err}"
+        tell(study, trial, {"error": error}, state=TrialState.FAIL)
+        print(f"trial {trial.number}: failed: {error}", flush=True)
+        return error
+    facts = {"epochs": len(result.metrics), "seconds": time.perf_counter() - start}
     if pruned is not None:
-        trial.set_user_attr("stopped", pruned)
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, {**facts, "stopped": pruned}, state=TrialState.PRUNED)
         print(f"trial {trial.number}: {pruned}", flush=True)
-        return None
-    study.tell(trial, value)
-    epochs = f"{len(metrics)} epoch{'s' * (len(metrics) != 1)}"
-    print(
-        f"trial {trial.number}: {space.objective} {value:.4f} ({epochs}, {seconds:.1f} s)",
-        flush=True,
-    )
+    else:
+        tell(study, trial, facts, values=value)
+        epochs = f"{len(result.metrics)} epoch{'s' * (len(result.metrics) != 1)}"
+        print(f"trial {trial.number}: {space.objective} {value:.4f} ({epochs}, "
+              f"{facts['seconds']:.1f} s)", flush=True)  # fmt: skip
+    if plan.report:  # after the tell: a Ctrl-C while it is written loses no trained trial
+        from cnnlab import api
+
+        api.report_run(result.run_dir, result.config)
     return None
+
+
+def tell(study: optuna.Study, trial: Trial, attrs: dict[str, Any], **outcome: Any) -> None:
+    """The trial's facts and end; nothing when it was ended already elsewhere (a worker that
+    took it for dead: its heartbeat was late)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, **outcome)
+
+
+def mark_folder(plan: Plan, trial: Trial, reason: str) -> None:
+    """Say in the trial's config.json why its run did not end as a trial (a run stopped by
+    Ctrl-C, one that diverged): `cnnlab compare` and the report then read it as stopped."""
+    path = plan.sweep_dir / TRIALS / str(trial.number) / "config.json"
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # stopped before its run wrote one: nothing to mark
+        return
+    facts["stopped"] = {"epoch": None, "reason": reason}
+    publish_text(path, json.dumps(facts, indent=2) + "\n")
 
 
 def train_trial(
     trial: Trial, space: Space, plan: Plan, searched: dict[str, Any]
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Train the trial's run (its report too) and return its metrics rows and, if the pruner
-    stopped it, why."""
-    from cnnlab.api import finish
+) -> tuple[TrainResult, str | None]:
+    """Train the trial's run and return it and, if the pruner stopped it, why."""
     from cnnlab.training.session import Given
     from cnnlab.training.trainer import fit
 
     values = space.trial_values(searched)
-    values.update(
-        out_dir=str(plan.sweep_dir / TRIALS),
-        name=str(trial.number),
-        progress="none",
-        report=plan.report,
-    )
+    values.update(out_dir=str(plan.sweep_dir / TRIALS), name=str(trial.number),
+                  progress="none", report=plan.report)  # fmt: skip
     if "threads" not in space.fixed:  # each worker its share of the cores
         values["threads"] = plan.threads
         if plan.threads == 1 and "cpu_slices" not in space.fixed:
             values["cpu_slices"] = 1
     cfg = TrainConfig.from_dict(values, source=f"trial {trial.number}")
     watcher = PruningWatcher(trial, space.objective)
-    result = finish(fit(cfg, Given(watcher=watcher)))
-    return result.metrics, watcher.pruned
+    return fit(cfg, Given(watcher=watcher)), watcher.pruned
 
 
 class PruningWatcher:
@@ -271,14 +315,17 @@ class PruningWatcher:
 
 
 def objective_value(metrics: list[dict[str, Any]], objective: str) -> float:
-    """The trial's result: its best.pt's validation metric (the best epoch's)."""
-    values = [row[objective] for row in metrics if row.get(objective) is not None]
-    if not values:
-        raise CnnlabError(f"the run measured no {objective}")
-    return min(values) if objective.endswith("loss") else max(values)
+    """The trial's result: the validation metric of its best.pt, the first epoch of the
+    highest validation accuracy (the run's own rule: training/stopping.py), so the value
+    ranked and the model kept are the same epoch's."""
+    rows = [row for row in metrics if row.get("val_accuracy") is not None]
+    if not rows:
+        raise CnnlabError("the run measured no validation accuracy")
+    best = max(rows, key=lambda row: row["val_accuracy"])  # max keeps the first of a tie
+    return best[objective]
 
 
-def _shown(value: Any) -> str:
+def _value_text(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

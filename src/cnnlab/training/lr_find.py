@@ -55,7 +55,7 @@ from cnnlab.training.checkpoint import rng_state, set_rng_state
 from cnnlab.training.cpu_split import SplitStep
 from cnnlab.training.determinism import deterministic_kernels
 from cnnlab.training.loop import BatchStep, forward_backward
-from cnnlab.training.optim import make_optimizer, make_scheduler, needs_closure
+from cnnlab.training.optim import make_optimizer, make_scheduler
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -139,8 +139,7 @@ class LrFindResult:
 
 def rate_schedule(start_lr: float, end_lr: float, steps: int) -> list[float]:
     """`steps` rates from start_lr to end_lr, each the one before times the same factor."""
-    ratio = end_lr / start_lr
-    return [start_lr * ratio ** (i / (steps - 1)) for i in range(steps)]
+    return np.geomspace(start_lr, end_lr, steps).tolist()
 
 
 @dataclass
@@ -182,9 +181,8 @@ def range_test(
     the loss diverges: NaN or Inf (that step is not kept), or its running average above
     DIVERGED times its lowest. Each parameter group keeps its share of the first group's rate
     (fine-tuning's backbone at lr × backbone_lr_scale). The model and optimizer are changed:
-    see kept_as_it_was."""
-    if needs_closure(optimizer):
-        raise ConfigError(LBFGS_REFUSED)
+    see kept_as_it_was. Not for lbfgs, whose line search sizes each step (the configs refuse
+    it: TrainConfig.check_finder_optimizer)."""
     shares = [group["lr"] / optimizer.param_groups[0]["lr"] for group in optimizer.param_groups]
     counts = None
     losses: list[float] = []
@@ -250,20 +248,12 @@ def kept_as_it_was(model: nn.Module, optimizer: torch.optim.Optimizer, device: t
         set_rng_state(rng, device)
 
 
-LBFGS_REFUSED = (
-    "the learning-rate finder cannot test lbfgs (its line search chooses each step's size); "
-    "choose another optimizer, or give --lr"
-)
-
-
 def find_lr(session: Session, *, start_lr: float, end_lr: float, steps: int) -> LrFindResult:
     """The range test on the session's model, optimizer, loss and training batches, as its
     first epoch would train them (a frozen backbone frozen, --cpu-slices sliced, --amp
     autocast); everything is put back after. A test that saw no learning runs again over the
     upper half of the rates (log axis), RETRY_FACTOR times as long (see the module)."""
     cfg = session.cfg
-    if needs_closure(session.parts.optimizer):
-        raise ConfigError(LBFGS_REFUSED)
     with torch_threads_restored(), deterministic_kernels(cfg.deterministic):
         if cfg.threads or isinstance(session.parts.split, SplitStep):  # as trainer.run does
             torch.set_num_threads(cfg.threads or 1)
@@ -397,8 +387,10 @@ def lr_find_run(cfg: TrainConfig, given: Given | None = None) -> LrFindResult:
     from cnnlab.training.device import resolve_device
     from cnnlab.training.session import build_session
 
+    # a TrainConfig without --lr find has not refused lbfgs (an LrFindConfig has)
+    cfg.validate().check_finder_optimizer()
     model = given.model if given is not None else None
-    with model_kept(model), generators_kept(resolve_device(cfg.validate().device)):
+    with model_kept(model), generators_kept(resolve_device(cfg.device)):
         session = build_session(cfg, given=given, folder=False)
         try:
             return find_lr(

@@ -73,7 +73,14 @@ def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
     session = build_session(cfg, given=given)
     if not cfg.lr_find:
         return run(session)
-    found = find_for_run(session)  # --lr find: the range test, then its rate in the config
+    try:  # --lr find: the range test, then its rate in the config
+        found = find_for_run(session)
+    except BaseException:  # no rate (ConfigError), Ctrl-C, ...: run() will not close the
+        # parts, so close them here (a Python caller would keep the --cpu-slices threads, and
+        # a model object given would stay frozen); there is no run folder to remove, as
+        # nothing is written before run() opens its outputs
+        session.parts.close()
+        raise
     try:
         return run(session)
     finally:  # the plot and the curve beside the run's checkpoints (no run, no folder: none)
