@@ -61,7 +61,7 @@ postgres:
 	  echo "PostgreSQL: not installed; the shared-storage sweep test will skip"; \
 	fi
 
-## test: set up, then run the whole test suite (about 80 s on 2 CPU cores): two pytest-xdist
+## test: set up, then run the whole test suite (about 2 minutes on 2 CPU cores): two pytest-xdist
 ## workers, each running torch on one thread (two threads each would fight over the two cores;
 ## the tests that start processes wait on them while the other worker computes)
 TEST_WORKERS ?= 2

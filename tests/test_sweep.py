@@ -238,7 +238,7 @@ def test_ctrl_c_and_sigkill_lose_no_trial(tmp_path):
     os.killpg(second.pid, signal.SIGKILL)
     second.wait(timeout=30)
 
-    third = _sweep_process(space, out, "--workers", "2")
+    third = _sweep_process(space, out)  # one worker: its sampler is none of the above
     text = third.communicate(timeout=180)[0]
     assert third.returncode == 0, text
     study = study_of(out / "space")
