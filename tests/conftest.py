@@ -152,9 +152,3 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     return result.run_dir
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked slow first (in their order), then the rest: on two workers (make test)
-    the long ones then run beside quick ones, instead of one worker finishing a long test
-    alone at the end while the other waits."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

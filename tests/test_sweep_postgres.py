@@ -116,6 +116,8 @@ def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path
     for number, (machine,) in ran_where.items():
         metrics = tmp_path / machine / "shared/trials" / str(number) / "metrics.jsonl"
         assert len(metrics.read_text().splitlines()) == 2
+        config = json.loads((metrics.parent / "config.json").read_text())["config"]
+        assert config["threads"] == len(os.sched_getaffinity(0))  # one worker: every core
     # each command's table is the whole study's, wherever a trial ran
     for text in outputs:
         assert all(f"\n    {n}  complete" in text for n in numbers), text

@@ -36,7 +36,8 @@ def run_sweep_command(args: argparse.Namespace) -> None:
 
     cfg = SweepConfig.from_dict(given_values(args, SweepConfig), source="cnnlab sweep")
     cfg.validate()
+    space = None
     if cfg.space is not None:  # the data set the trials train on, before Optuna and torch
         space = read_space(cfg.space, cfg.trials)
         check_data_on_disk(TrainConfig.from_dict(space.fixed, source=str(cfg.space)))
-    run_sweep(cfg)
+    run_sweep(cfg, space)

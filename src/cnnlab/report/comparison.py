@@ -27,7 +27,7 @@ import json
 import os
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,18 +174,7 @@ class Comparison:
 
     def table(self) -> str:
         """The aligned plain-text table: numbers right-aligned, text left."""
-        header, cells, right = self.header, self.cells(), set(self.numeric_columns())
-        widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
-
-        def line(values: Sequence[str]) -> str:
-            parts = [
-                v.rjust(w) if i in right else v.ljust(w)
-                for i, (v, w) in enumerate(zip(values, widths, strict=True))
-            ]
-            return "  ".join(parts).rstrip()
-
-        rule = "  ".join("-" * w for w in widths)
-        return "\n".join([line(header), rule, *(line(r) for r in cells)])
+        return text_table(self.header, self.cells(), self.numeric_columns())
 
     def text(self, folder_warnings: bool = True) -> str:
         """The table, then the warnings as `warning: ...` lines (`folder_warnings` first)."""
@@ -194,6 +183,22 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.text()
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int]) -> str:
+    """An aligned plain-text table under a rule: the columns in `right` right-aligned."""
+    right = set(right)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 def settings_of(run: RunRecord) -> dict[str, Any]:

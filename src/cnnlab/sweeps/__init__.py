@@ -25,6 +25,7 @@ from cnnlab.errors import CnnlabError, ConfigError
 
 if TYPE_CHECKING:
     from cnnlab.sweeps.results import SweepResult
+    from cnnlab.sweeps.space import Space
 
 EXTRA = "pip install 'cnnlab[sweep]'"  # make setup installs it
 
@@ -47,15 +48,15 @@ def sweep(space: str | Path | None = None, **options: Any) -> SweepResult:
     return run_sweep(cfg)
 
 
-def run_sweep(cfg: SweepConfig, say: Any = print) -> SweepResult:
+def run_sweep(cfg: SweepConfig, space: Space | None = None, say: Any = print) -> SweepResult:
     """Every check first (the SPACE file, Optuna, the folder, the storage), then the trials,
-    then the results."""
+    then the results. `space`: cfg.space already read (the command line checks its data)."""
     from cnnlab.sweeps.space import read_space
 
     cfg.validate()
     if cfg.space is None:
         raise ConfigError("give the search space: cnnlab sweep SPACE.toml")
-    space = read_space(cfg.space, cfg.trials)
+    space = space or read_space(cfg.space, cfg.trials)
     require_optuna()
     from cnnlab.sweeps.results import sweep_results
     from cnnlab.sweeps.study import fail_orphans, open_storage, open_study, quiet_optuna

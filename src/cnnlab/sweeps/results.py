@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.errors import CnnlabError
 from cnnlab.files import publish_text, sha256_of
 from cnnlab.report import html as H
-from cnnlab.report.comparison import duration, setting
+from cnnlab.report.comparison import duration, setting, text_table
 from cnnlab.sweeps.space import Space
 from cnnlab.sweeps.study import Tally
 from cnnlab.sweeps.worker import TRIALS
@@ -67,17 +67,7 @@ class SweepResult:
         ]  # fmt: skip
 
     def table(self) -> str:
-        header, rows = self.header, self.cells()
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        right = {0, 2, 3, 4}
-
-        def line(values: list[str]) -> str:
-            return "  ".join(
-                v.rjust(w) if i in right else v.ljust(w)
-                for i, (v, w) in enumerate(zip(values, widths, strict=True))
-            ).rstrip()
-
-        return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+        return text_table(self.header, self.cells(), right=(0, 2, 3, 4))
 
     def best_lines(self) -> list[str]:
         """The best trial, its test accuracy (labelled), its recipe and command."""

@@ -228,24 +228,18 @@ def endless(loader: Any) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def kept_as_it_was(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
-    """Put back after the block what training changes: the model's weights, buffers, gradients,
-    train/eval mode and requires_grad flags, the optimizer's state and rates, every random
-    generator (torch's, CUDA's, numpy's, Python's)."""
-    weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    """Put back after the block what training changes: the model as model_kept keeps it, its
+    gradients, the optimizer's state and rates, every random generator (generators_kept)."""
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     params = list(model.parameters())
     grads = [p.grad.detach().clone() if p.grad is not None else None for p in params]
-    flags, training, rng = [p.requires_grad for p in params], model.training, rng_state(device)
-    try:
-        yield
-    finally:
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(optimizer_state)
-        for param, grad, flag in zip(params, grads, flags, strict=True):
-            param.grad = grad
-            param.requires_grad_(flag)
-        model.train(training)
-        set_rng_state(rng, device)
+    with model_kept(model), generators_kept(device):
+        try:
+            yield
+        finally:
+            optimizer.load_state_dict(optimizer_state)
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = grad
 
 
 def find_lr(session: Session, *, start_lr: float, end_lr: float, steps: int) -> LrFindResult:
