@@ -151,4 +151,3 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         report=False,
     )  # fmt: skip
     return result.run_dir
-
