@@ -2,6 +2,10 @@
 # Each target checks before it works, so running one twice (or `make test` after `make demo`)
 # does not redo finished set-up.
 
+# Python's bytecode cache on, where the environment turns it off: without it every test worker
+# and every `cnnlab` process a test starts compiles cnnlab and the tests again (seconds each)
+unexport PYTHONDONTWRITEBYTECODE
+
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -77,12 +81,14 @@ quick: setup
 demo: setup
 	$(VENV)/bin/cnnlab train --recipe lenet-fashion-mnist
 
-## mutation: mutation testing of the training core with mutmut, the score per module, and
-## docs/MUTANTS.md (the survivors) written again (not part of make test: about an hour on 2 CPU
-## cores; docs/TESTING.md)
+## mutation: mutation testing with mutmut of the training core and every package around it
+## (data, models, inspect, report, deploy, cli), the score per module, and docs/MUTANTS.md (the
+## survivors) written again; not part of make test: hours on 2 CPU cores (docs/TESTING.md).
+## MUTATE="cnnlab.report.*" runs that package's mutants alone and keeps the other results
+MUTATE ?=
 mutation: $(VENV)/.cnnlab-mutation
-	rm -rf mutants
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run
+	$(if $(MUTATE),,rm -rf mutants)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run $(MUTATE)
 	$(PY) tools/mutation_report.py
 
 $(VENV)/.cnnlab-mutation: $(STAMP)

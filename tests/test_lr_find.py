@@ -227,9 +227,9 @@ def test_a_first_test_that_learned_nothing_is_followed_by_a_longer_one(npz_data,
     assert "(the first test, 10 from 1e-06, learned nothing)" in result.summary()
 
 
-def train_argv(npz_data: str, tmp_path, *more: str, epochs: int = 1) -> list[str]:
+def train_argv(npz_data: str, tmp_path, *more: str, epochs: int = 1, steps: int = 40) -> list[str]:
     return ["train", "--dataset", npz_data, "--model", "mnist_cnn", "--optimizer", "sgd",
-            "--batch-size", "32", "--lr-find-steps", "40", "--epochs", str(epochs),
+            "--batch-size", "32", "--lr-find-steps", str(steps), "--epochs", str(epochs),
             "--val-fraction", "0", "--out-dir", str(tmp_path), "--progress", "none",
             "--no-report", "--no-tensorboard", *more]  # fmt: skip
 
@@ -268,7 +268,9 @@ def test_train_lr_find_trains_at_the_suggestion_and_a_continued_run_keeps_it(
 
 
 def test_no_rate_found_is_one_line_and_leaves_no_run(npz_data, tmp_path, capsys):
-    argv = train_argv(npz_data, tmp_path, "--lr", "find", "--end-lr", "1e-5", "--name", "x")
+    # the fewest steps: a test that learns nothing is run again 4 times as long
+    argv = train_argv(npz_data, tmp_path, "--lr", "find", "--end-lr", "1e-5", "--name", "x",
+                      steps=10)  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --lr find: no learning seen: ") and err.count("\n") == 1

@@ -8,6 +8,7 @@ conv = in*out*k*k + out (bias), linear = in*out + out, batch norm = 2*channels.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -41,6 +42,7 @@ FIVE_TORCHVISION = ["tv_alexnet", "tv_efficientnet_b0", "tv_mobilenet_v3_small",
 TESTED_MODELS = SEED_MODELS + FIVE_TORCHVISION
 
 
+@functools.cache  # min_input_size builds the model on the meta device: EfficientNet 0.3 s
 def input_shape_for(name: str) -> tuple[int, int, int]:
     """A seed model's default input; torchvision ones at 32×32 (or their minimum) to stay fast."""
     info = model_info(name)

@@ -82,3 +82,38 @@ def test_without_a_run_the_page_is_left_as_it_is(tmp_path, report):
     (tmp_path / "mutants" / f"{SOURCE}.meta").unlink()
     assert report.main(tmp_path) == 0
     assert (tmp_path / "docs" / "MUTANTS.md").read_text() == "hand-written\n"
+
+
+def test_globs_name_every_file_and_a_module_left_out_of_the_run_is_not_judged(
+    tmp_path, report, capsys
+):
+    """only_mutate's globs give each file once; `mutmut run PATTERN` leaves other modules' mutants
+    not run, and they neither fail the target nor lose their rows."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.mutmut]\nonly_mutate = ["src/cnnlab/m.py", "src/cnnlab/*.py"]\n'
+    )
+    for name in ("m", "n"):
+        (tmp_path / "src" / "cnnlab").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / "cnnlab" / f"{name}.py").write_text("")
+    (tmp_path / "src" / "cnnlab" / "empty.py").write_text("")
+    other = "cnnlab.n.x_g__mutmut_"
+    metas = {
+        "m": {f"{FN}1": 0} | {f"{FN}{i}": 1 for i in range(2, 11)},  # 90%
+        "n": {f"{other}1": None, f"{other}2": None},  # left out of this run
+        "empty": {},
+    }
+    for name, codes in metas.items():
+        meta = tmp_path / "mutants" / "src" / "cnnlab" / f"{name}.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    (tmp_path / "docs").mkdir()
+    page = report.page_text([("n.py", [(f"{other}1", "`-a` → `+c`", "equivalent: kept")])])
+    (tmp_path / "docs" / "MUTANTS.md").write_text(page)
+    assert report.main(tmp_path) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed[1:]] == ["cnnlab.m", "cnnlab.n"]
+    assert printed[2].split()[-1] == "-" and printed[1].split()[-1] == "90.0%"
+    assert rows(tmp_path, report) == {
+        f"{FN}1": ("`-a` → `+b1`", report.TO_EXPLAIN),
+        f"{other}1": ("`-a` → `+c`", "equivalent: kept"),
+    }

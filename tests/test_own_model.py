@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 import textwrap
 from pathlib import Path
@@ -388,11 +389,27 @@ def test_a_bad_item_read_by_worker_processes_is_one_line(monkeypatch):
     with pytest.raises(cnnlab.DataFormatError) as caught:
         own_data(OneBad(), GOOD)
     assert str(caught.value) == "train label 33 is 'seven'; a label is a class index, an int"
+    # the workers are gone when the error arrives: left to a garbage collection, they held
+    # its next pass for 5 s each
+    assert multiprocessing.active_children() == []
     with pytest.raises(cnnlab.DataFormatError) as caught:
         own_data(TwoSizes(), GOOD)
     assert str(caught.value) == (
         "train_data's images differ in shape; give images of one size (a Resize transform)"
     )
+
+    class Missing(OneBad):
+        def __getitem__(self, index):
+            if index == 7:
+                raise FileNotFoundError(f"no such file: img{index}.png\nmore lines")
+            return super().__getitem__(index)
+
+    with pytest.raises(cnnlab.DataFormatError) as caught:
+        own_data(GOOD, Missing())
+    assert str(caught.value) == (
+        "reading test_data failed: FileNotFoundError: no such file: img7.png"
+    )
+    assert multiprocessing.active_children() == []
 
 
 def test_a_dataset_too_big_for_memory_is_read_batch_by_batch_to_the_same_run(

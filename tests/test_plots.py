@@ -3,7 +3,9 @@ predictions (report/plots.py), and the figures themselves (titles, colours, numb
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import shutil
 from pathlib import Path
 
@@ -180,14 +182,26 @@ def _never(*args, **kwargs):
     raise AssertionError("the predictions were computed")
 
 
-def test_cached_predictions_are_reused(plotted, tmp_path, monkeypatch):
-    run, first = plotted
+@pytest.fixture(scope="module")
+def replotted(plotted) -> tuple[int, bytes, Path, list[str]]:
+    """`cnnlab plot` of the plotted run into RUN/../cli, once (drawing the figures takes a
+    second or more), with the predictions never computed again: its exit code, the cache as it
+    was before, the folder and the lines it printed."""
+    run = plotted[0]
     cache = (run / "predictions.npz").read_bytes()
-    monkeypatch.setattr(predictions_module, "compute_predictions", _never)
-    again = write_plots(run, tmp_path / "again", device="cpu")
-    assert [p.name for p in again] == NAMES
+    out, printed = run.parent / "cli", io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(predictions_module, "compute_predictions", _never)
+        code = main(["plot", str(run), "--out", str(out), "--device", "cpu"])
+    return code, cache, out, printed.getvalue().splitlines()
+
+
+def test_cached_predictions_are_reused(plotted, replotted):
+    (run, first), (code, cache, out, _) = plotted, replotted
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == sorted(NAMES)
     assert (run / "predictions.npz").read_bytes() == cache
-    for old, new in zip(first, again, strict=True):  # the same figures, pixel for pixel
+    for old in first:  # the same figures, pixel for pixel
+        new = out / old.name
         assert np.array_equal(np.asarray(Image.open(old)), np.asarray(Image.open(new))), new
 
 
@@ -228,11 +242,9 @@ def test_an_output_path_that_is_a_file_is_refused_before_predicting(tiny_run, tm
     assert checksums(tmp_path) == before
 
 
-def test_the_command_prints_the_files_the_worst_confusions_and_the_accuracy(plotted, capsys):
-    run = plotted[0]
-    out = run.parent / "cli"
-    assert main(["plot", str(run), "--out", str(out), "--device", "cpu"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+def test_the_command_prints_the_files_the_worst_confusions_and_the_accuracy(plotted, replotted):
+    run, (code, _, out, lines) = plotted[0], replotted
+    assert code == 0
     assert lines[: len(NAMES) + 1] == [
         f"wrote {len(NAMES)} files to {out}/",
         *(f"  {name}" for name in NAMES),

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import cnnlab
+from cnnlab.cli import main
 from cnnlab.training import checkpoint as ckpt
 from helpers import write_learnable_npz
 
@@ -29,11 +30,15 @@ def data(tmp_path_factory) -> str:
     return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("d"), train=1024, test=64))
 
 
+# The processes stopped or killed are real `cnnlab` processes; what only reads or finishes
+# the folder they leave (the uninterrupted run, a resume, compare) runs in this process with
+# the same command line: each `cnnlab` process costs 2 s of `import torch`.
+CNNLAB = [sys.executable, "-m", "cnnlab"]
+
+
 def argv(data: str, out: Path, name: str, *extra: str) -> list[str]:
+    """`cnnlab train ...` without the `cnnlab`: for `main()`, or after CNNLAB."""
     return [
-        sys.executable,
-        "-m",
-        "cnnlab",
         "train",
         "--model",
         "mnist_cnn",
@@ -63,9 +68,9 @@ def argv(data: str, out: Path, name: str, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def straight(data, tmp_path_factory) -> Path:
-    """The same run, never interrupted (a subprocess, like the killed ones)."""
+    """The same run, never interrupted (the same command, in this process)."""
     out = tmp_path_factory.mktemp("straight")
-    subprocess.run(argv(data, out, "run"), check=True, capture_output=True, timeout=300)
+    assert main(argv(data, out, "run")) == 0
     return out / "run"
 
 
@@ -114,7 +119,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
     if where == "mid-epoch":  # a random step inside epoch 2, with a checkpoint every step
         target = random.Random().randrange(steps_per_epoch + 1, 2 * steps_per_epoch - 1)
         process = subprocess.Popen(
-            argv(data, tmp_path, "run", "--checkpoint-every", "1"),
+            [*CNNLAB, *argv(data, tmp_path, "run", "--checkpoint-every", "1")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -124,35 +129,24 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(
         assert batch > 0
     else:  # only epoch-end checkpoints; killed somewhere in epoch 2
         process = subprocess.Popen(
-            argv(data, tmp_path, "run"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*CNNLAB, *argv(data, tmp_path, "run")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _, batch = kill_when(
             process, tmp_path / "run" / "last.pt", lambda step, batch: step == steps_per_epoch
         )
         assert batch == 0
     assert process.returncode == -signal.SIGKILL
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnlab",
-            "train",
-            "--resume",
-            str(tmp_path / "run"),
-            "--progress",
-            "lines",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    assert main(["train", "--resume", str(tmp_path / "run"), "--progress", "lines"]) == 0
     assert_same_run(straight, tmp_path / "run")
 
 
-def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, tmp_path):
+def test_sigterm_saves_prints_the_resume_command_and_exits_143(
+    data, straight, tmp_path, reports_on
+):
     process = subprocess.Popen(
-        argv(data, tmp_path, "run", "--report"),
+        [*CNNLAB, *argv(data, tmp_path, "run", "--report")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -165,20 +159,18 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(data, straight, t
     assert f"Resume with: cnnlab train --resume {tmp_path / 'run'}" in err
     assert read_step(tmp_path / "run" / "last.pt")[0] > 0
     assert not (tmp_path / "run" / "report.html").exists()  # written when the run ends
-    resumed = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "train", "--resume", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    # the command writes report.html at the end; in this process, with reports_on
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
     assert_same_run(straight, tmp_path / "run")
     assert (tmp_path / "run" / "report.html").is_file()
 
 
 def test_sigint_exits_130_with_a_checkpoint(data, tmp_path):
     process = subprocess.Popen(
-        argv(data, tmp_path, "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CNNLAB, *argv(data, tmp_path, "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "metrics.jsonl").exists() and time.monotonic() < deadline:
@@ -249,7 +241,7 @@ def test_deterministic_says_what_it_cannot_promise(data, tmp_path, capsys):
     [(signal.SIGINT, ("0.5", "1.4", "2.2")), (signal.SIGTERM, ("0.9", "1.8"))],
 )
 def test_a_run_stopped_at_any_moment_is_taken_up_by_the_same_command(
-    data, tmp_path, signum, delays
+    data, tmp_path, capsys, signum, delays
 ):
     """`timeout -s INT 2 cnnlab train ...` as a user types it, stopped earlier and later too
     (imports, data, model, the first epoch): each time the folder is gone or resumable, and
@@ -258,7 +250,8 @@ def test_a_run_stopped_at_any_moment_is_taken_up_by_the_same_command(
     run = tmp_path / "runs" / "run"
     for delay in delays:
         stopped = subprocess.run(
-            ["timeout", "--preserve-status", "-s", signal.Signals(signum).name, delay, *command],
+            ["timeout", "--preserve-status", "-s", signal.Signals(signum).name, delay,
+             *CNNLAB, *command],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if stopped.returncode == 0:  # finished before the signal (a fast machine)
@@ -266,16 +259,12 @@ def test_a_run_stopped_at_any_moment_is_taken_up_by_the_same_command(
         assert stopped.returncode == 128 + signum, stopped.stderr
         assert "Traceback" not in stopped.stderr, stopped.stderr
         assert not run.exists() or (run / "last.pt").is_file(), sorted(run.iterdir())
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:  # a signal came as it closed: the run had finished; it says so
-        assert done.returncode == 2 and "already finished its 2 epochs" in done.stderr
+    code, err = main(command), capsys.readouterr().err  # the same command, not stopped now
+    if code != 0:  # a signal came as it closed: the run had finished; it says so
+        assert code == 2 and "already finished its 2 epochs" in err
     assert ckpt.load_checkpoint(run / "last.pt")["finished"]
-    compared = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "compare", *map(str, (tmp_path / "runs").iterdir())],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert compared.returncode == 0, compared.stderr
-    assert compared.stdout.splitlines()[2].startswith("run ")
+    assert main(["compare", *map(str, (tmp_path / "runs").iterdir())]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith("run ")
 
 
 def test_ctrl_c_during_a_lazy_import_arrives_once_the_import_is_done(monkeypatch):

@@ -1,15 +1,19 @@
 """A quick start-up: the commands that only list or explain things never import torch, and the
-model table they show is the real one (computed once, then read from the cache)."""
+model table they show is the real one (computed once, then read from the cache); a training
+command pauses the garbage collector until it trains, and imports torchvision only for
+torchvision's models."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from cnnlab.models import catalog, count_parameters, create_model, list_models
+from helpers import write_learnable_npz
 
 NO_TORCH = """
 import sys
@@ -34,37 +38,55 @@ def run_cli_in_fresh_python(argv: list[str], env: dict[str, str]) -> tuple[int, 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> dict[str, str]:
-    import os
-
     return {**os.environ, "CNNLAB_CACHE": str(tmp_path / "cache"), "COLUMNS": "120"}
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        [],
-        ["--help"],
-        ["train", "--help"],
-        ["lr-find", "--help"],
-        ["eval", "--help"],
-        ["summary", "--help"],
-        ["features", "--help"],
-        ["plot", "--help"],
-        ["report", "--help"],
-        ["compare", "--help"],
-        ["predict", "--help"],
-        ["export", "--help"],
-        ["sweep", "--help"],
-        ["datasets"],
-        ["recipes"],
-        ["recipes", "--help"],
-        ["convcalc", "--size", "32", "--kernel", "3"],
-        ["convcalc", "--size", "28", "--chain", "conv5p2,pool2,conv5,pool2"],
-        ["params"],
-    ],
-)
-def test_help_and_listing_commands_never_import_torch(argv, env):
-    assert run_cli_in_fresh_python(argv, env) == (0, "-")
+HELP_AND_LISTING = [
+    [],
+    ["--help"],
+    ["train", "--help"],
+    ["lr-find", "--help"],
+    ["eval", "--help"],
+    ["summary", "--help"],
+    ["features", "--help"],
+    ["plot", "--help"],
+    ["report", "--help"],
+    ["compare", "--help"],
+    ["predict", "--help"],
+    ["export", "--help"],
+    ["sweep", "--help"],
+    ["datasets"],
+    ["recipes"],
+    ["recipes", "--help"],
+    ["convcalc", "--size", "32", "--kernel", "3"],
+    ["convcalc", "--size", "28", "--chain", "conv5p2,pool2,conv5,pool2"],
+    ["params"],
+]
+
+EACH_WITHOUT_TORCH = """
+import contextlib, json, os, sys
+from cnnlab.cli import main
+
+for argv in json.loads(sys.argv[1]):
+    with open(os.devnull, "w") as out, contextlib.redirect_stdout(out):  # help, tables: unread
+        code = main(argv)
+    heavy = [m for m in ("torch", "numpy", "torchvision", "matplotlib", "PIL") if m in sys.modules]
+    print("row", json.dumps([code, heavy]))
+"""
+
+
+def test_help_and_listing_commands_never_import_torch(env):
+    # one fresh interpreter for the whole list (each costs time): a module once imported stays
+    # in sys.modules, so the first command that imports one is the row that shows it
+    done = subprocess.run(
+        [sys.executable, "-c", EACH_WITHOUT_TORCH, json.dumps(HELP_AND_LISTING)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("row ")]
+    assert len(rows) == len(HELP_AND_LISTING), done.stdout
+    for argv, row in zip(HELP_AND_LISTING, rows, strict=True):
+        assert row == [0, []], argv
 
 
 # Bad input that the command line alone shows: refused before torch is imported (a second or
@@ -197,26 +219,36 @@ def test_the_table_is_computed_again_when_a_version_changes(tmp_path, monkeypatc
     assert catalog.model_catalog() == [{"name": "recomputed"}]
 
 
-GC_DURING_STARTUP = """
+FRESH_COMMAND = """
 import gc, sys
-import cnnlab
 from cnnlab.process import pause_gc_for_startup
 pause_gc_for_startup()  # as the `cnnlab` command does
 assert not gc.isenabled()
-cnnlab.train(model="mnist_cnn", dataset=sys.argv[1], epochs=1, batch_size=64,
-             out_dir=sys.argv[2], progress="none", tensorboard=False)
+from cnnlab.cli import main
+from cnnlab.models import create_model, model_info
+create_model("lenet")
+model_info("lenet")
+code = main(["train", "--model", "lenet", "--dataset", sys.argv[1], "--epochs", "1",
+             "--out-dir", sys.argv[2], "--progress", "none", "--no-report", "--no-tensorboard"])
+print(code, "torchvision" in sys.modules)
 # training turned it back on, after freezing what start-up made (torch and all)
 assert gc.isenabled() and gc.get_freeze_count() > 50_000, gc.get_freeze_count()
-print("ok")
+print(model_info("tv_resnet18").input_shape, "torchvision" in sys.modules)
 """
 
 
-def test_the_command_pauses_the_collector_until_training_starts(npz_data, tmp_path):
+def test_the_command_pauses_the_collector_and_trains_seed_models_without_torchvision(tmp_path):
+    """Two checks of one fresh `cnnlab train` (each fresh interpreter costs seconds): the
+    collector is off until training starts, and seed models build and train without importing
+    torchvision, which a torchvision model's facts then do."""
+    data = write_learnable_npz(tmp_path / "data", train=64, test=32)
+    env = {**os.environ, "CNNLAB_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(
-        [sys.executable, "-c", GC_DURING_STARTUP, npz_data, str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", FRESH_COMMAND, f"npz:{data}", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
-    assert done.stdout.strip() == "ok", done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["0 False", "(3, 224, 224) True"]
 
 
 def test_a_python_program_keeps_its_own_collector_settings(npz_data, tmp_path):

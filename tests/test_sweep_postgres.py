@@ -131,12 +131,15 @@ def test_workers_on_any_machine_take_turns_through_the_database(postgres_url, tm
     import threading
     import time
 
+    from sqlalchemy import text
+
     from cnnlab.sweeps.worker import Plan, taking_turns
 
     quiet_optuna()
     engine = open_storage(storage_url(postgres_url, tmp_path)).engine
     plan = Plan(tmp_path / "s.toml", tmp_path, postgres_url, "turns", None, 1, False)
     events: list[str] = []
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
 
     def second_worker() -> None:
         with taking_turns(engine, plan):
@@ -146,7 +149,13 @@ def test_workers_on_any_machine_take_turns_through_the_database(postgres_url, tm
         events.append("first in")
         other = threading.Thread(target=second_worker)
         other.start()
-        time.sleep(1.0)
+        # let go once the server shows the second waiting for the lock (no fixed sleep: a
+        # second that got in anyway ends the wait too, and the events show it)
+        deadline = time.monotonic() + 30
+        with engine.connect() as connection:
+            while "second in" not in events and not connection.execute(waiting).scalar():
+                assert time.monotonic() < deadline, "the second worker never asked for the lock"
+                time.sleep(0.02)
         events.append("first out")
     other.join(timeout=30)
     assert events == ["first in", "first out", "second in"]

@@ -1,5 +1,5 @@
-"""pytest plugin for `make mutation` (docs/TESTING.md), three rules that keep a run to about an
-hour on 2 cores without losing what the tests catch:
+"""pytest plugin for `make mutation` (docs/TESTING.md), four rules that keep a run within
+hours on 2 cores without losing what the tests catch:
 
 - the processes a test starts (the CLI, torchrun's workers) run the mutated copy too, and the
   functions they call count as covered by that test (see sitecustomize.py beside this file);
@@ -7,6 +7,9 @@ hour on 2 cores without losing what the tests catch:
   child processes count as coverage for distributed.py alone: its code runs only there, while
   the rest is covered by quicker tests in the test process, and a surviving mutant of it need
   not wait for the slow ones;
+- the tests of what is built on the training core (reports, plots, prediction, export,
+  inspection, start-up) count as coverage for those packages, not for the core: they train a
+  run only to have one, and the core's own tests judge its mutants;
 - a mutant's tests run test file by test file, the quickest files first: most mutants fail a
   short focused test, and pytest stops at the first failure.
 """
@@ -20,6 +23,13 @@ from pathlib import Path
 import pytest
 
 ONLY_IN_CHILDREN = ("cnnlab.training.distributed.",)
+CORE = ("cnnlab.training.", "cnnlab.data.loader.")
+BUILT_ON_CORE = {
+    "test_report.py", "test_report_browser.py", "test_plots.py", "test_predict.py",
+    "test_predictions.py", "test_export.py", "test_features.py", "test_compare.py",
+    "test_summary.py", "test_receptive_fields.py", "test_convcalc.py",
+    "test_torchvision_models.py", "test_startup.py",
+}  # fmt: skip
 COLLECTING = "stats"  # MUTANT_UNDER_TEST while mutmut learns which tests call what
 
 
@@ -60,6 +70,8 @@ def _collect(item) -> None:
         file.unlink()
     if item.get_closest_marker("slow"):
         state()._stats = _keep_only_distributed(state()._stats)
+    if item.path.name in BUILT_ON_CORE:
+        state()._stats = {name for name in state()._stats if not name.startswith(CORE)}
 
 
 @pytest.hookimpl(hookwrapper=True)

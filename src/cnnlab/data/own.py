@@ -18,14 +18,13 @@ same data again: it cannot be read from a file.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from cnnlab.data.loader import default_num_workers
 from cnnlab.data.types import ImageData, Split, channel_histogram, stats_from_histogram
@@ -113,8 +112,7 @@ class PixelItems(Dataset):
         given = getattr(self.dataset, "targets", None)
         if given is not None and len(given) == len(self):
             return [_label(value, f"{self.split} label {i}") for i, value in enumerate(given)]
-        with _one_line_errors(self.split):  # one pass, by worker processes when many
-            return [int(label) for _, labels in _batches(self) for label in labels]
+        return [int(label) for _, labels in _all_batches(self) for label in labels]
 
 
 def pixels(images: Any, what: str, *, one: bool = False) -> torch.Tensor:
@@ -205,13 +203,27 @@ def _is_dataset(value: Any) -> bool:
 
 
 def _read_all(items: PixelItems) -> Split:
-    """Every item once, into one uint8 tensor (decoded by worker processes when many)."""
-    images, labels = [], []
-    with _one_line_errors(items.split):
-        for batch_images, batch_labels in _batches(items):
-            images.append(batch_images)
-            labels.append(batch_labels)
-    return Split(torch.cat(images).contiguous(), torch.cat(labels).to(torch.int64))
+    """Every item once, into one uint8 tensor."""
+    batches = _all_batches(items)
+    images = torch.cat([images for images, _ in batches]).contiguous()
+    return Split(images, torch.cat([labels for _, labels in batches]).to(torch.int64))
+
+
+def _all_batches(items: PixelItems) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every item once, in batches read by worker processes when many; the first bad item
+    stops the reading with its error in one line."""
+    batches, failed = [], None
+    for batch in _batches(items):
+        if isinstance(batch, _Failed):
+            failed = batch
+            break
+        batches.append(batch)
+    # raised after the loop let go of the DataLoader's iterator, so its worker processes are
+    # shut down at once (one that raised through it stays in a reference cycle, and its workers
+    # hold the next garbage collection for 5 s each)
+    if failed is not None:
+        raise DataFormatError(failed.message)
+    return batches
 
 
 def _batches(items: PixelItems) -> DataLoader:
@@ -219,28 +231,54 @@ def _batches(items: PixelItems) -> DataLoader:
     # a generator of its own: an iteration draws its workers' seed from it, and from torch's
     # global one without it, which a run reading its labels here would then start from
     generator = torch.Generator().manual_seed(0)
-    return DataLoader(items, batch_size=512, num_workers=workers, generator=generator)
+    caught = _Caught(items)
+    return DataLoader(
+        caught, batch_size=512, num_workers=workers, generator=generator,
+        collate_fn=caught.collate,
+    )  # fmt: skip
 
 
-@contextlib.contextmanager
-def _one_line_errors(split: str) -> Iterator[None]:
-    """A bad item's error in one line: a worker process's comes back with its traceback in
-    the message (its last line is the error), and items of two shapes fail in the collation."""
-    try:
-        yield
-    except Exception as err:  # the user's __getitem__, or torch's collation of its items
-        if isinstance(err, DataFormatError) and "Original Traceback" not in str(err):
-            raise  # one line already, raised in this process
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        last = lines[-1] if lines else type(err).__name__
-        if "DataFormatError: " in last:
-            raise DataFormatError(last.split("DataFormatError: ", 1)[1]) from None
-        if "stack expects each tensor to be equal size" in last:
-            raise DataFormatError(
+class _Failed:
+    """A bad item's error in one line, passed back as a batch instead of raised through the
+    DataLoader."""
+
+    def __init__(self, err: Exception, split: str):
+        if isinstance(err, DataFormatError):
+            self.message = str(err)
+        elif "stack expects each tensor to be equal size" in str(err):
+            self.message = (
                 f"{split}_data's images differ in shape; give images of one size (a Resize "
                 "transform)"
-            ) from None
-        raise DataFormatError(f"reading {split}_data failed: {last[:200]}") from None
+            )
+        else:
+            first = "".join(str(err).strip().splitlines()[:1])[:200]
+            self.message = f"reading {split}_data failed: {type(err).__name__}: {first}"
+
+
+class _Caught(Dataset):
+    """The items, where the user's __getitem__ failing gives a _Failed item, and a batch with
+    one (or items that do not stack) a _Failed batch."""
+
+    def __init__(self, items: PixelItems):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | _Failed:
+        try:
+            return self.items[index]
+        except Exception as err:  # the user's code: anything
+            return _Failed(err, self.items.split)
+
+    def collate(self, batch: list) -> tuple[torch.Tensor, torch.Tensor] | _Failed:
+        failed = next((item for item in batch if isinstance(item, _Failed)), None)
+        if failed is not None:
+            return failed
+        try:
+            return default_collate(batch)
+        except Exception as err:  # items of two shapes
+            return _Failed(err, self.items.split)
 
 
 def memory_budget() -> int:
