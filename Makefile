@@ -88,7 +88,7 @@ demo: setup
 MUTATE ?=
 mutation: $(VENV)/.cnnlab-mutation
 	$(if $(MUTATE),,rm -rf mutants)
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run $(MUTATE)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/tools/mutation $(VENV)/bin/mutmut run $(if $(MUTATE),'$(MUTATE)')
 	$(PY) tools/mutation_report.py
 
 $(VENV)/.cnnlab-mutation: $(STAMP)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from cnnlab.deploy.model_card import SUFFIXES, sidecar_path
 from cnnlab.deploy.model_file import ONNX_CARD_KEY, TORCHSCRIPT_CARD_FILE, load_model_file
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
-from helpers import checksums
+from helpers import checksums, write_learnable_npz
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 
@@ -195,6 +197,58 @@ def test_out_is_checked_before_anything_is_written(tiny_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json"]
 
 
+def test_out_refusals_name_the_path_and_what_to_give(tmp_path):
+    checkpoint = tmp_path / "lenet.pt"  # output_path reads nothing: it need not exist
+    (tmp_path / "m.json").mkdir()
+    (tmp_path / "n.json").write_text("my own notes")
+    cases = [
+        (tmp_path, f"--out {tmp_path} is a folder; give a file name like {tmp_path}/lenet.onnx"),
+        (tmp_path / "no" / "m.onnx",
+         f"--out {tmp_path}/no/m.onnx is in a folder that does not exist; create {tmp_path}/no "
+         "first"),
+        (tmp_path / "m.onnx",
+         f"{tmp_path}/m.json (the model card to write) is a folder; give --out another name"),
+        (tmp_path / "n.onnx",
+         f"{tmp_path}/n.json exists and is not a cnnlab model card; move it or give --out another "
+         "name (the card is written beside the file as <stem>.json)"),
+    ]  # fmt: skip
+    for out, expected in cases:
+        with pytest.raises(ConfigError) as info:
+            export.output_path(checkpoint, "onnx", str(out))
+        assert str(info.value) == expected
+
+
+def test_a_run_folder_without_a_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(CheckpointError) as info:
+        export_model(tmp_path, format="safetensors")
+    assert str(info.value) == (
+        f"{tmp_path} has no best.pt or last.pt; give a run folder with a checkpoint or a .pt file"
+    )
+
+
+def test_export_model_names_itself_in_its_argument_errors():
+    # what the Python call was given, in the words of a Python call (not of --flags)
+    for args, expected in (
+        ({"checkpoint": ""}, "give a checkpoint to export: a run folder or a .pt file"),
+        ({"checkpoint": "x", "formt": "onnx"},
+         "export_model: unknown key(s) formt; valid keys are listed by `cnnlab export --help`"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            export_model(**args)
+        assert str(info.value) == expected
+
+
+def test_a_failed_copy_into_place_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    def disk_full(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "publish", disk_full)
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    with pytest.raises(ConfigError) as info:
+        export_model(checkpoint, format="safetensors")
+    assert str(info.value) == f"cannot write {tmp_path}/lenet.safetensors: No space left on device"
+
+
 def test_existing_file_is_replaced_by_a_checked_one(tiny_run, tmp_path):
     out = tmp_path / "model.torchscript.pt"
     out.write_bytes(b"an older export")
@@ -231,8 +285,12 @@ def test_failed_check_writes_nothing_and_keeps_the_old_file(tiny_run, tmp_path, 
 
 def test_onnx_packages_missing_is_one_line(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript fails
-    with pytest.raises(ConfigError, match=r"pip install 'cnnlab\[onnx\]'"):
+    with pytest.raises(ConfigError) as info:
         export_model(tiny_run, format="onnx", out=tmp_path / "m.onnx")
+    assert str(info.value) == (
+        "--format onnx needs onnx, onnxruntime and onnxscript (onnxscript is missing): "
+        "pip install 'cnnlab[onnx]'"
+    )
     assert not list(tmp_path.iterdir())
 
 
@@ -278,7 +336,175 @@ def test_seed_models_export_to_torchscript_and_safetensors(tmp_path, name, args)
         assert (load_model_file(result.path).logits(images) - expected).abs().max() <= 1e-5
 
 
+def test_random_probe_is_the_same_inputs_whatever_torchs_global_seed(tmp_path):
+    # a failed check on random inputs must fail again when the export is run again
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    state = load_checkpoint(checkpoint)
+    probes = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        probes.append(export.load_probe(state, checkpoint, None))
+    first, second = probes
+    assert first.real is False and first.dataset == f"npz:{tmp_path / 'gone'}"
+    assert first.images.shape == (64, 1, 28, 28)
+    assert torch.equal(first.images, second.images)
+
+
+def test_probe_finds_the_data_set_in_data_dir(tmp_path, fake_data_root):
+    # `cnnlab export --data-dir`: a run trained on mnist elsewhere is checked on its test
+    # images here (the fake mnist has 32), not on random inputs
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    state = {**load_checkpoint(checkpoint), "dataset": "mnist", "class_names": list("0123456789")}
+    probe = export.load_probe(state, checkpoint, str(fake_data_root))
+    assert probe.real is True and probe.dataset == "mnist"
+    assert probe.images.shape == (32, 1, 28, 28)
+    state["class_names"] = ["a", "b", "c"]  # found, but not what the model was trained on
+    with pytest.raises(CheckpointError, match=f"^{checkpoint} is a lenet for 3 classes at"):
+        export.load_probe(state, checkpoint, str(fake_data_root))
+
+
+def test_export_is_checked_on_the_test_images_in_data_dir(tmp_path, fake_data_root):
+    # `cnnlab export --data-dir`: a model trained on mnist on another machine
+    model = cnnlab.create_model("lenet", num_classes=10)
+    state = load_checkpoint(fake_checkpoint(tmp_path, "lenet"))
+    state.update(dataset="mnist", class_names=list("0123456789"), model_args=model.model_args,
+                 model_state=model.state_dict())  # fmt: skip
+    save_checkpoint(state, tmp_path / "mnist.pt")
+    start = time.perf_counter()
+    result = export_model(tmp_path / "mnist.pt", format="safetensors", data_dir=fake_data_root)
+    assert 0 < result.seconds <= time.perf_counter() - start
+    assert result.real_images and result.checked_images == 32  # the fake mnist's test split
+    assert "32 test images of mnist in batches of 32, 1, 31" in str(result)
+    save_checkpoint({**state, "class_names": ["a", "b", "c"]}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=f"^{tmp_path / 'other.pt'} is a lenet for 3 class"):
+        export_model(tmp_path / "other.pt", format="safetensors", data_dir=fake_data_root)
+
+
+def test_probe_of_a_data_set_without_test_images_is_random(tmp_path):
+    # found, but with nothing to check on: the same random inputs as a data set not found
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    state = load_checkpoint(checkpoint)
+    empty = write_learnable_npz(tmp_path / "empty", classes=3, train=12, test=0)
+    probe = export.load_probe({**state, "dataset": f"npz:{empty}"}, checkpoint, None)
+    assert probe.real is False and probe.dataset == f"npz:{empty}"
+    assert torch.equal(probe.images, export.load_probe(state, checkpoint, None).images)
+
+
+@pytest.fixture
+def lenet_file(tmp_path) -> tuple[Path, torch.nn.Module, dict]:
+    """(an exported .safetensors of an untrained LeNet, the model, its card)."""
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    result = export_model(checkpoint, format="safetensors")
+    model = cnnlab.rebuild_model(checkpoint).eval()
+    return result.path, model, json.loads(result.card_path.read_text())
+
+
+def test_check_file_runs_each_batch_size_once(lenet_file, monkeypatch):
+    path, model, card = lenet_file
+    images = torch.randn(5, 1, 28, 28)
+    for n, sizes in ((5, (5, 1, 4)), (2, (2, 1)), (1, (1,))):  # n, 1, then n - 1 up to 37
+        assert export.check_file(path, model, card, export.Probe(images[:n], False, "d")) == (
+            0.0, sizes
+        )  # fmt: skip
+    monkeypatch.setattr(export, "TOLERANCE", 0.0)  # at most TOLERANCE: an exact file passes
+    assert export.check_file(path, model, card, export.Probe(images, False, "d"))[0] == 0.0
+
+
+def test_check_file_says_what_it_checked_on_when_it_fails(lenet_file):
+    path, model, card = lenet_file
+    images = torch.randn(5, 1, 28, 28)
+    wrong = copy.deepcopy(model)
+    with torch.no_grad():
+        next(wrong.parameters()).add_(0.5)
+    for real, inputs in ((True, "on test images"), (False, "on random inputs")):
+        with pytest.raises(CheckpointError) as info:
+            export.check_file(path, wrong, card, export.Probe(images, real, "d"))
+        assert f" {inputs} (tolerance 1e-04); nothing was written" in str(info.value)
+    other = {**card, "class_names": ["x", "y", "z"]}
+    with pytest.raises(CheckpointError) as info:
+        export.check_file(path, model, other, export.Probe(images, False, "d"))
+    assert str(info.value) == "the exported lenet.safetensors does not give back its model card"
+
+
+def test_logits_of_another_shape_are_a_nan_difference():
+    assert math.isnan(export._max_abs_diff(torch.zeros(2, 3), torch.zeros(2, 4)))
+    assert export._max_abs_diff(torch.ones(2, 3), torch.zeros(2, 3)) == 1.0
+
+
+def test_a_nan_difference_at_any_batch_size_is_the_worst():
+    # max(0.0, nan) is 0.0: one batch size's NaN after a good one passed the check before
+    assert math.isnan(export._worst([0.0, float("nan"), 1e-7]))
+    assert export._worst([1e-7, 3e-6, 0.0]) == 3e-6
+
+
+def test_check_file_fails_logits_of_another_shape(lenet_file):
+    # a file whose logits cannot be compared is a NaN difference, which fails the check
+    path, _, card = lenet_file
+    four_classes = cnnlab.create_model("lenet", num_classes=4).eval()
+    with pytest.raises(CheckpointError, match=r"differ from PyTorch's by up to nan on random"):
+        export.check_file(
+            path, four_classes, card, export.Probe(torch.randn(3, 1, 28, 28), False, "d")
+        )
+
+
+def test_a_writer_that_leaves_more_than_one_file_is_refused(tmp_path, monkeypatch):
+    # ONNX over 2 GB puts its weights beside the file: copying only the file would lose them
+    def with_data(model, card, path):
+        export._write_safetensors(model, card, path)
+        path.with_name("weights.data").write_bytes(b"external data")
+        path.with_name("more.data").write_bytes(b"external data")
+
+    monkeypatch.setitem(export.WRITERS, "safetensors", with_data)
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    with pytest.raises(CheckpointError) as info:
+        export_model(checkpoint, format="safetensors")
+    assert str(info.value) == (
+        "the export wrote more.data, weights.data besides lenet.safetensors; a model this large "
+        "cannot be one file: try --format safetensors"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.pt"]
+
+
+def test_torchscript_file_holds_its_card_without_the_sidecar(tmp_path):
+    # the module docstring's promise: an ONNX or TorchScript file is complete on its own
+    result = export_model(fake_checkpoint(tmp_path, "lenet"), format="torchscript")
+    card = json.loads(result.card_path.read_text())
+    result.card_path.unlink()
+    assert load_model_file(result.path).card == card
+
+
+def test_a_model_that_cannot_be_traced_is_one_line(tmp_path, monkeypatch):
+    # the first line of the tracer's error, cut at 150 characters, and what to try instead
+    def untraceable(*args, **kwargs):
+        raise RuntimeError("x" * 200 + "\nthe rest of a long message")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    expected = f"lenet cannot be traced to TorchScript ({'x' * 149}…); try --format safetensors"
+    with pytest.raises(CheckpointError) as info:
+        export_model(checkpoint, format="torchscript")
+    assert str(info.value) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.pt"]
+
+
+def test_a_model_that_cannot_be_exported_to_onnx_is_one_line(tmp_path, monkeypatch):
+    # as for TorchScript: the exporter's first line, cut at 150 characters, and what to try
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("y" * 200 + "\nthe rest of a long message")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    checkpoint = fake_checkpoint(tmp_path, "lenet")
+    with pytest.raises(CheckpointError) as info:
+        export_model(checkpoint, format="onnx")
+    assert str(info.value) == (
+        f"lenet cannot be exported to ONNX ({'y' * 149}…); try --format torchscript or safetensors"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.pt"]
+
+
 def test_cli_onnx_export_prints_only_its_own_lines(tmp_path, capfd):
+    import onnx
+
     checkpoint = fake_checkpoint(
         tmp_path, "net_res_deep", n_blocks=2, n_chans1=8, share_weights=True
     )
@@ -290,5 +516,14 @@ def test_cli_onnx_export_prints_only_its_own_lines(tmp_path, capfd):
     lines = out.splitlines()
     assert len(lines) == 4 and lines[0].startswith(f"exported {checkpoint} to {tmp_path}/r.onnx")
     assert "64 random inputs" in lines[2]
-    assert lines[3].startswith(f"note: not checked on test images: npz:{tmp_path / 'gone'} is")
+    assert lines[3] == (
+        f"note: not checked on test images: npz:{tmp_path / 'gone'} is not on this machine "
+        "(--data-dir gives its folder)"
+    )
     assert load_model_file(tmp_path / "r.onnx").card["model_args"]["share_weights"] is True
+    # what a deployment sees without cnnlab: named input and output, a batch dimension by name
+    graph = onnx.load(str(tmp_path / "r.onnx")).graph
+    assert [i.name for i in graph.input] == ["images"]
+    assert [o.name for o in graph.output] == ["logits"]
+    for value in (graph.input[0], graph.output[0]):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "batch"

@@ -8,6 +8,7 @@ import csv
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.cli import main
-from cnnlab.deploy.predictor import MODEL_THREADS, Predictor, find_images
-from cnnlab.errors import DataFormatError
+from cnnlab.deploy import predictor as predictor_module
+from cnnlab.deploy.model_file import LoadedModel
+from cnnlab.deploy.predictor import MODEL_THREADS, ModelThreads, Predictor, find_images
+from cnnlab.errors import ConfigError, DataFormatError
+from cnnlab.training.device import resolve_device
 
 RGB_CLASSES = ["red", "green", "blue"]
 
@@ -185,6 +189,134 @@ def test_model_threads_are_given_back_after_overlapping_calls(tiny_run):
         torch.set_num_threads(before)
 
 
+def test_a_new_model_threads_cuts_the_threads_on_its_first_call():
+    # MODEL_THREADS is built when predictor.py is imported, so the test above never sees a
+    # ModelThreads start: with no users yet, and a lock to count them under
+    module = torch.nn.Identity()
+    model = LoadedModel(Path("m.pt"), "checkpoint", {}, torch.device("cpu"), module, module)
+    threads, before = ModelThreads(), torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with threads.beside(len(os.sched_getaffinity(0)) - 1, model):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_predict_keeps_every_failure_and_times_itself(tiny_run, tmp_path):
+    # a failure of each batch (batch_size 2) and one of an input that names nothing: all
+    # three are reported, in order, not only the last batch's
+    write_images(tmp_path / "photos", 4)
+    for broken in ("img01.png", "img03.png"):
+        (tmp_path / "photos" / broken).write_bytes(b"not a png")
+    predictor = Predictor(tiny_run, device="cpu", batch_size=2)
+    start = time.perf_counter()
+    result = predictor.predict([tmp_path / "gone.png", tmp_path / "photos"])
+    took = time.perf_counter() - start
+    assert [Path(given).name for given, _ in result.failures] == [
+        "gone.png", "img01.png", "img03.png"
+    ]  # fmt: skip
+    assert [Path(row.file).name for row in result] == ["img00.png", "img02.png"]
+    assert 0 < result.seconds <= took
+
+
+def test_predict_images_names_its_rows_and_gives_three_classes_by_default(tiny_run, tmp_path):
+    predictor = Predictor(tiny_run, device="cpu")  # 4 classes: the default top_k shows
+    pixels = torch.from_numpy(np.stack([noise(28, 28, 1, i) for i in range(2)]))[:, None]
+    rows = predictor.predict_images(pixels, names=["a.png", "b.png"])
+    assert [row.file for row in rows] == ["a.png", "b.png"]
+    assert [len(row.classes) for row in rows] == [3, 3]
+    with pytest.raises(ConfigError, match=r"^1 names for 2 images; give one per image$"):
+        predictor.predict_images(pixels, names=["a.png"])
+    (batch,) = predictor.predict_files(write_images(tmp_path, 1))  # as the CLI calls it
+    assert [len(row.classes) for row in batch[0]] == [3]
+
+
+@pytest.mark.parametrize(
+    "cores, cpu, gpu", [(1, 1, 1), (2, 1, 2), (6, 3, 6), (7, 3, 7), (20, 8, 8)]
+)
+def test_decoding_threads_are_half_the_cores_beside_a_cpu_model(monkeypatch, cores, cpu, gpu):
+    # the CI machine has 2 cores, where most of these rules give the same number
+    monkeypatch.setattr(predictor_module, "usable_cores", lambda: cores)
+    assert predictor_module.decode_threads(torch.device("cpu")) == cpu
+    assert predictor_module.decode_threads(torch.device("cuda")) == gpu
+
+
+def test_one_rgb_image_is_a_batch_of_one(rgb_model):
+    # (C, H, W) gains the batch dimension in front; with 3 channels a wrong place shows
+    predictor = Predictor(rgb_model, device="cpu")
+    image = torch.from_numpy(noise(24, 16, 3, 7)).permute(2, 0, 1)
+    (row,) = predictor.predict_images(image)
+    assert row == predictor.predict_images(image[None])[0]
+
+
+@pytest.mark.parametrize("top_k", [0, 2.5, True, "3"])
+def test_top_k_must_be_a_whole_number_of_at_least_1(tiny_run, top_k):
+    predictor = Predictor(tiny_run, device="cpu")
+    pixels = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ConfigError) as info:
+        predictor.predict_images(pixels, top_k=top_k)
+    assert str(info.value) == f"top_k must be a whole number of at least 1, got {top_k!r}"
+
+
+def test_wrong_images_are_refused_saying_what_they_are(tiny_run):
+    predictor = Predictor(tiny_run, device="cpu")
+    advice = "read files with cnnlab.data.images.read_image, which converts and resizes them"
+    for wrong, got in ((torch.zeros(2, 1, 28, 28), "torch.float32 (2, 1, 28, 28)"),
+                       ([[0] * 28] * 28, "list")):  # fmt: skip
+        expected = f"the model takes uint8 images (N, 1, 28, 28), got {got}; {advice}"
+        with pytest.raises(DataFormatError) as info:
+            predictor.predict_images(wrong)
+        assert str(info.value) == expected
+
+
+def test_a_model_of_other_channels_cannot_predict_image_files(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "two.pt", "net", num_classes=3, in_channels=2)
+    predictor = Predictor(checkpoint, device="cpu")
+    with pytest.raises(DataFormatError) as info:
+        next(predictor.predict_files(write_images(tmp_path, 1)))
+    assert str(info.value) == (
+        "the model takes 2-channel images; an image file gives 1 (grayscale) or 3 (RGB), so it "
+        "cannot predict image files: use predict_images"
+    )
+
+
+def test_a_file_that_cannot_be_opened_is_skipped_with_the_systems_reason(
+    tiny_run, tmp_path, monkeypatch
+):
+    # read_image turns what PIL raises into DataFormatError; an OSError left (a stat refused
+    # on a folder without permission, which root never meets) is skipped in words, not errno
+    def refused(file, channels, size):
+        raise PermissionError(13, "Permission denied", file)
+
+    monkeypatch.setattr(predictor_module, "read_image", refused)
+    (image,) = write_images(tmp_path, 1)
+    result = Predictor(tiny_run, device="cpu").predict(image)
+    assert result.failures == [(str(image), f"image {image} cannot be read: Permission denied")]
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5, True, "3"])
+def test_batch_size_must_be_a_whole_number_of_at_least_1(tiny_run, batch_size):
+    with pytest.raises(ConfigError) as info:
+        Predictor(tiny_run, batch_size=batch_size)
+    expected = f"batch_size must be a whole number of at least 1, got {batch_size!r}"
+    assert str(info.value) == expected
+
+
+def test_a_predictor_takes_a_device_by_name_or_as_torch_device(tiny_run):
+    assert Predictor(tiny_run).model.device == resolve_device("auto")  # the default
+    one = Predictor(tiny_run, device=torch.device("cpu"), batch_size=1)  # 1 is allowed
+    assert one.model.device == torch.device("cpu") and one.batch_size == 1
+    assert len(one.predict_images(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_torch_device_that_is_not_there_is_named_not_blamed_on_the_file(tiny_run):
+    with pytest.raises(ConfigError, match=r"^device cuda asked for, but CUDA is not available"):
+        Predictor(tiny_run, device=torch.device("cuda"))
+
+
 def test_decoded_images_of_the_wrong_kind_are_refused(tiny_run):
     predictor = Predictor(tiny_run, device="cpu")
     for wrong in (torch.zeros(2, 1, 28, 28), torch.zeros(2, 3, 28, 28, dtype=torch.uint8)):
@@ -226,6 +358,18 @@ def test_folders_and_globs_are_found_sorted_once_each(tmp_path, monkeypatch):
     assert "does not exist" in failures[0][1]
     assert "nothing matches" in failures[1][1]
     assert "no image files" in failures[2][1]
+
+
+def test_a_glob_matching_folders_gives_the_images_in_them(tmp_path, monkeypatch):
+    # a matched folder is searched as a folder given by name is; one with no images is no
+    # file, so a pattern matching only such folders is a failure
+    monkeypatch.chdir(tmp_path)
+    for name in ("shots/day1/a.png", "shots/day2/b.jpg", "shots/day2/notes.txt", "empty1/x.txt"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    files, failures = find_images(["shots/*", "empty*"])
+    assert files == ["shots/day1/a.png", "shots/day2/b.jpg"]
+    assert failures == [("empty*", "the pattern empty* matches only folders without images")]
 
 
 def test_cli_skips_a_broken_file_and_predicts_the_others(tiny_run, tmp_path, capsys):

@@ -84,7 +84,9 @@ class Predictor:
             raise ConfigError(
                 f"batch_size must be a whole number of at least 1, got {batch_size!r}"
             )
-        target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        # a torch.device is checked too: cuda on a machine without CUDA is a ConfigError
+        # saying so, not a load that fails as if the file were damaged
+        target = resolve_device(str(device))
         self.model: LoadedModel = load_model_file(model_file, target)
         self.batch_size = batch_size
 
