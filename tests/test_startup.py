@@ -75,16 +75,23 @@ for argv in json.loads(sys.argv[1]):
 """
 
 
-def test_help_and_listing_commands_never_import_torch(env):
-    # one fresh interpreter for the whole list (each costs time): a module once imported stays
-    # in sys.modules, so the first command that imports one is the row that shows it
+def rows_of_one_fresh_python(script: str, argvs: list[list[str]], env, cwd=None) -> list:
+    """The "row" each command of `argvs` printed in one fresh interpreter running `script`:
+    one for a whole table, as each start costs time."""
     done = subprocess.run(
-        [sys.executable, "-c", EACH_WITHOUT_TORCH, json.dumps(HELP_AND_LISTING)],
-        capture_output=True, text=True, timeout=120, env=env,
+        [sys.executable, "-c", script, json.dumps(argvs)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=cwd,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("row ")]
-    assert len(rows) == len(HELP_AND_LISTING), done.stdout
+    assert len(rows) == len(argvs), done.stdout
+    return rows
+
+
+def test_help_and_listing_commands_never_import_torch(env):
+    # a module once imported stays in sys.modules, so in one interpreter the first command
+    # that imports one is the row that shows it
+    rows = rows_of_one_fresh_python(EACH_WITHOUT_TORCH, HELP_AND_LISTING, env)
     for argv, row in zip(HELP_AND_LISTING, rows, strict=True):
         assert row == [0, []], argv
 
@@ -178,12 +185,8 @@ def test_what_the_command_line_shows_to_be_wrong_is_refused_before_torch(tmp_pat
         ([part.format(tmp=tmp_path) for part in argv], expected.format(tmp=tmp_path))
         for argv, expected in REFUSED_BEFORE_TORCH
     ]
-    done = subprocess.run(  # one fresh interpreter for the whole table: each costs time
-        [sys.executable, "-c", EACH_BEFORE_TORCH, json.dumps([argv for argv, _ in table])],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    rows = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("row ")]
+    argvs = [argv for argv, _ in table]
+    rows = rows_of_one_fresh_python(EACH_BEFORE_TORCH, argvs, env, cwd=tmp_path)
     for (argv, expected), (code, err, torch_imported) in zip(table, rows, strict=True):
         assert (code, torch_imported) == (2, False), (argv, err)
         assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
