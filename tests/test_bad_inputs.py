@@ -383,6 +383,57 @@ CASES = [
     ),
     ("params malformed input", lambda e: ["params", "--in", "32x32"], "--in expects CxHxW"),
     ("params same with stride 2", lambda e: ["params", "--stride", "2"], "needs stride 1"),
+    # --- explain ---
+    ("explain missing run", lambda e: ["explain", str(e[R] / "none")], "does not exist"),
+    ("explain a text checkpoint", lambda e: ["explain", str(e[R] / "text.pt")], "not a readable"),
+    ("explain count over 16", lambda e: ["explain", str(e["ckpt"]), "--count", "17"], "at most 16"),
+    ("explain count 0", lambda e: ["explain", str(e["ckpt"]), "--count", "0"], "--count"),
+    ("explain index 1.5", lambda e: ["explain", str(e["ckpt"]), "--index", "1.5"], "whole numbers"),
+    (
+        "explain index out of range",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "3,32"],
+        "index 32 is out of range: the test split of npz:",
+    ),
+    (
+        "explain unknown class",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "0", "--target", "zebra"],
+        "unknown target class 'zebra'",
+    ),
+    (
+        "explain class number out of range",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "0", "--target", "4"],
+        "a number from 0 to 3",
+    ),
+    (
+        "explain unknown layer",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "0", "--layer", "nope"],
+        "no layer named 'nope'; its conv layers are",
+    ),
+    (
+        "explain a layer without maps",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "0", "--layer", "linear"],
+        "not maps (N, C, h, w)",
+    ),
+    (
+        "explain files and index",
+        lambda e: ["explain", str(e["ckpt"]), str(e[R] / "transparent.png"), "--index", "1"],
+        "not both",
+    ),
+    (
+        "explain image missing",
+        lambda e: ["explain", str(e["ckpt"]), str(e[R] / "missing.png")],
+        "does not exist",
+    ),
+    (
+        "explain last.pt's mistakes",
+        lambda e: ["explain", str(e["ckpt"])],
+        "the run's mistakes are those of its best.pt, not last.pt",
+    ),
+    (
+        "explain out is a file",
+        lambda e: ["explain", str(e["ckpt"]), "--index", "0", "--out", str(e[R] / "a_file")],
+        "a_file",
+    ),
     # --- features ---
     ("features missing checkpoint", lambda e: ["features", str(e[R] / "none")], "does not exist"),
     ("features a text checkpoint", lambda e: ["features", str(e[R] / "text.pt")], "not a readable"),

@@ -17,6 +17,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError, RunFolderError
 from cnnlab.report.compare import CURVES, compare
+from cnnlab.report.compare_page import html_page
 from cnnlab.report.run_folder import read_run
 from cnnlab.training.seeds import parse_seeds, seed_configs
 
@@ -125,6 +126,30 @@ def test_overlapping_spreads_are_a_warning_and_far_apart_ones_are_not(runs, tmp_
     far = compare([*a, *c])
     assert far.warnings == []
     assert [row.label for row in far.rows] == ["a", "c"]
+
+
+def test_runs_on_different_data_sets_are_ranked_within_each_with_a_warning(runs, tmp_path, capsys):
+    source = runs["base"][0]
+    dataset, other = read_run(source).config["dataset"], "npz:/elsewhere/other-data"
+    a = spread_runs(tmp_path, source, "a", [0.80, 0.82, 0.84])
+    b = spread_runs(tmp_path, source, "b", [0.81, 0.83, 0.85], dataset=other)
+    c = spread_runs(tmp_path, source, "c", [0.50, 0.51, 0.52], weight_decay=0.1)
+    d = spread_runs(tmp_path, source, "d", [0.30, 0.31, 0.32], dataset=other, weight_decay=0.1)
+    both = compare([*a, *b, *c, *d])
+    # each data set's rows together, its best first; b does not "overlap" a on another test set
+    assert [row.label for row in both.rows] == ["b", "d", "a", "c"]
+    assert both.header[:2] == ["run", "dataset"] and both.header.count("dataset") == 1
+    assert [row[1] for row in both.cells()] == [other, other, dataset, dataset]
+    assert both.warnings == [
+        f"these runs are on 2 data sets ({other}, {dataset}): accuracies on different test "
+        "sets do not compare, so the rows are ranked within each data set"
+    ]
+    one = compare([*a, *c])  # one data set: no column, no warning
+    assert one.warnings == [] and "dataset" not in one.header
+    page = html_page(both, PNG)
+    assert both.warnings[0] in page and page.count('<tr class="group">') == 1
+    assert main(["compare", *map(str, [*a, *b, *c, *d])]) == 0
+    assert f"warning: {both.warnings[0]}" in capsys.readouterr().out.splitlines()
 
 
 def test_a_single_run_is_noted_once_with_the_seeds_hint(runs):

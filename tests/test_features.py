@@ -16,7 +16,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.data.images import normalize, read_image
 from cnnlab.errors import DataFormatError, ModelError
-from cnnlab.figures import DPI, grid_layout, render_png
+from cnnlab.figures import DPI, LABEL_HEIGHT, TILE, TITLE, grid_layout, render_png
 from cnnlab.inspect import conv_filters, feature_maps, plot_feature_maps, plot_filters
 from cnnlab.inspect.features import INPUT_SIZE, maps_filename, write_features
 from cnnlab.training.checkpoint import (
@@ -88,12 +88,37 @@ def test_a_lenet_run_gets_its_filters_input_and_one_maps_png_per_conv_layer(runs
     x = torch.zeros(tuple(state["input_shape"]))
     assert len(list(out.glob("maps-*.png"))) == _called_convs(model, x) == 2
     # LeNet: 6 filters of 1×5×5, maps 6×28×28 and 16×10×10
-    assert _png_size(out / "filters.png") == grid_layout(6).pixels == (320, 200)
+    assert _png_size(out / "filters.png") == grid_layout(6).pixels == (600, 320)
     assert _png_size(out / "maps-01-0.png") == grid_layout(6).pixels
-    assert _png_size(out / "maps-02-3.png") == grid_layout(16).pixels == (320, 360)
+    assert _png_size(out / "maps-02-3.png") == grid_layout(16).pixels == (600, 580)
     assert _png_size(out / "input.png") == INPUT_PIXELS
     # small enough for the run's HTML report (2 MB for the whole page)
     assert sum((out / name).stat().st_size for name in names) < 150_000
+
+
+def test_titles_number_the_layers_as_the_files_do_and_every_text_is_legible(runs):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnnlab.inspect.features import feature_figures
+
+    state = load_checkpoint(runs["lenet"] / "best.pt")
+    pixels = torch.zeros(tuple(state["input_shape"]), dtype=torch.uint8)
+    figures = dict(feature_figures(rebuild_model(state), state, pixels, "input: zeros"))
+    # LeNet's convs are the modules 0 and 3: conv layers 1 and 2 of 2, maps-01 and maps-02
+    expected = {
+        "filters.png": "conv layer 1 of 2 (module 0): 6 filters, each 1×5×5",
+        "maps-01-0.png": "conv layer 1 of 2 (module 0): output 6×28×28 (C×H×W)",
+        "maps-02-3.png": "conv layer 2 of 2 (module 3): output 16×10×10 (C×H×W)",
+    }
+    for name, title in expected.items():
+        fig = figures[name]
+        assert fig.texts[-2].get_text() == title  # the title, then the subtitle
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        width = fig.get_figwidth() * fig.dpi
+        for text in fig.texts:  # shown at its pixel size by the report: 11 pixels at least
+            assert text.get_fontsize() * fig.dpi / 72 >= 11, (name, text.get_text())
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.x1 <= width, (name, text.get_text())
 
 
 def test_each_tile_shows_its_map_pixel_for_pixel():
@@ -106,11 +131,13 @@ def test_each_tile_shows_its_map_pixel_for_pixel():
     [fig] = plot_feature_maps(maps)
     png = np.asarray(Image.open(io.BytesIO(render_png(fig))))
     assert png.shape == (*grid_layout(6).pixels[::-1], 3)
-    tile = fit(_coloured(maps["0"][4], "viridis"), 62, 72)  # 28×28 drawn 2× as large
-    assert tile.shape == (56, 56, 3)
-    # tile 4: second row, second column of a 3-column grid centred in 320 pixels
-    top, left = 40 + 80 + 14 + 3, 40 + 80 + 12
-    assert np.array_equal(png[top : top + 56, left : left + 56], tile)
+    side, band, pad = round(TILE * DPI), round(TITLE * DPI), 4  # pixels: 130, 60
+    tile = fit(_coloured(maps["0"][4], "viridis"), side - LABEL_HEIGHT - pad, side - 2 * pad)
+    assert tile.shape == (84, 84, 3)  # 28×28 drawn 3× as large
+    # tile 4: second row, second column of a 3-column grid centred in 600 pixels
+    top = band + side + LABEL_HEIGHT + (side - LABEL_HEIGHT - pad - 84) // 2
+    left = (600 - 3 * side) // 2 + side + (side - 84) // 2
+    assert np.array_equal(png[top : top + 84, left : left + 84], tile)
 
 
 def test_a_run_folder_gives_best_pt_else_last_pt(tmp_path):
@@ -293,10 +320,10 @@ def test_wide_layers_are_capped_at_64_tiles():
     assert [t for t in texts if t.startswith("channel ")] == [f"channel {c}" for c in range(64)]
     assert any("first 64 of 256" in t for t in texts)
     with Image.open(io.BytesIO(render_png(fig))) as image:
-        assert image.size == grid_layout(64).pixels == (640, 680)
+        assert image.size == grid_layout(64).pixels == (1040, 1100)  # fits a report's column
     # a first conv on 2-channel images: one tile per input channel, a filter per row
     fig = plot_filters(nn.Sequential(nn.Conv2d(2, 40, 3)))
     texts = [text.get_text() for text in fig.texts]
     assert texts[:3] == ["f0 ch 0", "f0 ch 1", "f1 ch 0"] and "f31 ch 1" in texts
     assert any("first 32 shown" in t for t in texts)
-    assert grid_layout(64, 2).pixels == (320, 2600)
+    assert grid_layout(64, 2).pixels == (600, 4220)

@@ -41,6 +41,7 @@ NAMES = [
     "confusion.png",
     "per_class.png",
     "top_losses.png",
+    "top_losses_gradcam.png",
     "filters.png",
     "maps-01-conv1.png",  # mnist_cnn: conv1 (10 filters), conv2 (20)
     "maps-02-conv2.png",
@@ -88,7 +89,7 @@ def test_every_figure_is_written_as_a_png_of_its_figures_pixel_size(plotted):
     assert sizes["predictions.png"] == (810, 770)  # 6 × 5 images and two title lines
     assert sizes["confusion.png"] == (1100, 520)
     assert sizes["per_class.png"] == (600, 400)
-    assert sizes["top_losses.png"] == (800, 625)  # 4 × 4
+    assert sizes["top_losses.png"] == sizes["top_losses_gradcam.png"] == (800, 625)  # 4 × 4
     assert sizes["filters.png"] == sizes["maps-01-conv1.png"] == grid_layout(10).pixels
     assert sizes["maps-02-conv2.png"] == grid_layout(20).pixels
     assert sum(p.stat().st_size for p in paths) < 400_000  # small enough for the HTML report
@@ -153,9 +154,30 @@ def test_top_losses_are_the_most_confident_mistakes_first(plotted):
     np.testing.assert_allclose(shown, predictions.confidence[top], atol=5e-4)
     # a model without mistakes gets one line, not an empty grid
     perfect = dataclasses.replace(predictions, predicted=predictions.labels.copy())
-    fig = top_losses_figure(perfect)
-    assert not fig.axes and "no mistakes" in fig.texts[0].get_text()
-    plots.render_png(fig)
+    for fig in (top_losses_figure(perfect), plots.top_losses_gradcam_figure(perfect, None, {})):
+        assert not fig.axes and "no mistakes" in fig.texts[0].get_text()
+        plots.render_png(fig)
+
+
+def test_the_top_losses_gradcam_lays_each_mistakes_heatmap_over_it(plotted):
+    from cnnlab.report.explanations import explain
+
+    run = plotted[0]
+    predictions = load_predictions(run)
+    figures = dict((name, fig) for name, _, fig in run_figures(read_run(run), predictions))
+    fig = figures["top_losses_gradcam.png"]
+    top = predictions.top_losses()
+    found = explain(run, count=16)  # the same mistakes, as `cnnlab explain` shows them
+    assert len(fig.axes) == len(top) == 16
+    assert "(layer conv2)" in fig.texts[0].get_text()
+    for k, (i, ax) in enumerate(zip(top, fig.axes, strict=True)):
+        assert (
+            ax.title.get_text()
+            .split("\n")[0]
+            .endswith(predictions.class_names[predictions.labels[i]])
+        )
+        shown = np.asarray(ax.images[0].get_array())
+        assert np.array_equal(shown, found.overlay(k))  # the heatmap of the predicted class
 
 
 def test_curves_skip_epochs_without_test_metrics_and_log_a_wide_lr_range():
@@ -172,10 +194,28 @@ def test_curves_skip_epochs_without_test_metrics_and_log_a_wide_lr_range():
     assert list(accuracy.lines[1].get_ydata()) == [0.75]
     assert "best test 0.7500, epoch 3" in accuracy.get_title()
     assert lr.get_yscale() == "log"
-    # one epoch, never evaluated, at a constant rate
-    loss, accuracy, lr = curves_figure(metrics[:1]).axes
-    assert len(loss.lines) == 1 and lr.get_yscale() == "linear"
-    assert lr.get_title() == "learning rate: 0.1 throughout"
+    # one epoch, never evaluated, at a constant rate: no panel for a flat line, one tick "1"
+    fig = curves_figure(metrics[:1])
+    loss, accuracy = fig.axes
+    assert len(loss.lines) == 1
+    assert fig.get_supxlabel() == "learning rate: 0.1 throughout"
+    for ax in (loss, accuracy):
+        low, high = ax.get_xlim()
+        assert [tick for tick in ax.get_xticks() if low <= tick <= high] == [1]
+
+
+def test_conv_figures_number_their_layers_as_their_captions_do(plotted):
+    run = plotted[0]
+    figures = plots._conv_figures(read_run(run), load_predictions(run), "cpu")
+    titles = {name: fig.texts[-2].get_text() for name, _, fig in figures}  # title, subtitle
+    captions = {name: caption for name, caption, _ in figures}
+    # mnist_cnn's convs are the modules conv1 and conv2: conv layers 1 and 2 of 2
+    assert titles["filters.png"].startswith("conv layer 1 of 2 (module conv1): 10 filters")
+    assert "conv layer 1 of 2" in captions["filters.png"]
+    for n, name in enumerate(("conv1", "conv2"), 1):
+        file = f"maps-0{n}-{name}.png"
+        assert titles[file].startswith(f"conv layer {n} of 2 (module {name}): output ")
+        assert captions[file].endswith(f"out of conv layer {n} of 2.")
 
 
 def _never(*args, **kwargs):

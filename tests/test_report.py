@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import shlex
 import shutil
 from html.parser import HTMLParser
@@ -102,6 +103,16 @@ def test_report_tables_hold_the_runs_numbers(reported):
     for name in ("best.pt", "last.pt"):
         assert name in page.cells
     assert "receptive field" in page.cells  # the model summary's table
+
+
+def test_the_epoch_table_marks_the_epoch_best_pt_holds(reported):
+    run, _, text = reported
+    record = cnnlab.report.read_run(run)
+    epochs = re.search(r'<section id="epochs">.*?</section>', text, re.S).group(0)
+    marked = re.findall(r'<tr class="chosen">(.*?)</tr>', epochs)
+    assert len(marked) == 1 and epochs.count("best.pt</td>") == 1
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", marked[0])
+    assert cells[0] == str(record.chosen_row["epoch"]) and cells[-1] == "←\u00a0best.pt"
 
 
 def test_rerun_command_gives_back_the_same_config(reported):

@@ -6,11 +6,14 @@ with apt-get where it can, and Playwright comes with the dev tools.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from cnnlab.figures import DPI, FONT
+from cnnlab.report.compare import compare
 from cnnlab.report.run_report import SECTIONS, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,10 +33,16 @@ def browser():
         browser.close()
 
 
-def test_report_renders_in_chromium_offline(browser, tiny_run, tmp_path):
-    run = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def report_url(tiny_run, tmp_path_factory) -> str:
+    """report.html of a copy of tiny_run, written once for the module's tests."""
+    run = tmp_path_factory.mktemp("browser") / "tiny"
     shutil.copytree(tiny_run, run)
-    url = write_report(run).as_uri()
+    return write_report(run).as_uri()
+
+
+def test_report_renders_in_chromium_offline(browser, report_url, tmp_path):
+    url = report_url
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors, requests = [], []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
@@ -56,13 +65,75 @@ def test_report_renders_in_chromium_offline(browser, tiny_run, tmp_path):
     page.close()
 
 
-def test_report_prints_to_pdf(browser, tiny_run, tmp_path):
-    run = tmp_path / "tiny"
-    shutil.copytree(tiny_run, run)
+def test_report_prints_to_pdf(browser, report_url, tmp_path):
     page = browser.new_page()
-    page.goto(write_report(run).as_uri(), wait_until="load")
+    page.goto(report_url, wait_until="load")
     pdf = page.pdf(path=str(tmp_path / "report.pdf"))
     assert pdf.startswith(b"%PDF") and Path(tmp_path / "report.pdf").stat().st_size > 10_000
+    page.close()
+
+
+def _page_width(page, width: int) -> tuple[int, int]:
+    """(the document's scroll width, the window's width) at a window `width` pixels wide."""
+    page.set_viewport_size({"width": width, "height": 900})
+    return tuple(page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+def test_the_report_never_scrolls_sideways_and_shows_the_filters_legibly(browser, report_url):
+    page = browser.new_page()
+    page.goto(report_url, wait_until="load")
+    for width in (800, 1280):
+        scroll_width, window_width = _page_width(page, width)
+        assert scroll_width <= window_width, width  # wide tables scroll in their own box
+        filters = page.locator('img[alt="filters.png"]')
+        shown, drawn = filters.evaluate("image => [image.clientWidth, image.naturalWidth]")
+        assert drawn >= 600 and shown == drawn, width  # at its own size: labels as drawn
+        assert FONT * DPI / 72 * shown / drawn >= 11  # pixels of a tile's label on screen
+    page.close()
+
+
+def _settings_run(source: Path, folder: Path, **settings) -> Path:
+    """A run folder of `source`'s config.json (with these settings) and metrics.jsonl: all that
+    compare reads."""
+    folder.mkdir(parents=True)
+    info = json.loads((source / "config.json").read_text())
+    info["config"].update(name=folder.name, **settings)
+    (folder / "config.json").write_text(json.dumps(info))
+    shutil.copy(source / "metrics.jsonl", folder)
+    return folder
+
+
+# how many lines each run's name takes in the compare page's table
+LINES_OF_RUN_NAMES = """
+Array.from(document.querySelectorAll('section#table td:first-child'), cell => {
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    return range.getClientRects().length;
+})"""
+
+
+def test_a_compare_page_of_many_settings_never_scrolls_sideways(browser, tiny_run, tmp_path):
+    differing = {
+        "mnist_cnn-sgd-momentum-0.9-wd-0.0005-cosine-seed0": dict(
+            optimizer="sgd", momentum=0.9, weight_decay=5e-4, lr=0.05, scheduler="cosine"
+        ),
+        "mnist_cnn-adam-lr-0.003-label-smoothing-0.1-augment-seed0": dict(
+            optimizer="adam", lr=3e-3, label_smoothing=0.1, augment=True
+        ),
+        "mnist_cnn-adamw-lr-0.001-wd-0.05-other-data-seed0": dict(
+            optimizer="adamw", lr=1e-3, weight_decay=0.05, dataset="npz:/elsewhere/other-data"
+        ),
+    }
+    runs = [_settings_run(tiny_run, tmp_path / name, **s) for name, s in differing.items()]
+    comparison = compare(runs, html=tmp_path / "compare.html")
+    assert len(comparison.setting_columns) >= 6  # wider than the page: its box scrolls
+    page = browser.new_page()
+    page.goto((tmp_path / "compare.html").as_uri(), wait_until="load")
+    for width in (800, 1280):
+        scroll_width, window_width = _page_width(page, width)
+        assert scroll_width <= window_width, width
+        lines = page.evaluate(LINES_OF_RUN_NAMES)
+        assert lines == [1, 1, 1], width  # not one word a line
     page.close()
 
 

@@ -29,6 +29,7 @@ _WHERE = {
     "list_datasets": "data",
     "load_dataset": "data",
     "summary": "inspect",
+    "explain": "report",
     "create_model": "models",
     "list_models": "models",
     "register_model": "models",

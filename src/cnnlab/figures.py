@@ -23,12 +23,16 @@ from cnnlab.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DPI = 80  # pixels per inch of every tile figure (filters, feature maps, input.png)
-TILE = 1.0  # inches per tile (80 pixels): small maps are drawn with nearest-neighbour pixels
-TITLE = 0.5  # inches above the tiles for the figure's two title lines
-MIN_WIDTH = 4.0  # inches: room for the title when there are few tiles
+# A report shows these figures at their own pixel size, so a point is what it is on screen there:
+# labels at FONT points are 12.5 pixels high, and eight columns of tiles (1,040 pixels) fit the
+# report's 1,100-pixel column without being scaled down.
+DPI = 100  # pixels per inch of every tile figure (filters, feature maps, input.png)
+TILE = 1.3  # inches per tile (130 pixels): small maps are drawn with nearest-neighbour pixels
+TITLE = 0.6  # inches above the tiles for the figure's two title lines
+MIN_WIDTH = 6.0  # inches: room for the two title lines when there are few tiles
 MAX_COLUMNS = 8
-FONT = 7  # points, tile labels; titles are one point larger
+FONT = 9  # points, tile labels and the subtitle; the title is one point larger
+LABEL_HEIGHT = 18  # pixels above each tile for its label (FONT points and the descenders)
 
 
 def render_png(fig: Figure) -> bytes:
@@ -83,7 +87,7 @@ def tile_figure(
 
     width, height = layout.pixels
     tile, band = round(TILE * DPI), round(TITLE * DPI)
-    label_h, pad = 14, 4  # pixels: the label above each tile, the margin around it
+    label_h, pad = LABEL_HEIGHT, 4  # pixels: the label above each tile, the margin around it
     canvas = np.full((layout.rows * tile, width, 3), 255, dtype=np.uint8)
     left0 = (width - layout.columns * tile) // 2
     fig = Figure(figsize=layout.size, dpi=DPI)
@@ -105,7 +109,7 @@ def tile_figure(
 def titles(fig: Figure, title: str, subtitle: str) -> None:
     height = fig.get_figheight()
     fig.text(0.5, 1 - 0.06 / height, title, ha="center", va="top", fontsize=FONT + 1)
-    fig.text(0.5, 1 - 0.24 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
+    fig.text(0.5, 1 - 0.3 / height, subtitle, ha="center", va="top", fontsize=FONT, color="0.3")
 
 
 def fit(tile: np.ndarray, box_h: int, box_w: int) -> np.ndarray:

@@ -1,16 +1,16 @@
 """The `cnnlab` command: train, lr-find, eval, models, recipes, datasets, summary, convcalc,
-params, features, plot, report, compare, predict, export and sweep.
+params, features, explain, plot, report, compare, predict, export and sweep.
 
 Each command's options are generated from its config dataclass (config/) by options.py, so a
 flag, a recipe key and a Python argument are always the same thing. One module per group of
 commands: train.py (train), lr_find.py (lr-find), evaluate.py (eval), catalog.py (models,
 recipes, datasets), summary.py (summary), convcalc.py (convcalc, params), features.py
-(features), plot.py (plot), report.py (report), compare.py (compare), predict.py (predict),
-export.py (export), sweep.py (sweep). Bad input ends in one line on stderr, in the command
-line's words (flags, not Python field names), and exit code 2; a run stopped by SIGINT /
-SIGTERM exits 130 / 143 after saving. Nothing here imports torch before a command needs it, so
-`--help` answers at once, and what the command line alone shows to be wrong (checks.py,
-train.py) is refused before torch is imported.
+(features), explain.py (explain), plot.py (plot), report.py (report), compare.py (compare),
+predict.py (predict), export.py (export), sweep.py (sweep). Bad input ends in one line on
+stderr, in the command line's words (flags, not Python field names), and exit code 2; a run
+stopped by SIGINT / SIGTERM exits 130 / 143 after saving. Nothing here imports torch before a
+command needs it, so `--help` answers at once, and what the command line alone shows to be wrong
+(checks.py, train.py) is refused before torch is imported.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cnnlab.cli import (
     compare,
     convcalc,
     evaluate,
+    explain,
     export,
     features,
     lr_find,
@@ -42,8 +43,8 @@ from cnnlab.errors import CnnlabError
 
 # each module's `add_commands(subparsers)`
 COMMANDS = (
-    train, lr_find, evaluate, catalog, summary, convcalc, features, plot, report, compare,
-    predict, export, sweep,
+    train, lr_find, evaluate, catalog, summary, convcalc, features, explain, plot, report,
+    compare, predict, export, sweep,
 )  # fmt: skip
 
 

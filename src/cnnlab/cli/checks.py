@@ -35,7 +35,7 @@ def check_command_line(args: argparse.Namespace) -> None:
 
 
 def _checkpoint(args: argparse.Namespace) -> None:
-    """eval, features, export: a .pt file or a run folder."""
+    """eval, features, explain, export: a .pt file or a run folder."""
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CheckpointError(
             f"checkpoint {args.checkpoint} does not exist; give a .pt file or a run folder"
@@ -88,6 +88,7 @@ def _resume(args: argparse.Namespace) -> None:
 NAMED_PATHS = {
     "eval": _checkpoint,
     "features": _checkpoint,
+    "explain": _checkpoint,
     "export": _checkpoint,
     "plot": _run_folder,
     "report": _run_folder,

@@ -2,9 +2,9 @@
 
 Each command's options are a small dataclass here: TrainConfig (`cnnlab train`), LrFindConfig
 (`cnnlab lr-find`: TrainConfig's fields and a folder), EvalConfig (`cnnlab eval`),
-ModelsConfig, RecipesConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig and
-FeaturesConfig (the inspect commands), PlotConfig, ReportConfig and CompareConfig (after
-training), PredictConfig and ExportConfig (using what was trained). The
+ModelsConfig, RecipesConfig, DatasetsConfig, SummaryConfig, ConvcalcConfig, ParamsConfig,
+FeaturesConfig and ExplainConfig (the inspect commands), PlotConfig, ReportConfig and
+CompareConfig (after training), PredictConfig and ExportConfig (using what was trained). The
 same dataclass is filled from Python (`TrainConfig(model="lenet")`), from a TOML recipe
 (`[train]` keys or top-level keys with the field names; the shipped recipes are found by name,
 recipes.py) and from the command's flags, which the CLI generates from these fields
@@ -39,7 +39,7 @@ LOSSES = ("cross_entropy",)
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
 # "default": PyTorch's own init, or the seed's own where the seed sets one (net_res_deep)
 INITS = ("default", "xavier", "kaiming")
-PROGRESS = ("auto", "bar", "lines", "none")
+PROGRESS = ("auto", "bar", "lines", "notebook", "none")
 EVAL_BATCH_SIZE = 1024  # no gradients are kept in evaluation, so batches can be larger
 
 
@@ -329,7 +329,7 @@ class TrainConfig(Config):
         resumable=True,
     )  # fmt: skip
     progress: str = opt(
-        "auto: a bar on a terminal, a line per epoch otherwise",
+        "auto: a bar on a terminal, live curves in a Jupyter notebook, else a line per epoch",
         "auto",
         choices=PROGRESS,
         resumable=True,
@@ -566,6 +566,46 @@ class FeaturesConfig(Config):
     dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
     data_dir: str | None = _data_dir_opt()
     device: str = _device_opt()
+
+
+TOP_LOSSES = 16  # the mistakes a run keeps the pixels of (report/predictions), explain --count
+
+
+@dataclass
+class ExplainConfig(Config):
+    """`cnnlab explain RUN [IMAGE...]`: where a trained model looked as it decided (Grad-CAM
+    and saliency); the run and the image files are the command's leading arguments."""
+
+    command = "explain"
+
+    index: list[int] | None = opt(
+        "test images to explain (default: the model's most confident mistakes, --count)", None
+    )
+    count: int = opt(f"how many mistakes, when no IMAGE or --index is given (1-{TOP_LOSSES})",
+                     8, minimum=1)  # fmt: skip
+    target: str | None = opt(
+        "the class to explain, a name or a number (default: each image's predicted class)", None
+    )
+    layer: str | None = opt(
+        "the module whose output Grad-CAM weighs (default: the last conv layer called)", None
+    )
+    out: str | None = opt("folder for the PNG files (default: RUN/explain)", None)
+    dataset: str | None = opt(_dataset_help(" (default: the one it was trained on)"), None)
+    data_dir: str | None = _data_dir_opt()
+    device: str = _device_opt()
+
+    def validate(self) -> ExplainConfig:
+        super().validate()
+        if self.count > TOP_LOSSES:
+            raise ConfigError(
+                f"count must be at most {TOP_LOSSES} (the mistakes a run keeps), got "
+                f"{self.count}; give --index for other test images"
+            )
+        if self.index is not None:
+            if any(i < 0 or i != int(i) for i in self.index):
+                raise ConfigError(f"index must be whole numbers from 0, got {self.index}")
+            self.index = [int(i) for i in self.index]  # the command line reads numbers
+        return self
 
 
 @dataclass

@@ -19,6 +19,8 @@ _WHERE: dict[str, str] = {
     "plot_feature_maps": "features",
     "plot_filters": "features",
     "write_features": "features",
+    "Explained": "gradcam",
+    "explain_batch": "gradcam",
 }
 __getattr__ = lazy_exports(__name__, _WHERE)
 __all__ = list(_WHERE)

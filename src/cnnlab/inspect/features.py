@@ -133,14 +133,26 @@ def _conv_weight(model: nn.Module, layer: str | None) -> tuple[str, torch.Tensor
 # --- drawing ----------------------------------------------------------------------------------
 
 
-def plot_filters(model: nn.Module, layer: str | None = None, max_tiles: int = MAX_TILES) -> Figure:
+def plot_filters(
+    model: nn.Module,
+    layer: str | None = None,
+    max_tiles: int = MAX_TILES,
+    *,
+    position: tuple[int, int] | None = None,
+) -> Figure:
     """The filters of the first conv layer (or of `layer`) as a grid of small images.
 
     A layer taking 3 channels shows each filter as one RGB tile, scaled to its own range; any
     other number of input channels shows one grey tile per (filter, input channel), a filter per
     row, on one scale for all (mid-grey is 0, white the largest weight, black minus it).
+    `position` (n, count) titles it "conv layer n of count", as the feature maps of the same
+    forward pass are numbered; by default it is the layer's place among the model's Conv2d
+    modules, in definition order.
     """
     name, weight = _conv_weight(model, layer)
+    if position is None:
+        names = [n for n, _ in conv_layers(model)]
+        position = (names.index(name.split("#")[0]) + 1, len(names))
     out_channels, in_channels, kh, kw = weight.shape
     rgb = in_channels == 3
     per_filter = 1 if rgb else min(in_channels, MAX_COLUMNS)
@@ -167,7 +179,8 @@ def plot_filters(model: nn.Module, layer: str | None = None, max_tiles: int = MA
         grid_layout(len(tiles), None if per_filter == 1 else per_filter),
         tiles,
         labels,
-        f"conv layer {name}: {out_channels} filters, each {in_channels}×{kh}×{kw}{capped}",
+        f"{layer_title(name, *position)}: {out_channels} filters, each "
+        f"{in_channels}×{kh}×{kw}{capped}",
         kind,
     )
 
@@ -175,9 +188,10 @@ def plot_filters(model: nn.Module, layer: str | None = None, max_tiles: int = MA
 def plot_feature_maps(maps: dict[str, torch.Tensor], max_tiles: int = MAX_TILES) -> list[Figure]:
     """One figure per conv layer of `feature_maps` output (of the first image of a batch): a
     tile per channel (the first `max_tiles`), each scaled to its own range (viridis: yellow is
-    the channel's highest value), or all on the layer's range when the maps are 1×1."""
+    the channel's highest value), or all on the layer's range when the maps are 1×1. Each is
+    titled "conv layer n of count", n its place in the forward pass, as maps-NN files are."""
     figures = []
-    for name, value in maps.items():
+    for number, (name, value) in enumerate(maps.items(), 1):
         out = value[0] if value.ndim == 4 else value  # (C, H, W)
         channels = out.shape[0]
         shown = min(channels, max_tiles)
@@ -195,12 +209,19 @@ def plot_feature_maps(maps: dict[str, torch.Tensor], max_tiles: int = MAX_TILES)
                 grid_layout(shown),
                 tiles,
                 labels,
-                f"conv layer {name}: output {'×'.join(map(str, out.shape))} (C×H×W), "
-                "before activation",
-                f"feature maps, {which} channels, {scale}",
+                f"{layer_title(name, number, len(maps))}: output "
+                f"{'×'.join(map(str, out.shape))} (C×H×W)",
+                f"feature maps before activation, {which} channels, {scale}",
             )
         )
     return figures
+
+
+def layer_title(name: str, number: int, count: int) -> str:
+    """`conv layer 1 of 2 (module features.0)`: one numbering for titles, captions and the
+    maps-NN file names (the layer's place in the forward pass, from 1), then the module path
+    that `feature_maps` keys it by."""
+    return f"conv layer {number} of {count} (module {shorten(name, 24)})"
 
 
 def plot_image(image: torch.Tensor, title: str = "", subtitle: str = "") -> Figure:
@@ -333,7 +354,8 @@ def feature_figures(
         probs = torch.softmax(logits, 0)
         seen += f", predicted {classes[int(probs.argmax())]} ({float(probs.max()):.0%})"
     figures = [("input.png", plot_image(pixels, title, seen))]
-    figures.append(("filters.png", plot_filters(model, next(iter(maps)))))
+    first = plot_filters(model, next(iter(maps)), position=(1, len(maps)))
+    figures.append(("filters.png", first))
     names = [maps_filename(n, layer) for n, layer in enumerate(maps, 1)]
     figures += zip(names, plot_feature_maps(maps), strict=True)
     return figures

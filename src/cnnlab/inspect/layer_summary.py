@@ -80,6 +80,16 @@ class ModelSummary:
     def shown_rows(self) -> list[LayerRow]:
         return [row for row in self.rows if row.depth <= self.depth]
 
+    def _repr_html_(self) -> str:  # a notebook shows the table, receptive fields included
+        from cnnlab.display import heading, html_table, preformatted
+
+        rows = [self.cells(row) for row in self.shown_rows]
+        return (
+            heading(self.title())
+            + html_table(COLUMNS, rows, numeric=range(3, len(COLUMNS)))
+            + preformatted("\n".join(self.footer()))
+        )
+
     def __str__(self) -> str:
         return self.render(width=160)
 

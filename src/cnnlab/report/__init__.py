@@ -11,9 +11,14 @@ _WHERE: dict[str, str] = {
     "read_run": "run_folder",
     "Predictions": "predictions",
     "load_predictions": "predictions",
+    "Calibration": "calibration",
+    "calibration_of": "calibration",
+    "calibration_figure": "calibration",
     "run_figures": "plots",
     "write_plots": "plots",
     "write_report": "run_report",
+    "explain": "explanations",
+    "Explanation": "explanations",
 }
 __getattr__ = lazy_exports(__name__, _WHERE)
 __all__ = list(_WHERE)

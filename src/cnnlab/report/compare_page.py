@@ -89,7 +89,8 @@ def plot_curves(comparison: Comparison) -> Figure:
 def html_page(comparison: Comparison, png: bytes) -> str:
     """One self-contained page: the table, the warnings, the curves, and every run."""
     rows = comparison.rows
-    table = H.table(comparison.header, comparison.cells(), comparison.numeric_columns())
+    groups = {i: "group" for i in comparison.group_starts()}  # a rule above each data set
+    table = H.table(comparison.header, comparison.cells(), comparison.numeric_columns(), groups)
     notes = "".join(H.paragraph(w, "warn") for w in comparison.warnings)
     runs_header = ["row", "run", "seed", "final test acc", "best.pt test acc", "best.pt val acc",
                    "epochs", "wall time", "started", "device", "folder"]  # fmt: skip

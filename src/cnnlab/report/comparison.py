@@ -12,6 +12,10 @@ best first, and the warnings say when that order may be seed noise (spreads that
 cannot be judged (a single run has no measured spread). Numbers and text only: the curves and
 the HTML page are compare_page.py's.
 
+Accuracies on different test sets do not compare: runs of several data sets are grouped by data
+set (a `dataset` column next to the run's name says which), ranked within each, and the first
+warning says so. The groups come in the order of their best rows.
+
 Runs trained with --no-eval-test (a sweep's trials) measured no test accuracy: their test
 columns show "-". A row with no final test accuracy at all is ranked after every row that has
 one, among its like by the mean validation accuracy of its runs' best.pt (so when no row has a
@@ -89,6 +93,11 @@ class Row:
         return "val" if self.best_val.n else ""
 
     @property
+    def dataset(self) -> str:
+        """The data set the runs were trained and tested on, as the table shows it."""
+        return setting(self.settings.get("dataset"))
+
+    @property
     def ranking(self) -> Spread:
         """The accuracies the row is ranked on (empty when `ranked_on` is "")."""
         return self.best_val if self.ranked_on == "val" else self.final
@@ -149,25 +158,44 @@ class Comparison:
         return any(row.best_val.n for row in self.rows)
 
     @property
+    def several_datasets(self) -> bool:
+        """Whether the runs are on more than one data set: then the rows are grouped by data
+        set, and its column comes right after the run's name."""
+        return len(datasets_of(self.rows)) > 1
+
+    @property
+    def setting_columns(self) -> list[str]:
+        """The differing settings at the table's end (not the data set, when it has its column
+        after the run's name)."""
+        return [n for n in self.differing if n != "dataset" or not self.several_datasets]
+
+    @property
     def header(self) -> list[str]:
         val = ["best.pt val acc"] if self.has_val else []
+        dataset = ["dataset"] if self.several_datasets else []
         return [
-            "run", "n", "final test acc", "best.pt test acc", *val, "chosen on", "parameters",
-            "epochs", "wall time", "examples/s", *self.differing,
+            "run", *dataset, "n", "final test acc", "best.pt test acc", *val, "chosen on",
+            "parameters", "epochs", "wall time", "examples/s", *self.setting_columns,
         ]  # fmt: skip
 
     def cells(self) -> list[list[str]]:
         """The table's rows as text, in the order of `header`."""
+        several, names = self.several_datasets, self.setting_columns
         return [
             [
-                row.label, str(row.n), str(row.final), str(row.best),
-                *([str(row.best_val)] if self.has_val else []), row.chosen_on,
+                row.label, *([row.dataset] if several else []), str(row.n), str(row.final),
+                str(row.best), *([str(row.best_val)] if self.has_val else []), row.chosen_on,
                 _thousands(row.parameters), row.epochs, duration(row.wall_seconds),
                 _thousands(row.examples_per_second),
-                *(setting(row.settings.get(name)) for name in self.differing),
+                *(setting(row.settings.get(name)) for name in names),
             ]
             for row in self.rows
         ]  # fmt: skip
+
+    def group_starts(self) -> list[int]:
+        """The rows (from 0) that begin another data set's group, the first row left out."""
+        rows = self.rows
+        return [i for i in range(1, len(rows)) if rows[i].dataset != rows[i - 1].dataset]
 
     def numeric_columns(self) -> list[int]:
         return [i for i, name in enumerate(self.header) if name in self.NUMERIC]
@@ -183,6 +211,13 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.text()
+
+    def _repr_html_(self) -> str:  # a notebook shows the table, then the warnings
+        from cnnlab.display import html_table, preformatted
+
+        notes = [*self.folder_warnings, *self.warnings]
+        table = html_table(self.header, self.cells(), self.numeric_columns())
+        return table + "".join(preformatted(warning_line(text)) for text in notes)
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int]) -> str:
@@ -228,7 +263,7 @@ def build_comparison(records: Sequence[RunRecord]) -> Comparison:
                 best_val=_spread(r.best_val_accuracy for r in members),
             )
         )
-    rows.sort(key=_rank)
+    rows = _grouped_by_dataset(sorted(rows, key=_rank))
     _unique_labels(rows)
     return Comparison(rows, differing_settings(rows), warnings_for(rows))
 
@@ -257,14 +292,24 @@ def _rank(row: Row) -> tuple[int, float, str]:
     return (RANKINGS.index(row.ranked_on), -(row.ranking.mean or 0.0), row.label)
 
 
+def _grouped_by_dataset(ranked: list[Row]) -> list[Row]:
+    """The ranked rows with each data set's rows together (a ranking never crosses data sets),
+    the data sets in the order of their best rows."""
+    order = datasets_of(ranked)
+    return sorted(ranked, key=lambda row: order.index(row.dataset))  # stable: keeps the ranks
+
+
 def warnings_for(rows: Sequence[Row]) -> list[str]:
-    """Where the table's order may mislead: overlapping spreads, rows ranked on validation
-    accuracy or measured on the test split in part, single runs, unfinished runs."""
-    warnings = []
+    """Where the table's order may mislead: several data sets, overlapping spreads, rows ranked
+    on validation accuracy or measured on the test split in part, single runs, unfinished runs."""
+    warnings = _dataset_warnings(rows)
     for ranked_on, words in RANKING_WORDS.items():  # spreads are compared within a ranking
         spread = [r for r in rows if r.ranked_on == ranked_on and r.ranking.n >= 2]
         for i, a in enumerate(spread):  # one line per row: the rows below it it overlaps
-            below = [b for b in spread[i + 1 :] if _overlap(a.ranking, b.ranking)]
+            below = [
+                b for b in spread[i + 1 :]
+                if b.dataset == a.dataset and _overlap(a.ranking, b.ranking)
+            ]  # fmt: skip
             if below:
                 others = ", ".join(b.label for b in below)
                 warnings.append(
@@ -292,6 +337,22 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
                     f"it with `cnnlab train --resume {run.path}`"
                 )
     return warnings
+
+
+def _dataset_warnings(rows: Sequence[Row]) -> list[str]:
+    """One line when the rows are on several data sets: they are ranked within each."""
+    datasets = datasets_of(rows)
+    if len(datasets) < 2:
+        return []
+    return [
+        f"these runs are on {len(datasets)} data sets ({', '.join(datasets)}): accuracies on "
+        "different test sets do not compare, so the rows are ranked within each data set"
+    ]
+
+
+def datasets_of(rows: Sequence[Row]) -> list[str]:
+    """The rows' data sets, each once, in the rows' order."""
+    return list(dict.fromkeys(row.dataset for row in rows))
 
 
 def _untested_warnings(rows: Sequence[Row]) -> list[str]:

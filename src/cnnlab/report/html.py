@@ -1,5 +1,7 @@
 """Self-contained HTML pages: styles inline, images embedded as data: URIs, no script and no
-request to any network, so a page opens offline, mails as one file and prints.
+request to any network, so a page opens offline, mails as one file and prints. The page itself
+never scrolls sideways: a table wider than the window scrolls inside its own box, and a figure
+wider than it is scaled down to fit.
 
     page("LeNet on Fashion-MNIST", section("Curves", image(png, "curves")) + ...)
 """
@@ -7,24 +9,30 @@ request to any network, so a page opens offline, mails as one file and prints.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 1100px; margin: 1.5em auto; padding: 0 1em; }
+       max-width: 1100px; margin: 1.5em auto; padding: 0 1em; overflow-wrap: break-word; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
 .sub { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 0.6em 0; }
+.table { overflow-x: auto; margin: 0.6em 0; }
+table { border-collapse: collapse; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee; text-align: left;
          vertical-align: top; }
 th { background: #f6f6f6; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td { white-space: nowrap; }  /* a row is one line; a wide table scrolls in its .table box */
+td:last-child:not(.num) { white-space: normal; }  /* but free text (a value, a folder) wraps */
+tr.chosen td { background: #eef6ee; font-weight: 600; }
+tr.group td { border-top: 2px solid #bbb; }
 pre { background: #f8f8f8; padding: 0.7em; white-space: pre-wrap; font-size: 12px;
-      line-height: 1.3; }
+      line-height: 1.3; overflow-x: auto; }
 code { background: #f3f3f3; padding: 0 0.2em; }
-figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; }
+figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top;
+         max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 .warn { color: #a40; }
@@ -58,11 +66,20 @@ def image(png: bytes, alt: str, caption: str = "") -> str:
 
 
 def table(
-    header: Sequence[str] | None, rows: Iterable[Sequence[object]], numeric: Iterable[int] = ()
+    header: Sequence[str] | None,
+    rows: Iterable[Sequence[object]],
+    numeric: Iterable[int] = (),
+    row_classes: Mapping[int, str] | None = None,
 ) -> str:
-    """A table of text cells (escaped); columns in `numeric` are right-aligned. Without a
+    """A table of text cells (escaped), in a box that scrolls sideways when the table is wider
+    than the page; columns in `numeric` are right-aligned, and row i (from 0, the header not
+    counted) gets the CSS class `row_classes[i]` (STYLE's `chosen`, `group`). Without a
     `header`, the first column names each row."""
     right = set(numeric)
+    classes = row_classes or {}
+
+    def tr(i: int) -> str:
+        return f'<tr class="{escape(classes[i])}">' if i in classes else "<tr>"
 
     def cells(values: Sequence[object], tag: str) -> str:
         return "".join(
@@ -72,11 +89,12 @@ def table(
 
     if header is None:  # a list of facts: name, value
         body = "".join(
-            f"<tr><th>{escape(str(row[0]))}</th>{cells(row[1:], 'td')}</tr>\n" for row in rows
+            f"{tr(i)}<th>{escape(str(row[0]))}</th>{cells(row[1:], 'td')}</tr>\n"
+            for i, row in enumerate(rows)
         )
-        return f"<table>\n{body}</table>\n"
-    body = "".join(f"<tr>{cells(row, 'td')}</tr>\n" for row in rows)
-    return f"<table>\n<tr>{cells(header, 'th')}</tr>\n{body}</table>\n"
+        return f'<div class="table"><table>\n{body}</table></div>\n'
+    body = "".join(f"{tr(i)}{cells(row, 'td')}</tr>\n" for i, row in enumerate(rows))
+    return f'<div class="table"><table>\n<tr>{cells(header, "th")}</tr>\n{body}</table></div>\n'
 
 
 def preformatted(text: str) -> str:

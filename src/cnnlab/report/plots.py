@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from cnnlab.config import PlotConfig
+from cnnlab.curves import DPI, FONT, TRAIN, curves_figure
 from cnnlab.errors import ConfigError
 from cnnlab.figures import render_png, shorten, write_pngs
 from cnnlab.files import check_output_folder
@@ -37,9 +37,6 @@ from cnnlab.inspect.features import conv_layers, feature_figures
 from cnnlab.report.predictions import GRID, TOP_LOSSES, Predictions, load_predictions
 from cnnlab.report.run_folder import RunRecord, read_run
 
-DPI = 100  # pixels per inch: axis text at FONT points is 11 pixels high
-FONT = 8  # points
-CURVES_SIZE = (10.0, 3.0)  # inches: three panels, loss, accuracy, learning rate
 CONFUSION_SIZE = (11.0, 5.2)  # two square matrices side by side, with their colour bars
 PER_CLASS_SIZE = (6.0, 4.0)
 GRID_TILE = (1.35, 1.45)  # inches per image of the prediction grid: the image and two lines
@@ -58,43 +55,14 @@ CAPTIONS = {
     "confusion": "Confusion matrix: rows are the true class, columns the predicted one.",
     "per_class": "{Split} accuracy of each class.",
     "top_losses": "The mistakes the model was most sure of.",
-    "filters": "The first conv layer's filters.",
+    "gradcam": "The same mistakes with their Grad-CAM heatmaps (`cnnlab explain`): where the "
+    "model looked for the class it wrongly chose; red is where it found the most for it.",
+    "filters": "The filters of conv layer 1 of {}, the first the forward pass calls.",
     "maps": "{Split} image 0 (top left of the predictions) out of conv layer {} of {}.",
 }
-TRAIN, VAL, TEST = "tab:blue", "tab:purple", "tab:orange"
 
 
 # --- the figures ------------------------------------------------------------------------------
-
-
-def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
-    """Per epoch: train, validation (when held out) and test loss and accuracy (d2l's Animator
-    shows train loss, train accuracy and test accuracy), and the learning rate. An epoch that
-    was not evaluated has no test point (a run trained with --no-eval-test: no test line);
-    markers show every point, so a one-epoch run still shows something. The accuracy panel's
-    title names best.pt's epoch and the split that chose it."""
-    fig = _figure(CURVES_SIZE, layout="constrained")
-    loss, accuracy, lr = fig.subplots(1, 3)
-    splits = (("train", TRAIN), ("val", VAL), ("test", TEST))
-    _lines(loss, metrics, tuple((f"{name}_loss", name, colour) for name, colour in splits), "loss")
-    _lines(
-        accuracy,
-        metrics,
-        tuple((f"{name}_accuracy", name, colour) for name, colour in splits),
-        "accuracy",
-    )
-    chooser = "val" if any("val_accuracy" in row for row in metrics) else "test"
-    best = _best(metrics, f"{chooser}_accuracy")
-    if best is not None:
-        title = f"accuracy (best {chooser} {best[1]:.4f}, epoch {best[0]})"
-        accuracy.set_title(title, fontsize=FONT + 1)
-    lr_title = "learning rate (at the epoch's last step)"
-    rates = _lines(lr, metrics, (("lr", None, "tab:green"),), lr_title)
-    if rates and min(rates) > 0 and max(rates) > 10 * min(rates):
-        lr.set_yscale("log")  # a schedule spanning decades is flat on a linear axis
-    elif rates and min(rates) == max(rates):  # a flat line's axis would only show noise digits
-        lr.set_title(f"learning rate: {rates[0]:g} throughout", fontsize=FONT + 1)
-    return fig
 
 
 def prediction_grid(predictions: Predictions) -> Figure:
@@ -179,17 +147,8 @@ def top_losses_figure(predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
     kept = set(predictions.image_index.tolist())
     indices = [i for i in predictions.top_losses(n) if i in kept]
     if not indices:  # a perfect model: say so instead of an empty grid
-        fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
-        total, split = len(predictions.labels), predictions.split_name
-        text = f"no mistakes: all {total} {split} images are predicted right"
-        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
-        return fig
-    names, tiles = predictions.class_names, []
-    for i in indices:
-        predicted, true = names[predictions.predicted[i]], names[predictions.labels[i]]
-        confidence = predictions.confidence[i]
-        title = f"{shorten(predicted, NAME)} / {shorten(true, NAME)}\n{confidence:.3f}"
-        tiles.append((predictions.image(i), title, WRONG))
+        return _no_mistakes_figure(predictions)
+    tiles = [(predictions.image(i), _mistake_title(predictions, i), WRONG) for i in indices]
     return _image_grid(
         tiles,
         (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS),
@@ -199,12 +158,57 @@ def top_losses_figure(predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
     )
 
 
+def _no_mistakes_figure(predictions: Predictions) -> Figure:
+    fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
+    total, split = len(predictions.labels), predictions.split_name
+    text = f"no mistakes: all {total} {split} images are predicted right"
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
+    return fig
+
+
+def _mistake_title(predictions: Predictions, i: int) -> str:
+    """ "predicted / true" and the probability of the prediction, of image i of the split."""
+    names = predictions.class_names
+    predicted, true = names[predictions.predicted[i]], names[predictions.labels[i]]
+    return f"{shorten(predicted, NAME)} / {shorten(true, NAME)}\n{predictions.confidence[i]:.3f}"
+
+
+def top_losses_gradcam_figure(
+    predictions: Predictions, model: Any, state: dict[str, Any], n: int = TOP_LOSSES
+) -> Figure:
+    """top_losses_figure's mistakes, each with its Grad-CAM heatmap (of the class predicted,
+    from the last conv layer) laid over it, titled as there."""
+    import torch
+
+    from cnnlab.data.images import normalize
+    from cnnlab.inspect.gradcam import explain_batch, overlay
+
+    kept = set(predictions.image_index.tolist())
+    indices = [i for i in predictions.top_losses(n) if i in kept]
+    if not indices:
+        return _no_mistakes_figure(predictions)
+    pixels = np.stack([predictions.image(i) for i in indices])
+    found = explain_batch(model, normalize(torch.from_numpy(pixels), state["mean"], state["std"]))
+    tiles = []
+    for k, i in enumerate(indices):
+        blended = overlay(pixels[k], found.heatmap[k].numpy()).transpose(2, 0, 1)
+        tiles.append((blended, _mistake_title(predictions, i), WRONG))
+    return _image_grid(
+        tiles,
+        (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS),
+        TOP_TILE,
+        f"Grad-CAM of the {len(tiles)} most confident mistakes (layer {found.layer})",
+        "heatmap of the predicted class over each image; predicted / true, then its probability",
+    )
+
+
 def run_figures(
     record: RunRecord, predictions: Predictions, *, device: str = "auto"
 ) -> list[tuple[str, str, Figure]]:
     """Every figure of a run as (file name, caption, Figure), in the order a report shows them:
-    curves, predictions, confusion, per_class, top_losses, filters, then maps-NN-<layer>, one
-    per conv layer. Only the filters and maps load the model (onto `device`)."""
+    curves, predictions, confusion, per_class, top_losses, top_losses_gradcam, filters, then
+    maps-NN-<layer>, one per conv layer. Only the last three kinds load the model (onto
+    `device`)."""
     figures = [
         ("curves.png", caption("curves", predictions), curves_figure(record.metrics)),
         ("predictions.png", caption("predictions", predictions), prediction_grid(predictions)),
@@ -218,9 +222,9 @@ def run_figures(
 def _conv_figures(
     record: RunRecord, predictions: Predictions, device: str
 ) -> list[tuple[str, str, Figure]]:
-    """filters.png and the maps of image 0 of the predictions' split, from the checkpoint the
-    predictions came from; its pixels are in the predictions already, so the data set is not
-    loaded again."""
+    """top_losses_gradcam.png, filters.png and the maps of image 0 of the predictions' split,
+    from the checkpoint the predictions came from; the pixels are in the predictions already,
+    so the data set is not loaded again."""
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.device import resolve_device
 
@@ -237,7 +241,11 @@ def _conv_figures(
     title = f"input: {split} image 0 of {source}"
     # input.png is left out: the image is the first of the prediction grid already
     _, (name, fig), *maps = feature_figures(model, state, predictions.image(0), title, label)
-    figures = [(name, caption("filters", predictions), fig)]
+    gradcam = top_losses_gradcam_figure(predictions, model, state)
+    figures = [
+        ("top_losses_gradcam.png", caption("gradcam", predictions), gradcam),
+        (name, caption("filters", predictions, len(maps)), fig),
+    ]
     for n, (name, fig) in enumerate(maps, 1):
         figures.append((name, caption("maps", predictions, n, len(maps)), fig))
     return figures
@@ -293,38 +301,6 @@ def plot_run(cfg: PlotConfig) -> tuple[list[Path], Predictions]:
 
 def _figure(size: tuple[float, float], **options: Any) -> Figure:
     return Figure(figsize=size, dpi=DPI, **options)
-
-
-def _lines(ax: Any, metrics: list[dict[str, Any]], series: tuple, title: str) -> list[float]:
-    """One line per (key, label, colour) over the epochs that recorded it; the values drawn."""
-    drawn: list[float] = []
-    for key, label, colour in series:
-        points = [
-            (row["epoch"], float(row[key]))
-            for row in metrics
-            if isinstance(row.get(key), int | float) and math.isfinite(row[key])
-        ]
-        if points:
-            epochs, values = zip(*points, strict=True)
-            ax.plot(epochs, values, marker="o", markersize=3, color=colour, label=label)
-            drawn += values
-    if not drawn:
-        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-    elif sum(label is not None for _, label, _ in series) > 1:
-        ax.legend(fontsize=FONT - 1)
-    ax.set_title(title, fontsize=FONT + 1)
-    ax.set_xlabel("epoch", fontsize=FONT)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
-    ax.tick_params(labelsize=FONT)
-    ax.grid(alpha=0.3)
-    return drawn
-
-
-def _best(metrics: list[dict[str, Any]], key: str) -> tuple[int, float] | None:
-    """(epoch, `key`) of the best evaluated epoch (the first of equals, as best.pt)."""
-    scored = [(row["epoch"], row.get(key)) for row in metrics]
-    scored = [(epoch, value) for epoch, value in scored if value is not None]
-    return max(scored, key=lambda pair: pair[1]) if scored else None
 
 
 def _image_grid(

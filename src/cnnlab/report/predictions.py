@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.config import TOP_LOSSES  # images in the top-losses view
 from cnnlab.errors import RunFolderError
 from cnnlab.files import sha256_of
 from cnnlab.report.run_folder import RunRecord, read_run
@@ -30,7 +31,6 @@ CACHE = "predictions.npz"
 CACHE_VERSION = 2  # 2: the cache names its split; a version 1 cache holds the test split
 READABLE_VERSIONS = (1, CACHE_VERSION)
 GRID = (5, 6)  # rows, columns of the prediction grid (seed 003's figure)
-TOP_LOSSES = 16  # images in the top-losses view
 
 
 @dataclass
@@ -48,6 +48,12 @@ class Predictions:
     image_index: np.ndarray  # (M,) int64: test indices whose pixels are kept
     images: np.ndarray  # (M, C, H, W) uint8
     split: str = "test"  # "test", or "val" for a run trained with --no-eval-test
+
+    def _repr_png_(self) -> bytes:  # a notebook shows the prediction grid
+        from cnnlab.figures import render_png
+        from cnnlab.report.plots import prediction_grid
+
+        return render_png(prediction_grid(self))
 
     @property
     def split_name(self) -> str:

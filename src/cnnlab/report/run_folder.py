@@ -50,6 +50,19 @@ class RunRecord:
     def name(self) -> str:
         return self.path.name
 
+    def _repr_html_(self) -> str:  # a notebook shows the run: where, its curves, its epochs
+        from cnnlab.training.notebook import run_html
+        from cnnlab.training.outputs import epoch_columns
+
+        config = self.config
+        columns = epoch_columns(self.selection == "val", self.evaluates_test or self.measured_test)
+        facts = [
+            ("run folder", str(self.path)),
+            ("model", f"{config.get('model')} on {config.get('dataset')}"),
+            ("epochs", f"{len(self.metrics)} of {config.get('epochs')}"),
+        ]
+        return run_html(self.metrics, columns, facts)
+
     @property
     def config(self) -> dict[str, Any]:
         """The TrainConfig values it ran with, in today's fields (config.saved_train_values)."""

@@ -29,7 +29,8 @@ FILENAME = "report.html"
 UNMEASURED = " (not measured: --no-eval-test)"  # after the test images of such a run
 # every section of the page, by id, in order: the browser test checks each is there
 SECTIONS = (
-    "what-ran", "environment", "model", "epochs", "plots", "per-class-accuracy", "checkpoints",
+    "what-ran", "environment", "model", "epochs", "plots", "per-class-accuracy", "calibration",
+    "checkpoints",
 )  # fmt: skip
 
 
@@ -92,6 +93,7 @@ def render_report(record: RunRecord, predictions: Predictions, *, device: str = 
         html.section("Epochs", epoch_table(record), "epochs"),
         html.section("Plots", plots(record, predictions, device), "plots"),
         html.section("Per-class accuracy", per_class(predictions), "per-class-accuracy"),
+        html.section("Calibration", calibration(predictions), "calibration"),
         html.section("Checkpoints", checkpoints(record), "checkpoints"),
     ]
     subtitle = f"{config.get('model')} on {config.get('dataset')}, {len(record.metrics)} epochs"
@@ -178,17 +180,26 @@ def model_summary(record: RunRecord) -> str:
 
 def epoch_table(record: RunRecord) -> str:
     """One row per epoch, a column per epoch metric (training.outputs.epoch_columns), after
-    which epoch best.pt holds and which split chose it. A run trained with --no-eval-test has
-    no test columns (unless a part of it resumed with --eval-test measured some)."""
+    which epoch best.pt holds and which split chose it; that epoch's row is marked (CSS class
+    `chosen`, and BEST_PT in a last column). A run trained with --no-eval-test has no test
+    columns (unless a part of it resumed with --eval-test measured some)."""
     from cnnlab.training.outputs import epoch_columns
 
     has_test = record.evaluates_test or record.measured_test
     columns = epoch_columns(record.selection == "val", has_test)
-    rows = [[metric.report_cell(row) for metric in columns] for row in record.metrics]
-    titles = [metric.title for metric in columns]
+    chosen = record.chosen_row
+    rows = [
+        [*(metric.report_cell(row) for metric in columns), BEST_PT if row is chosen else ""]
+        for row in record.metrics
+    ]
+    titles = [*(metric.title for metric in columns), ""]
+    marked = {i: "chosen" for i, row in enumerate(record.metrics) if row is chosen}
     notes = "".join(html.paragraph(text, "warn") for text in record.warnings)
-    table = html.table(titles, rows, numeric=range(len(columns)))
+    table = html.table(titles, rows, numeric=range(len(columns)), row_classes=marked)
     return notes + html.paragraph(chosen_text(record)) + table
+
+
+BEST_PT = "←\u00a0best.pt"  # the last cell of best.pt's epoch in the epoch table: on one line
 
 
 def chosen_text(record: RunRecord) -> str:
@@ -248,6 +259,24 @@ def per_class(predictions: Predictions) -> str:
     most = "most confused (true → predicted): " + ("; ".join(pairs) if pairs else "none")
     header = ("class", "accuracy", f"{split} images", "most often taken for")
     return html.paragraph(text) + html.table(header, rows, numeric=(1, 2)) + html.paragraph(most)
+
+
+def calibration(predictions: Predictions) -> str:
+    """Whether the probabilities mean anything: a learner reading "97%" should also see how
+    sure the model was when right and when wrong (the ECE, the reliability diagram)."""
+    from cnnlab.figures import render_png
+    from cnnlab.report.calibration import calibration_figure, calibration_of, calibration_text
+
+    result = calibration_of(predictions)
+    split = predictions.split_name
+    caption = (
+        "Left: accuracy per confidence bin against the diagonal of a perfectly calibrated "
+        f"model, the gaps hatched; below it, how many {split} images each bin holds. Right: "
+        "the confidence of the right and of the wrong predictions."
+    )
+    figure = render_png(calibration_figure(predictions, result))
+    text = calibration_text(result, split)
+    return html.paragraph(text) + html.image(figure, alt="calibration.png", caption=caption)
 
 
 def checkpoints(record: RunRecord) -> str:

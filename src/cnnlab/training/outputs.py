@@ -23,6 +23,7 @@ from cnnlab.config import TrainConfig
 from cnnlab.files import atomic_write_text, installed_version, remove_stale_temp_files
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.device import describe_device
+from cnnlab.training.notebook import NotebookView, in_notebook
 from cnnlab.training.run_dir import clear_start, create_run_dir, lock_run_dir, never_trained, unlock
 
 
@@ -235,7 +236,8 @@ def clock(seconds: float) -> str:
 
 class Progress:
     """A rich progress bar on a terminal: the epoch's batches and time left, the running train
-    loss and accuracy, and the whole run's time left. Exactly one line per epoch otherwise."""
+    loss and accuracy, and the whole run's time left. In a Jupyter notebook, the same bar and
+    the curves redrawn in place (notebook.py). Exactly one line per epoch otherwise."""
 
     REFRESH_SECONDS = 0.5  # the running figures wait for the device: read them this often
 
@@ -243,12 +245,14 @@ class Progress:
         self, mode: str, total_epochs: int, *, has_val: bool = False, has_test: bool = True
     ):
         if mode == "auto":
-            mode = "bar" if sys.stdout.isatty() else "lines"
+            mode = "notebook" if in_notebook() else "bar" if sys.stdout.isatty() else "lines"
         self.mode = mode
         self.total_epochs = total_epochs
         self.columns = epoch_columns(has_val, has_test)
         self._bar = None
         self._task = None
+        self._view: NotebookView | None = None  # the notebook's output area, made on first use
+        self._epoch = (0, 0, 0)  # (epoch, batches done, batches): the notebook's bar
         self._printed_header = False
         self._steps_left = 0  # the run's batches still to train
         self._clock: tuple[float, int] | None = None  # (time, steps left) at the first step
@@ -257,14 +261,20 @@ class Progress:
 
     def start_epoch(self, epoch: int, batches: int, start_batch: int = 0) -> None:
         self._header()
-        if self.mode != "bar":
+        if self.mode not in ("bar", "notebook"):
+            return
+        self._steps_left = (self.total_epochs - epoch) * batches - start_batch
+        if self.mode == "notebook":
+            if self._view is None:
+                self._view = NotebookView(self.columns)
+            self._epoch = (epoch, start_batch, batches)
+            self._show_notebook_bar(self._running_text())
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import (
             Progress as RichProgress,
         )
 
-        self._steps_left = (self.total_epochs - epoch) * batches - start_batch
         self._bar = RichProgress(  # narrow: it fits 80 columns with the running figures
             TextColumn(f"epoch {epoch + 1}/{self.total_epochs}"),
             BarColumn(bar_width=16),
@@ -281,16 +291,26 @@ class Progress:
     def advance(self, sums: Any = None) -> None:
         """One batch trained; `sums`: the epoch's running sums (EpochSums), read at most every
         REFRESH_SECONDS for the running loss and accuracy."""
-        if self._bar is None:
+        if self._bar is None and self._view is None:
             return
         self._steps_left -= 1
-        self._bar.advance(self._task, 1)
+        epoch, done, batches = self._epoch
+        self._epoch = (epoch, done + 1, batches)
+        if self._bar is not None:
+            self._bar.advance(self._task, 1)
         now = self.clock()
         if self._clock is None:
             self._clock = (now, self._steps_left)
         if sums is not None and now >= self._next_refresh:
             self._next_refresh = now + self.REFRESH_SECONDS
-            self._bar.update(self._task, running=self._running_text(sums, now))
+            if self._bar is not None:
+                self._bar.update(self._task, running=self._running_text(sums, now))
+            else:
+                self._show_notebook_bar(self._running_text(sums, now))
+
+    def _show_notebook_bar(self, running: str) -> None:
+        epoch, done, batches = self._epoch
+        self._view.progress(f"epoch {epoch + 1}/{self.total_epochs}", done, batches, running)
 
     def _running_text(self, sums: Any = None, now: float | None = None) -> str:
         """' · loss 0.512 acc 0.843 · run 3:10 left': the epoch so far, and the run's time
@@ -308,18 +328,24 @@ class Progress:
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         self._stop_bar()
-        if self.mode != "none":
+        if self._view is not None:
+            self._view.end_epoch(row)
+        elif self.mode != "none":
             print(format_row(row, self.columns), flush=True)
 
     def message(self, text: str) -> None:
-        if self.mode != "none":
+        if self._view is not None:
+            self._view.message(text)
+        elif self.mode != "none":
             print(text, flush=True)
 
     def close(self) -> None:
         self._stop_bar()
+        if self._view is not None:
+            self._view.close()
 
     def _header(self) -> None:
-        if self.mode != "none" and not self._printed_header:
+        if self.mode not in ("none", "notebook") and not self._printed_header:
             print(header(self.columns), flush=True)
             self._printed_header = True
 

@@ -55,6 +55,19 @@ class TrainResult:
     config: TrainConfig
     main_process: bool = True
 
+    def _repr_html_(self) -> str:  # a notebook shows the run: where, its curves, its epochs
+        from cnnlab.training.notebook import run_html
+        from cnnlab.training.outputs import epoch_columns
+
+        cfg = self.config
+        columns = epoch_columns(cfg.val_fraction > 0, cfg.eval_test)
+        facts = [
+            ("run folder", str(self.run_dir)),
+            ("model", f"{cfg.model} on {cfg.dataset}"),
+            ("epochs", f"{len(self.metrics)} of {cfg.epochs}"),
+        ]
+        return run_html(self.metrics, columns, facts)
+
 
 def fit(cfg: TrainConfig, given: Given | None = None) -> TrainResult:
     """Train as `cfg` says and leave a run directory behind (no report: `cnnlab.train` asks
