@@ -12,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnlab-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser postgres test quick demo lint format bench bench-full mutation reproduce clean
+.PHONY: setup data browser postgres test quick demo lint format bench bench-full mutation reproduce notebooks clean
 
 ## setup: make .venv, install cnnlab (editable, with dev tools, ONNX and Optuna), make
 ## Fashion-MNIST, Chromium (the HTML pages' browser tests) and PostgreSQL (the sweep's shared
@@ -102,6 +102,12 @@ $(VENV)/.cnnlab-mutation: $(STAMP)
 SHARED_DATA := $(wildcard ../shared/data)
 reproduce: setup
 	CNNLAB_DATA=$${CNNLAB_DATA:-$(SHARED_DATA)} $(PY) tools/reproduce.py
+
+## notebooks: run the five tutorial notebooks (docs/tutorials/) at full size, each in a fresh
+## Jupyter kernel; the executed copies, with their pictures, go to runs/tutorials/<name>/ beside
+## the runs they made (MNIST and CIFAR-10 as for reproduce)
+notebooks: setup
+	CNNLAB_DATA=$${CNNLAB_DATA:-$(SHARED_DATA)} $(PY) tools/notebooks.py
 
 ## lint: ruff check and format check
 lint: $(STAMP)

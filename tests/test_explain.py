@@ -275,3 +275,4 @@ def test_cnnlab_explain_writes_a_png_per_image(run, tmp_path, capsys):
     with Image.open(out / names[0]) as png:
         assert png.size == (528, 248)  # three 2.2-inch panels at 80 dpi; one row, 3.1 inches
     assert found._repr_png_().startswith(b"\x89PNG")
+    assert repr(found) == "<Explanation of 3 images, Grad-CAM of layer conv2>"  # not the pixels

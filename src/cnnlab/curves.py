@@ -18,13 +18,15 @@ CURVES_SIZE = (10.0, 3.0)  # inches: three panels, loss, accuracy, learning rate
 TRAIN, VAL, TEST = "tab:blue", "tab:purple", "tab:orange"
 
 
-def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
+def curves_figure(metrics: list[dict[str, Any]], epochs: int | None = None) -> Figure:
     """Per epoch: train, validation (when held out) and test loss and accuracy (d2l's Animator
     shows train loss, train accuracy and test accuracy), and the learning rate. An epoch that
     was not evaluated has no test point (a run trained with --no-eval-test: no test line);
     markers show every point, so a one-epoch run still shows something. The accuracy panel's
     title names best.pt's epoch and the split that chose it. A learning rate that never changed
-    is one line of text under the panels instead of a panel of its own."""
+    is one line of text under the panels instead of a panel of its own. `epochs`: the x axis
+    runs to this epoch (a run still training, redrawn as its curves grow into the frame, as
+    d2l's Animator does); by default to the last row's."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
@@ -44,6 +46,9 @@ def curves_figure(metrics: list[dict[str, Any]]) -> Figure:
     if best is not None:
         title = f"accuracy (best {chooser} {best[1]:.4f}, epoch {best[0]})"
         accuracy.set_title(title, fontsize=FONT + 1)
+    if epochs is not None:
+        for ax in fig.axes:
+            ax.set_xlim(0.5, max(epochs, 1) + 0.5)
     if constant:  # a flat line would take a third of the figure to say one number
         fig.supxlabel(f"learning rate: {rates[0]:g} throughout", fontsize=FONT + 1, color="0.3")
         return fig

@@ -37,9 +37,12 @@ PANEL = 2.2  # inches per panel (176 pixels at the DPI below): a 28×28 image is
 DPI = 80
 
 
-@dataclass
+@dataclass(repr=False)
 class Explanation:
     """N images with what the model made of them, and where it looked."""
+
+    def __repr__(self) -> str:  # a line, not the pixels (a notebook shows the figure)
+        return f"<Explanation of {len(self.images)} images, Grad-CAM of layer {self.layer}>"
 
     images: np.ndarray  # (N, C, H, W) uint8, as the model saw them (converted and resized)
     names: list[str]  # what each image is: "test image 12", "shoe.png"

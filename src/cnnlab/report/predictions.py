@@ -33,7 +33,7 @@ READABLE_VERSIONS = (1, CACHE_VERSION)
 GRID = (5, 6)  # rows, columns of the prediction grid (seed 003's figure)
 
 
-@dataclass
+@dataclass(repr=False)
 class Predictions:
     """Per image of `split` (index i of that split): labels[i], predicted[i], confidence[i] (the
     probability of predicted[i]) and p_true[i]; `images` holds the pixels of `image_index`."""
@@ -48,6 +48,12 @@ class Predictions:
     image_index: np.ndarray  # (M,) int64: test indices whose pixels are kept
     images: np.ndarray  # (M, C, H, W) uint8
     split: str = "test"  # "test", or "val" for a run trained with --no-eval-test
+
+    def __repr__(self) -> str:  # a line, not the arrays (a notebook shows the grid)
+        return (
+            f"<Predictions of {self.checkpoint} on {len(self.labels)} {self.split_name} images: "
+            f"accuracy {self.accuracy:.4f}>"
+        )
 
     def _repr_png_(self) -> bytes:  # a notebook shows the prediction grid
         from cnnlab.figures import render_png

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:  # whole (or no zip): its pickle asks for more
         raise CheckpointError(
             f"refused to load {path}: it holds objects other than tensors and plain values "
-            f"({first_line(err) if str(err).strip() else 'unsafe content'}); only load "
-            "checkpoints you trust, saved by cnnlab"
+            f"({refusal(err)}); only load checkpoints you trust, saved by cnnlab"
         ) from None
     except Exception as err:  # torch raises many kinds for a torn or foreign file
         raise CheckpointError(
@@ -101,6 +101,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"reads up to {VERSION}); upgrade cnnlab to load it"
         )
     return state
+
+
+def refusal(err: pickle.UnpicklingError) -> str:
+    """What torch's weights_only unpickler refused, in a few words: "Unsupported global: GLOBAL
+    torch.nn.modules.linear.Linear" (its message opens with advice to load the file unsafely,
+    in terminal bold: neither belongs in cnnlab's line)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed|\.\s|\.?$)", text, re.M)
+    if found:
+        return found.group(1).strip()
+    return first_line(RuntimeError(text)) if text.strip() else "unsafe content"
 
 
 def _check_intact(path: Path) -> None:

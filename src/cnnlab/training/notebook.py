@@ -30,10 +30,11 @@ class NotebookView:
     """The output area of one run in a notebook: `bar` (a progress bar and the running
     figures), then `board` (the curves, the epochs table, the messages)."""
 
-    def __init__(self, columns: tuple[Any, ...]):
+    def __init__(self, columns: tuple[Any, ...], epochs: int):
         from IPython.display import HTML, display
 
         self.columns = columns  # EpochMetric: the table's columns, as the progress lines'
+        self.epochs = epochs  # the curves' x axis runs to the run's last epoch from the start
         self.rows: list[dict[str, Any]] = []
         self.messages: list[str] = []
         self.bar = display(HTML(""), display_id=True)
@@ -64,22 +65,27 @@ class NotebookView:
     def _draw_board(self) -> None:
         from IPython.display import HTML
 
-        parts = [run_html(self.rows, self.columns)] if self.rows else []
+        parts = [run_html(self.rows, self.columns, epochs=self.epochs)] if self.rows else []
         parts += [preformatted(text) for text in self.messages]
         self.board.update(HTML("".join(parts)))
 
 
 def run_html(
-    rows: list[dict[str, Any]], columns: tuple[Any, ...], facts: list[tuple[str, str]] = ()
+    rows: list[dict[str, Any]],
+    columns: tuple[Any, ...],
+    facts: list[tuple[str, str]] = (),
+    epochs: int | None = None,
 ) -> str:
     """A run as a notebook shows it: `facts` (name, value), the curves of its epoch `rows`
-    (the report's figure) and the table of them under the `columns` (EpochMetric)."""
+    (the report's figure; its x axis to `epochs`) and the table of them under the `columns`
+    (EpochMetric)."""
     from cnnlab.curves import curves_figure
     from cnnlab.figures import render_png
 
     parts = [html_table(None, facts)] if facts else []
     if rows:
-        parts.append(png_image(render_png(curves_figure(rows)), "loss and accuracy per epoch"))
+        figure = curves_figure(rows, epochs)
+        parts.append(png_image(render_png(figure), "loss and accuracy per epoch"))
     titles = [metric.title for metric in columns]
     cells = [[metric.report_cell(row) for metric in columns] for row in rows]
     parts.append(html_table(titles, cells, numeric=range(len(columns))))

@@ -266,7 +266,7 @@ class Progress:
         self._steps_left = (self.total_epochs - epoch) * batches - start_batch
         if self.mode == "notebook":
             if self._view is None:
-                self._view = NotebookView(self.columns)
+                self._view = NotebookView(self.columns, self.total_epochs)
             self._epoch = (epoch, start_batch, batches)
             self._show_notebook_bar(self._running_text())
             return

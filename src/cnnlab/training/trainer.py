@@ -44,7 +44,7 @@ from cnnlab.training.signals import StopSignals, TrainingInterrupted
 from cnnlab.training.stopping import selection_key, stop_reason
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     """A finished run: its folder, its trained model, one metrics row per epoch, the config it
     ran with, and whether this process wrote the folder (under torchrun, rank 0 alone)."""
@@ -54,6 +54,9 @@ class TrainResult:
     metrics: list[dict[str, Any]]
     config: TrainConfig
     main_process: bool = True
+
+    def __repr__(self) -> str:  # a line, not the model's layers (a notebook shows the run)
+        return f"<TrainResult {self.run_dir}: {len(self.metrics)} epochs of {self.config.model}>"
 
     def _repr_html_(self) -> str:  # a notebook shows the run: where, its curves, its epochs
         from cnnlab.training.notebook import run_html
