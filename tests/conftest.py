@@ -12,6 +12,10 @@ fake ones are made on demand in the upstream formats, from helpers.py's learnabl
                          3 classes, 8 train / 4 test images each
     npz_data             (session) "npz:<folder>" of write_learnable_npz's defaults: 384 train /
                          128 test 28x28 grey images, 4 classes; read-only, shared by all tests
+    tiny_run             (session) a finished mnist_cnn run on such data, 16 confident mistakes
+    tiny_report          (session) a copy of tiny_run after `cnnlab report RUN --out PAGE`
+                         (its predictions.npz computed): test_report.py and
+                         test_report_browser.py read the same page, drawn once
 
 Helpers live in helpers.py and tests import them from there, never from this file
 (`from helpers import write_idx`): learnable_images, write_learnable_npz, write_idx,
@@ -22,6 +26,7 @@ relocate_checkpoint, and the constants FAKE_TRAIN, FAKE_TEST, PNG_CLASSES, NPZ_C
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -34,6 +39,19 @@ from helpers import (
     write_learnable_npz,
     write_mnist_files,
 )
+
+# Modules whose tests take many seconds each, run first. pytest-xdist hands each worker tests
+# in collection order and never takes back what it handed out, so a long test collected last
+# runs at the end on one worker while the other has nothing left: the notebooks' kernels
+# (8-16 s each, test_tutorials.py, collected last) kept one worker busy for about 10 s alone.
+# Run first, they overlap with the other worker's short tests. Whole modules move, so their
+# module-scoped fixtures are still made once.
+LONG_FIRST = ("test_tutorials.py",)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_FIRST)  # stable: the rest in order
 
 
 def _cut_off_real_data(patch: pytest.MonkeyPatch, cache: Path) -> None:
@@ -151,3 +169,36 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         report=False,
     )  # fmt: skip
     return result.run_dir
+
+
+class ReportedRun(NamedTuple):
+    """tiny_report: the run folder, the page, and the exit code and output of the command."""
+
+    run: Path
+    page: Path
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportedRun:
+    """A copy of tiny_run after `cnnlab report RUN --out PAGE`: predictions.npz computed into
+    RUN, the page written to PAGE, the command's exit code and what it printed (drawing a page
+    takes seconds: test_report.py and test_report_browser.py read this one). Shared by every
+    test of the session: read it, never change it (copy RUN first)."""
+    import contextlib
+    import io
+    import shutil
+
+    from cnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_report")
+    run, page = root / "tiny", root / "page.html"
+    # without a cache of predictions, should a test have left one in tiny_run: the command
+    # computes them
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("predictions.npz", "plots"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["report", str(run), "--out", str(page)])
+    return ReportedRun(run, page, code, out.getvalue(), err.getvalue())

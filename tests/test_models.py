@@ -52,14 +52,23 @@ def input_shape_for(name: str) -> tuple[int, int, int]:
     return (info.input_shape[0], side, side)
 
 
+class BuiltModels(dict):
+    """Each model at its test input, built (seeded by itself) the first time a test asks for
+    it: pytest-xdist may hand the parameter-count tests at the end to another worker, which then
+    builds those seed models only, not VGG-11 and the rest again."""
+
+    def __missing__(self, name: str) -> nn.Module:
+        with torch.random.fork_rng():  # the test's own random numbers stay as they were
+            torch.manual_seed(0)
+            model = self[name] = create_model(name, image_size=input_shape_for(name)[1:])
+        return model
+
+
 @pytest.fixture(scope="module")
 def built_models() -> dict[str, nn.Module]:
     """One model per name at its test input, shared by the forward and backward tests (VGG-11
     alone takes over a second to build on two cores)."""
-    torch.manual_seed(0)
-    return {
-        name: create_model(name, image_size=input_shape_for(name)[1:]) for name in TESTED_MODELS
-    }
+    return BuiltModels()
 
 
 # --- every model --------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ objects a learner looks at have a rich display. tests/test_tutorials.py runs a r
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -106,26 +108,34 @@ def test_other_modes_print_as_before(handles, capsys):
     assert handles == []
 
 
-def test_a_run_and_its_folder_show_curves_and_epochs(tiny_run):
+@pytest.fixture(scope="module")
+def run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of tiny_run: its predictions are computed into it."""
+    copy = tmp_path_factory.mktemp("notebook") / "tiny"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def test_a_run_and_its_folder_show_curves_and_epochs(run):
     import cnnlab
     from cnnlab.report.run_folder import read_run
     from cnnlab.training.checkpoint import load_checkpoint, rebuild_model
     from cnnlab.training.trainer import TrainResult
 
-    record = read_run(tiny_run)
+    record = read_run(run)
     config = cnnlab.TrainConfig.from_dict(record.config)
-    model = rebuild_model(load_checkpoint(tiny_run / "best.pt"))
-    result = TrainResult(tiny_run, model, record.metrics, config)
-    assert repr(result) == f"<TrainResult {tiny_run}: 3 epochs of mnist_cnn>"  # not the layers
+    model = rebuild_model(load_checkpoint(run / "best.pt"))
+    result = TrainResult(run, model, record.metrics, config)
+    assert repr(result) == f"<TrainResult {run}: 3 epochs of mnist_cnn>"  # not the layers
     for html in (result._repr_html_(), record._repr_html_()):
-        assert f'<td style="text-align: left">{tiny_run}</td>' in html
+        assert f'<td style="text-align: left">{run}</td>' in html
         assert html.count("<img ") == 1
         body = html.split("<tbody>")[-1]
         assert len(re.findall("<tr>", body)) == len(record.metrics) == 3
         assert format(record.metrics[-1]["test_accuracy"], ".4f") in body
 
 
-def test_a_summary_a_comparison_and_predictions_have_rich_displays(tiny_run):
+def test_a_summary_a_comparison_and_predictions_have_rich_displays(run):
     import cnnlab
     from cnnlab.report.compare import compare
     from cnnlab.report.predictions import load_predictions
@@ -135,11 +145,11 @@ def test_a_summary_a_comparison_and_predictions_have_rich_displays(tiny_run):
     assert summary.title() in html.replace("&gt;", ">")
     assert html.count("<tr>") == 1 + len(summary.shown_rows)
     assert "receptive field" in html
-    comparison = compare([tiny_run])
+    comparison = compare([run])
     html = comparison._repr_html_()
     assert html.count("<tr>") == 1 + len(comparison.rows)
     assert all(f">{cell}<" in html for cell in comparison.cells()[0])
-    predictions = load_predictions(tiny_run)
+    predictions = load_predictions(run)
     assert predictions._repr_png_().startswith(b"\x89PNG")
     assert repr(predictions) == (
         f"<Predictions of best.pt on 128 test images: accuracy {predictions.accuracy:.4f}>"

@@ -19,7 +19,7 @@ from cnnlab.cli import build_parser, main
 from cnnlab.cli.options import given_values
 from cnnlab.config.flags import command_line
 from cnnlab.report.predictions import load_predictions
-from cnnlab.report.run_report import SECTIONS, rerun_command, write_report
+from cnnlab.report.run_report import SECTIONS, rerun_command
 
 
 class Page(HTMLParser):
@@ -55,18 +55,17 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def reported(tiny_run, tmp_path_factory) -> tuple[Path, Page, str]:
-    run = tmp_path_factory.mktemp("reported") / "tiny"
-    shutil.copytree(tiny_run, run)
-    path = write_report(run)
-    text = path.read_text()
-    return run, Page(text), text
+def reported(tiny_report) -> tuple[Path, Page, str]:
+    """The page `cnnlab report` wrote of a copy of tiny_run (conftest's tiny_report, which the
+    browser tests read too), parsed, and that run."""
+    text = tiny_report.page.read_text()
+    return tiny_report.run, Page(text), text
 
 
-def test_report_has_every_section_in_order(reported):
-    run, page, _ = reported
+def test_report_has_every_section_in_order(reported, tiny_report):
+    _, page, _ = reported
     assert page.sections == list(SECTIONS)
-    assert (run / "report.html").stat().st_mode & 0o044  # readable by others, like the PNGs
+    assert tiny_report.page.stat().st_mode & 0o044  # readable by others, like the PNGs
 
 
 def test_every_image_is_an_embedded_png_that_decodes(reported):
@@ -140,11 +139,13 @@ def test_command_line_round_trips_every_kind_of_setting():
     assert "--epochs" not in argv  # defaults are left out
 
 
-def test_report_command_writes_the_page_and_reuses_the_predictions(tiny_run, tmp_path, capsys):
+def test_report_command_writes_the_page_and_reuses_the_predictions(tiny_report, tmp_path):
+    # the first command, `cnnlab report RUN --out PAGE` of a copy of tiny_run: conftest's
+    # tiny_report (its page is the one the tests above read)
+    assert tiny_report.code == 0, tiny_report.err
+    assert f"wrote {tiny_report.page}" in tiny_report.out
     run = tmp_path / "tiny"
-    shutil.copytree(tiny_run, run)
-    assert main(["report", str(run), "--out", str(tmp_path / "page.html")]) == 0
-    assert f"wrote {tmp_path / 'page.html'}" in capsys.readouterr().out
+    shutil.copytree(tiny_report.run, run)  # copy2: the cache keeps its modification time
     cached = (run / "predictions.npz").stat().st_mtime_ns
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").is_file()

@@ -14,7 +14,7 @@ import pytest
 
 from cnnlab.figures import DPI, FONT
 from cnnlab.report.compare import compare
-from cnnlab.report.run_report import SECTIONS, write_report
+from cnnlab.report.run_report import SECTIONS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip(
@@ -34,11 +34,11 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report_url(tiny_run, tmp_path_factory) -> str:
-    """report.html of a copy of tiny_run, written once for the module's tests."""
-    run = tmp_path_factory.mktemp("browser") / "tiny"
-    shutil.copytree(tiny_run, run)
-    return write_report(run).as_uri()
+def report_url(tiny_report) -> str:
+    """The report of a copy of tiny_run (conftest's tiny_report: test_report.py reads the same
+    page), written once."""
+    assert tiny_report.code == 0, tiny_report.err
+    return tiny_report.page.as_uri()
 
 
 def test_report_renders_in_chromium_offline(browser, report_url, tmp_path):

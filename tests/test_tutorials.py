@@ -57,20 +57,23 @@ def test_there_is_a_tutorial_for_each_seed_and_each_is_stored_without_outputs():
         assert len(tagged) == 1 and "EPOCHS = " in tagged[0].source, path
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[path.stem for path in TUTORIALS])
-def test_the_tutorial_runs_under_a_kernel(path, fake_data, tmp_path, monkeypatch):
+def test_every_tutorial_runs_under_a_kernel(fake_data, tmp_path, monkeypatch):
+    """All five in one kernel, its namespace emptied before each (tools/notebooks.py says why);
+    every cell runs without error, and each notebook's runs go to its own folder."""
     monkeypatch.setenv("CNNLAB_DATA", str(fake_data))  # the kernel inherits the environment
-    executed = notebooks.run_notebook(path, tmp_path, {"EPOCHS": "1"}, NO_REPORTS, timeout=300)
-    errors = [
-        output
-        for cell in executed.cells
-        for output in cell.get("outputs", [])
-        if output.output_type == "error"
-    ]
-    assert not errors
-    assert (tmp_path / "runs").is_dir()  # its runs went to the folder it was run in
-    if path.name.startswith("01"):
-        check_live_training(executed)
+    folders = [tmp_path / path.stem for path in TUTORIALS]
+    ran = notebooks.run_in_one_kernel(TUTORIALS, folders, {"EPOCHS": "1"}, NO_REPORTS, 300)
+    for path, folder, executed in zip(TUTORIALS, folders, ran, strict=True):
+        errors = [
+            output
+            for cell in executed.cells
+            for output in cell.get("outputs", [])
+            if output.output_type == "error"
+        ]
+        assert not errors, path.name
+        assert (folder / "runs").is_dir(), path.name  # its runs went to its own folder
+        if path.name.startswith("01"):
+            check_live_training(executed)
 
 
 def check_live_training(executed) -> None:

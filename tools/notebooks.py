@@ -7,7 +7,8 @@ Each notebook runs in a fresh kernel in its own folder (runs/tutorials/<name>/, 
 go), and the executed copy, outputs and pictures included, is written there beside them; the
 notebooks in docs/ stay as they are stored, without outputs. `--set NAME=VALUE` adds a cell after
 the one tagged "parameters" (as papermill does): the test suite runs every tutorial so, on a few
-fake images and one epoch. A cell that fails stops its notebook with the cell's traceback.
+fake images and one epoch, all five in one kernel (run_in_one_kernel). A cell that fails
+stops its notebook with the cell's traceback.
 """
 
 from __future__ import annotations
@@ -39,10 +40,8 @@ def with_settings(notebook, settings: dict[str, str], code: str = ""):
     tagged = [k for k, cell in enumerate(notebook.cells) if "parameters" in _tags(cell)]
     if not tagged:
         raise SystemExit("the notebook has no cell tagged 'parameters' to set values after")
-    # NAME "_": a statement of its own (the tests turn reports off so)
-    source = "\n".join(
-        value if name == "_" else f"{name} = {value}" for name, value in settings.items()
-    )
+    lines = [f"{name} = {value}" for name, value in settings.items()]
+    source = "\n".join([*lines, code] if code else lines)
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata["tags"] = ["injected-parameters"]
     notebook.cells.insert(tagged[0] + 1, cell)
@@ -73,6 +72,33 @@ def run_notebook(
     )
     client.execute()
     return notebook
+
+
+def run_in_one_kernel(
+    paths: list[Path],
+    folders: list[Path],
+    settings: dict[str, str] | None = None,
+    code: str = "",
+    timeout: int = 1800,
+):
+    """Execute the notebooks one after another in one kernel, each after a cell that empties
+    the kernel's namespace (`%reset -f`) and moves it to the notebook's folder; yield each
+    executed notebook. What a fresh kernel each would run, but for the modules already imported:
+    the test suite's way, as a kernel's start and torch's import cost seconds each time."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nbformat.v4.new_notebook(), timeout=timeout, kernel_name="python3")
+    with client.setup_kernel():
+        for path, folder in zip(paths, folders, strict=True):
+            folder.mkdir(parents=True, exist_ok=True)
+            notebook = with_settings(nbformat.read(path, as_version=4), settings or {}, code)
+            fresh = f"%reset -f\n__import__('os').chdir({str(folder)!r})"
+            notebook.cells.insert(0, nbformat.v4.new_code_cell(fresh))
+            client.nb = notebook
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+            yield notebook
 
 
 def main(argv: list[str] | None = None) -> int:

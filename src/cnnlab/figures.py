@@ -45,7 +45,9 @@ def render_png(fig: Figure) -> bytes:
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3]
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="png", optimize=True)
+    # zlib's default level: optimize=True made the files 3% smaller and took 5 times as long
+    # (0.44 s against 0.09 s for a report's figures)
+    Image.fromarray(rgb).save(buffer, format="png")
     return buffer.getvalue()
 
 
