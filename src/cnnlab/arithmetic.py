@@ -1,7 +1,8 @@
 """Conv and pool arithmetic: output sizes, and how receptive fields grow, in plain Python.
 
 One side of a conv or pool output is floor((in + 2p - d(k-1) - 1) / s) + 1 (seed 000's
-floor((in + 2p - k) / s) + 1 when d = 1; seed 003 prints it without the floor and the +1). With
+floor((in + 2p - k) / s) + 1 when d = 1; seed 003 prints (in + 2p - k) / (2s) + 1: a typo'd
+denominator and no floor). With
 PyTorch's ceil_mode (pools only) the division rounds up, but the last window must start inside
 the input or its left padding, so a window that would start in the right padding is dropped.
 
