@@ -13,6 +13,7 @@ fake ones are made on demand in the upstream formats, from helpers.py's learnabl
     npz_data             (session) "npz:<folder>" of write_learnable_npz's defaults: 384 train /
                          128 test 28x28 grey images, 4 classes; read-only, shared by all tests
     tiny_run             (session) a finished mnist_cnn run on such data, 16 confident mistakes
+    tiny_run_copy        (module) a copy of it that the module's tests may write into
     tiny_report          (session) a copy of tiny_run after `cnnlab report RUN --out PAGE`
                          (its predictions.npz computed): test_report.py and
                          test_report_browser.py read the same page, drawn once
@@ -169,6 +170,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         report=False,
     )  # fmt: skip
     return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_run_copy(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of tiny_run for one test module, which may write into it (its predictions.npz)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("tiny_run_copy") / "tiny"
+    shutil.copytree(tiny_run, copy)
+    return copy
 
 
 class ReportedRun(NamedTuple):

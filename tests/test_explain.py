@@ -4,7 +4,6 @@ synthetic data set's class, and a run's mistakes, test images and files explaine
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -207,11 +206,9 @@ def test_gradcam_mass_lies_on_the_region_that_decides():
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the session's tiny_run (16 confident mistakes), its predictions computed."""
-    copy = tmp_path_factory.mktemp("explain") / "tiny"
-    shutil.copytree(tiny_run, copy)
-    return copy
+def run(tiny_run_copy: Path) -> Path:
+    """The session's tiny_run (16 confident mistakes), a copy its predictions are written to."""
+    return tiny_run_copy
 
 
 def test_a_run_explains_its_most_confident_mistakes_in_the_reports_order(run):
@@ -248,9 +245,16 @@ def test_test_images_files_and_pixels_give_the_same_heatmaps(run, tmp_path):
 
 
 def test_a_module_is_explained_on_its_own_input():
-    model = small_net(classes=3).eval()
+    model = small_net(classes=3).train()
     x = torch.randn(2, 1, 8, 8)
     found = cnnlab.explain(model, x, class_names=["a", "b", "c"], layer="4")
+    assert model.training  # left in the mode it was given in
+    unnamed = cnnlab.explain(model, x, target=2)
+    assert unnamed.class_names == ["0", "1", "2"] and list(unnamed.target) == [2, 2]
+    with pytest.raises(ConfigError, match="classes 0 to 2"):
+        cnnlab.explain(model, x, target=3)
+    with pytest.raises(ConfigError, match="give class_names"):
+        cnnlab.explain(model, x, target="cat")
     direct = explain_batch(model, x, layer="4")
     np.testing.assert_array_equal(found.heatmap, direct.heatmap.numpy())
     assert found.images.dtype == np.uint8 and found.images.max() == 255

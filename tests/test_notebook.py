@@ -5,7 +5,6 @@ objects a learner looks at have a rich display. tests/test_tutorials.py runs a r
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import types
 from pathlib import Path
@@ -109,11 +108,9 @@ def test_other_modes_print_as_before(handles, capsys):
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of tiny_run: its predictions are computed into it."""
-    copy = tmp_path_factory.mktemp("notebook") / "tiny"
-    shutil.copytree(tiny_run, copy)
-    return copy
+def run(tiny_run_copy: Path) -> Path:
+    """The session's tiny_run, a copy its predictions are computed into."""
+    return tiny_run_copy
 
 
 def test_a_run_and_its_folder_show_curves_and_epochs(run):

@@ -128,10 +128,10 @@ class Explanation:
         from cnnlab.figures import write_pngs
 
         pngs = [
-            (f"explain-{i + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png", [i])
+            (f"explain-{i + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png", self.figure([i]))
             for i, name in enumerate(self.names)
         ]
-        return write_pngs(Path(folder), [(name, render_png(self.figure(i))) for name, i in pngs])
+        return write_pngs(Path(folder), [(name, render_png(figure)) for name, figure in pngs])
 
 
 def _show(ax: Any, picture: np.ndarray, title: str, cmap: str | None = None) -> None:
@@ -181,21 +181,15 @@ def _explain_module(
         raise ConfigError("give the images to explain: the model's input, (N, C, H, W)")
     x = torch.as_tensor(images, dtype=torch.float32)
     x = x if x.ndim == 4 else x.unsqueeze(0)
-    with torch.no_grad():
-        classes = int(model.eval()(x[:1].to(_device(model))).shape[1])
-    names = list(class_names) if class_names is not None else [str(k) for k in range(classes)]
-    found = explain_batch(model, x, _target(cfg.target, names), cfg.layer)
+    names = list(class_names) if class_names is not None else None
+    found = explain_batch(model, x, _target(cfg.target, names), cfg.layer)  # checks the range
+    if names is None:  # classes by number, as many as the model scores
+        names = [str(k) for k in range(found.logits.shape[1])]
     low, high = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
     pixels = ((x - low) / (high - low).clamp(min=1e-12) * 255).round().to(torch.uint8)
     return Explanation(
         pixels.numpy(), [f"image {i}" for i in range(len(x))], [None] * len(x), names, found
     )
-
-
-def _device(model: nn.Module) -> torch.device:
-    from cnnlab.training.device import model_device
-
-    return model_device(model)
 
 
 def _explain_checkpoint(run: Path, images: Any, cfg: ExplainConfig) -> Explanation:
@@ -301,10 +295,16 @@ def _mistakes(
     return pixels, [f"{predictions.split_name} image {i}" for i in indices], labels
 
 
-def _target(target: str | None, names: list[str]) -> int | None:
-    """The class `target` names (a class name, else a number), or None: each prediction."""
+def _target(target: str | None, names: list[str] | None) -> int | None:
+    """The class `target` names (a class name, else a number), or None: each prediction.
+    Without `names` (a module given without class names) only a number will do, and
+    explain_batch checks it against the model's classes."""
     if target is None:
         return None
+    if names is None and target.isdigit():
+        return int(target)
+    if names is None:
+        raise ConfigError(f"target {target!r} is no class number; give class_names to name one")
     if target in names:
         return names.index(target)
     if target.isdigit() and int(target) < len(names):

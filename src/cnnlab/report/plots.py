@@ -144,26 +144,35 @@ def top_losses_figure(predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
     "predicted / true" and the probability of the prediction (fastai's plot_top_losses). Only
     images whose pixels predictions.npz keeps are shown (the first TOP_LOSSES)."""
     wrong = int((predictions.predicted != predictions.labels).sum())
-    kept = set(predictions.image_index.tolist())
-    indices = [i for i in predictions.top_losses(n) if i in kept]
-    if not indices:  # a perfect model: say so instead of an empty grid
-        return _no_mistakes_figure(predictions)
+    indices = _shown_mistakes(predictions, n)
     tiles = [(predictions.image(i), _mistake_title(predictions, i), WRONG) for i in indices]
-    return _image_grid(
+    return _mistakes_grid(
+        predictions,
         tiles,
-        (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS),
-        TOP_TILE,
+        n,
         f"the {len(tiles)} most confident of {wrong} mistakes",
         "predicted / true class, then the probability given to the prediction",
     )
 
 
-def _no_mistakes_figure(predictions: Predictions) -> Figure:
-    fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
-    total, split = len(predictions.labels), predictions.split_name
-    text = f"no mistakes: all {total} {split} images are predicted right"
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
-    return fig
+def _shown_mistakes(predictions: Predictions, n: int) -> list[int]:
+    """The top `n` losses whose pixels the predictions keep, most confident first."""
+    kept = set(predictions.image_index.tolist())
+    return [i for i in predictions.top_losses(n) if i in kept]
+
+
+def _mistakes_grid(
+    predictions: Predictions, tiles: list, n: int, title: str, subtitle: str
+) -> Figure:
+    """The tiles of `n` mistakes in rows of TOP_COLUMNS; a perfect model gets a line saying so
+    instead of an empty grid."""
+    if not tiles:
+        fig = _figure((TOP_COLUMNS * TOP_TILE[0], 0.6))
+        total, split = len(predictions.labels), predictions.split_name
+        text = f"no mistakes: all {total} {split} images are predicted right"
+        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=FONT + 1)
+        return fig
+    return _image_grid(tiles, (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS), TOP_TILE, title, subtitle)
 
 
 def _mistake_title(predictions: Predictions, i: int) -> str:
@@ -183,20 +192,20 @@ def top_losses_gradcam_figure(
     from cnnlab.data.images import normalize
     from cnnlab.inspect.gradcam import explain_batch, overlay
 
-    kept = set(predictions.image_index.tolist())
-    indices = [i for i in predictions.top_losses(n) if i in kept]
+    indices = _shown_mistakes(predictions, n)
     if not indices:
-        return _no_mistakes_figure(predictions)
+        return _mistakes_grid(predictions, [], n, "", "")
     pixels = np.stack([predictions.image(i) for i in indices])
     found = explain_batch(model, normalize(torch.from_numpy(pixels), state["mean"], state["std"]))
-    tiles = []
-    for k, i in enumerate(indices):
-        blended = overlay(pixels[k], found.heatmap[k].numpy()).transpose(2, 0, 1)
-        tiles.append((blended, _mistake_title(predictions, i), WRONG))
-    return _image_grid(
+    tiles = [
+        (overlay(pixels[k], found.heatmap[k].numpy()).transpose(2, 0, 1),
+         _mistake_title(predictions, i), WRONG)
+        for k, i in enumerate(indices)
+    ]  # fmt: skip
+    return _mistakes_grid(
+        predictions,
         tiles,
-        (math.ceil(n / TOP_COLUMNS), TOP_COLUMNS),
-        TOP_TILE,
+        n,
         f"Grad-CAM of the {len(tiles)} most confident mistakes (layer {found.layer})",
         "heatmap of the predicted class over each image; predicted / true, then its probability",
     )
