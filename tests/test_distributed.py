@@ -79,12 +79,17 @@ def data(tmp_path_factory) -> str:
     return "npz:" + str(write_learnable_npz(tmp_path_factory.mktemp("ddp"), train=384, test=100))
 
 
+# the job that SIGTERM stops once its first epoch has ended: 5 epochs (a second or more) for
+# the signal to arrive before it ends
+STOPPED_JOB_EPOCHS = 6
+
+
 @pytest.fixture(scope="module")
 def one_process(data, tmp_path_factory) -> dict[int, Path]:
-    """The same run in one plain process, for 2 epochs and for 12."""
+    """The same run in one plain process, for 2 epochs and for STOPPED_JOB_EPOCHS."""
     out = tmp_path_factory.mktemp("one")
     runs = {}
-    for epochs in (2, 12):
+    for epochs in (2, STOPPED_JOB_EPOCHS):
         name = f"e{epochs}"
         cnnlab.train(dataset=data, out_dir=str(out), name=name, epochs=epochs, **SETTINGS)
         runs[epochs] = out / name
@@ -146,19 +151,19 @@ def test_sigterm_stops_every_rank_at_one_step_and_one_process_resumes_the_run(
 ):
     """SIGTERM to torchrun (it passes it on to both processes): one checkpoint, every rank
     stops; the run then resumes in one plain process and ends where one process ends."""
-    job = start_job(data, tmp_path / "run", epochs=12)
+    job = start_job(data, tmp_path / "run", epochs=STOPPED_JOB_EPOCHS)
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=120)
     assert job.returncode != 0
     assert err.count("stopped by SIGTERM") == 1, err[-3000:]  # both stopped; rank 0 says so
     assert "Resume with: cnnlab train --resume" in err
     saved = ckpt.load_checkpoint(tmp_path / "run" / "last.pt")
-    assert 0 < saved["epoch"] < 12, "the job ended before it was stopped"
+    assert 0 < saved["epoch"] < STOPPED_JOB_EPOCHS, "the job ended before it was stopped"
     assert len(rows(tmp_path / "run")) == saved["epoch"]
 
     cnnlab.train(resume=tmp_path / "run")  # 2 processes → 1
-    assert_same_weights(one_process[12], tmp_path / "run")
-    resumed, alone = rows(tmp_path / "run"), rows(one_process[12])
+    assert_same_weights(one_process[STOPPED_JOB_EPOCHS], tmp_path / "run")
+    resumed, alone = rows(tmp_path / "run"), rows(one_process[STOPPED_JOB_EPOCHS])
     assert [r["step"] for r in resumed] == [r["step"] for r in alone]
     assert resumed[-1]["test_loss"] == pytest.approx(alone[-1]["test_loss"], rel=1e-4)
 

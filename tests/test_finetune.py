@@ -246,15 +246,16 @@ def test_a_weights_file_starts_a_tv_model_and_is_never_read_again(tmp_path):
     import torchvision
 
     data = write_learnable_npz(tmp_path / "data", train=32, test=16, size=32)
-    imagenet = torchvision.models.resnet18().state_dict()
-    weights = tmp_path / "resnet18.pth"
+    # a small model with ResNet's kind of head, a Linear `fc`: 1.4 M tensors, ResNet-18's 11.7 M
+    imagenet = torchvision.models.shufflenet_v2_x0_5().state_dict()
+    weights = tmp_path / "shufflenet.pth"
     torch.save(imagenet, weights)
     cfg = config(
-        f"npz:{data}", tmp_path / "runs", model="tv_resnet18", weights_file=str(weights),
+        f"npz:{data}", tmp_path / "runs", model="tv_shufflenet_v2_x0_5", weights_file=str(weights),
         freeze_backbone=True, batch_size=16, lr=0.01,
     )  # fmt: skip
     result = cnnlab.train(cfg)
-    adapted = {"conv1.weight", "fc.weight", "fc.bias"}  # 1 input channel, 4 classes
+    adapted = {"conv1.0.weight", "fc.weight", "fc.bias"}  # 1 input channel, 4 classes
     for name, param in result.model.named_parameters():
         if name not in adapted:  # from the file, and frozen since
             assert torch.equal(param, imagenet[name]), name

@@ -63,6 +63,15 @@ def last_line(capsys) -> str:
     return capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def figures_not_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report's figures are still made (from the model and its predictions), not turned into
+    PNGs: two thirds of a report's second or two, and the pages here are read as text (the
+    rendered images are test_report.py's, and test_a_dataset_of_the_users_... draws one)."""
+    from cnnlab import figures
+
+    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
+
+
 @pytest.fixture
 def own_run(tmp_path: Path, npz_data: str, capsys) -> tuple[Path, Path]:
     """(the model file, far from the project, and a finished run of it on npz_data)."""
@@ -75,8 +84,11 @@ def own_run(tmp_path: Path, npz_data: str, capsys) -> tuple[Path, Path]:
     return net, run
 
 
-def test_a_model_file_trains_and_every_command_works_on_its_run(own_run, tmp_path, capsys):
+def test_a_model_file_trains_and_every_command_works_on_its_run(
+    own_run, tmp_path, capsys, monkeypatch
+):
     net, run = own_run
+    figures_not_rendered(monkeypatch)
     assert run.name.startswith("MyNet-learnable")  # named after the class, not the path
     config = json.loads((run / "config.json").read_text())
     assert config["model_name"] == f"{net}:MyNet"
@@ -209,7 +221,8 @@ def quick_train(tmp_path: Path, name: str, **options):
     return cnnlab.train(**{**values, **options})
 
 
-def test_a_class_or_a_built_module_trains_from_python(tmp_path, npz_data):
+def test_a_class_or_a_built_module_trains_from_python(tmp_path, npz_data, monkeypatch):
+    figures_not_rendered(monkeypatch)
     by_class = quick_train(tmp_path, "cls", model=Tiny, model_args={"width": 3}, dataset=npz_data)
     assert by_class.config.model == f"{__name__}:Tiny"
     assert cnnlab.rebuild_model(by_class.run_dir).net[0].out_channels == 3
@@ -311,9 +324,9 @@ def test_bad_model_names_get_one_line_and_exit_2(argv, expected, tmp_path, npz_d
 class Pictures(Dataset):
     """Seed 004's kind of Dataset: ToTensor pixels (floats in [0, 1]) and int labels."""
 
-    def __init__(self, npz: Path, split: str):
+    def __init__(self, npz: Path, split: str, count: int | None = None):
         with np.load(npz / f"{split}.npz") as arrays:
-            self.x, self.y = arrays["x"], arrays["y"]
+            self.x, self.y = arrays["x"][:count], arrays["y"][:count]
         self.classes = ["circle", "square", "cross", "star"]
 
     def __len__(self):
@@ -422,7 +435,9 @@ def test_a_dataset_too_big_for_memory_is_read_batch_by_batch_to_the_same_run(
     from cnnlab.data import own
 
     folder = Path(npz_data.removeprefix("npz:"))
-    splits = Pictures(folder, "train"), Pictures(folder, "test")
+    # half the images: still 3 training batches an epoch, the last one short (173 after the
+    # validation split), and whole epochs to compare
+    splits = Pictures(folder, "train", 192), Pictures(folder, "test", 64)
     options = dict(model="mnist_cnn", epochs=2, batch_size=64, lr=3e-3)
     in_memory = quick_train(tmp_path, "memory", train_data=splits[0], test_data=splits[1],
                             **options)  # fmt: skip

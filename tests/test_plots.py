@@ -8,10 +8,12 @@ import dataclasses
 import io
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.colors
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 import cnnlab
@@ -32,7 +34,6 @@ from cnnlab.report.plots import (
     write_plots,
 )
 from cnnlab.report.predictions import load_predictions
-from cnnlab.report.run_folder import read_run
 from helpers import checksums, write_learnable_npz
 
 NAMES = [
@@ -73,13 +74,12 @@ def _red(text) -> bool:
     return matplotlib.colors.same_color(text.get_color(), WRONG)
 
 
-def test_every_figure_is_written_as_a_png_of_its_figures_pixel_size(plotted):
-    run, paths = plotted
+def test_every_figure_is_written_as_a_png_of_its_figures_pixel_size(plotted, replotted):
+    (run, paths), figures = plotted, replotted.figures
     assert [p.name for p in paths] == NAMES
     assert all(p.parent == run / "plots" for p in paths)
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(NAMES)
     assert (run / "predictions.npz").is_file()  # the cache the next call reads
-    figures = run_figures(read_run(run), load_predictions(run), device="cpu")
     assert [name for name, _, _ in figures] == NAMES
     assert all(caption.endswith(".") for _, caption, _ in figures)
     for path, (_, _, fig) in zip(paths, figures, strict=True):
@@ -159,13 +159,12 @@ def test_top_losses_are_the_most_confident_mistakes_first(plotted):
         plots.render_png(fig)
 
 
-def test_the_top_losses_gradcam_lays_each_mistakes_heatmap_over_it(plotted):
+def test_the_top_losses_gradcam_lays_each_mistakes_heatmap_over_it(plotted, replotted):
     from cnnlab.report.explanations import explain
 
     run = plotted[0]
     predictions = load_predictions(run)
-    figures = dict((name, fig) for name, _, fig in run_figures(read_run(run), predictions))
-    fig = figures["top_losses_gradcam.png"]
+    fig = dict((name, fig) for name, _, fig in replotted.figures)["top_losses_gradcam.png"]
     top = predictions.top_losses()
     found = explain(run, count=16)  # the same mistakes, as `cnnlab explain` shows them
     assert len(fig.axes) == len(top) == 16
@@ -204,9 +203,9 @@ def test_curves_skip_epochs_without_test_metrics_and_log_a_wide_lr_range():
         assert [tick for tick in ax.get_xticks() if low <= tick <= high] == [1]
 
 
-def test_conv_figures_number_their_layers_as_their_captions_do(plotted):
-    run = plotted[0]
-    figures = plots._conv_figures(read_run(run), load_predictions(run), "cpu")
+def test_conv_figures_number_their_layers_as_their_captions_do(replotted):
+    figures = replotted.figures[-4:]  # _conv_figures: top_losses_gradcam, filters and the maps
+    assert [name for name, _, _ in figures] == NAMES[-4:]
     titles = {name: fig.texts[-2].get_text() for name, _, fig in figures}  # title, subtitle
     captions = {name: caption for name, caption, _ in figures}
     # mnist_cnn's convs are the modules conv1 and conv2: conv layers 1 and 2 of 2
@@ -222,22 +221,39 @@ def _never(*args, **kwargs):
     raise AssertionError("the predictions were computed")
 
 
+class Replotted(NamedTuple):
+    """What `cnnlab plot` of the plotted run did: its exit code, the cache as it was before,
+    the folder it wrote, the lines it printed and the figures it drew (run_figures' list)."""
+
+    code: int
+    cache: bytes
+    out: Path
+    lines: list[str]
+    figures: list[tuple[str, str, Figure]]
+
+
 @pytest.fixture(scope="module")
-def replotted(plotted) -> tuple[int, bytes, Path, list[str]]:
+def replotted(plotted) -> Replotted:
     """`cnnlab plot` of the plotted run into RUN/../cli, once (drawing the figures takes a
-    second or more), with the predictions never computed again: its exit code, the cache as it
-    was before, the folder and the lines it printed."""
+    second or more), with the predictions never computed again. The figures it drew from the
+    cache are kept: the tests that look into them read these rather than draw their own."""
     run = plotted[0]
     cache = (run / "predictions.npz").read_bytes()
-    out, printed = run.parent / "cli", io.StringIO()
+    out, printed, drawn = run.parent / "cli", io.StringIO(), []
+
+    def kept_figures(*args, **kwargs):
+        drawn.extend(run_figures(*args, **kwargs))
+        return drawn
+
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setattr(predictions_module, "compute_predictions", _never)
+        patch.setattr(plots, "run_figures", kept_figures)
         code = main(["plot", str(run), "--out", str(out), "--device", "cpu"])
-    return code, cache, out, printed.getvalue().splitlines()
+    return Replotted(code, cache, out, printed.getvalue().splitlines(), drawn)
 
 
 def test_cached_predictions_are_reused(plotted, replotted):
-    (run, first), (code, cache, out, _) = plotted, replotted
+    (run, first), (code, cache, out, _, _) = plotted, replotted
     assert code == 0 and sorted(p.name for p in out.iterdir()) == sorted(NAMES)
     assert (run / "predictions.npz").read_bytes() == cache
     for old in first:  # the same figures, pixel for pixel
@@ -283,7 +299,7 @@ def test_an_output_path_that_is_a_file_is_refused_before_predicting(tiny_run, tm
 
 
 def test_the_command_prints_the_files_the_worst_confusions_and_the_accuracy(plotted, replotted):
-    run, (code, _, out, lines) = plotted[0], replotted
+    run, (code, _, out, lines, _) = plotted[0], replotted
     assert code == 0
     assert lines[: len(NAMES) + 1] == [
         f"wrote {len(NAMES)} files to {out}/",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -33,23 +35,36 @@ def browser():
         browser.close()
 
 
+class LoadedPage(NamedTuple):
+    """report_page: the tab, the page's address, and the errors and requests seen since."""
+
+    tab: Any
+    url: str
+    errors: list[str]
+    requests: list[str]
+
+
 @pytest.fixture(scope="module")
-def report_url(tiny_report) -> str:
+def report_page(browser, tiny_report) -> Iterator[LoadedPage]:
     """The report of a copy of tiny_run (conftest's tiny_report: test_report.py reads the same
-    page), written once."""
+    page), written once and loaded once, in one tab the tests below share (each load decodes
+    its images again: half a second of Chromium): each test sets the window size it needs. The
+    errors and requests of the loading and of every test since are recorded."""
     assert tiny_report.code == 0, tiny_report.err
-    return tiny_report.page.as_uri()
-
-
-def test_report_renders_in_chromium_offline(browser, report_url, tmp_path):
-    url = report_url
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    url = tiny_report.page.as_uri()
+    tab = browser.new_page(viewport={"width": 1200, "height": 900})
     errors, requests = [], []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: requests.append(request.url))
-    page.goto(url, wait_until="load")
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("request", lambda request: requests.append(request.url))
+    tab.goto(url, wait_until="load")
+    yield LoadedPage(tab, url, errors, requests)
+    tab.close()
 
+
+def test_report_renders_in_chromium_offline(report_page, tmp_path):
+    page, url, errors, requests = report_page
+    page.set_viewport_size({"width": 1200, "height": 900})
     images = page.evaluate(
         "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
     )
@@ -62,15 +77,11 @@ def test_report_renders_in_chromium_offline(browser, report_url, tmp_path):
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    page.close()
 
 
-def test_report_prints_to_pdf(browser, report_url, tmp_path):
-    page = browser.new_page()
-    page.goto(report_url, wait_until="load")
-    pdf = page.pdf(path=str(tmp_path / "report.pdf"))
+def test_report_prints_to_pdf(report_page, tmp_path):
+    pdf = report_page.tab.pdf(path=str(tmp_path / "report.pdf"))
     assert pdf.startswith(b"%PDF") and Path(tmp_path / "report.pdf").stat().st_size > 10_000
-    page.close()
 
 
 def _page_width(page, width: int) -> tuple[int, int]:
@@ -79,9 +90,8 @@ def _page_width(page, width: int) -> tuple[int, int]:
     return tuple(page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"))
 
 
-def test_the_report_never_scrolls_sideways_and_shows_the_filters_legibly(browser, report_url):
-    page = browser.new_page()
-    page.goto(report_url, wait_until="load")
+def test_the_report_never_scrolls_sideways_and_shows_the_filters_legibly(report_page):
+    page = report_page.tab
     for width in (800, 1280):
         scroll_width, window_width = _page_width(page, width)
         assert scroll_width <= window_width, width  # wide tables scroll in their own box
@@ -89,7 +99,6 @@ def test_the_report_never_scrolls_sideways_and_shows_the_filters_legibly(browser
         shown, drawn = filters.evaluate("image => [image.clientWidth, image.naturalWidth]")
         assert drawn >= 600 and shown == drawn, width  # at its own size: labels as drawn
         assert FONT * DPI / 72 * shown / drawn >= 11  # pixels of a tile's label on screen
-    page.close()
 
 
 def _settings_run(source: Path, folder: Path, **settings) -> Path:

@@ -259,7 +259,9 @@ def test_a_python_program_keeps_its_own_collector_settings(npz_data, tmp_path):
 
     import cnnlab
 
+    # the test session froze its objects (conftest.py), and some may be freed while this
+    # trains: the count can fall; a freeze by cnnlab would add every object made since
     frozen = gc.get_freeze_count()
     cnnlab.train(model="mnist_cnn", dataset=npz_data, epochs=1, batch_size=64,
                  out_dir=str(tmp_path), progress="none", tensorboard=False)  # fmt: skip
-    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    assert gc.isenabled() and gc.get_freeze_count() <= frozen

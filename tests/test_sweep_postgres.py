@@ -1,8 +1,9 @@
 """One study shared by workers on several machines: `cnnlab sweep --storage postgresql://...`
 against a real PostgreSQL server, started here in a temporary data directory on a free port
 (Debian's postgresql; `make setup` installs it where apt-get can). Two `cnnlab sweep`
-commands with their own sweep folders, as on two machines, finish one study of 4 trials
-between them: each trial number run once, by one of them.
+commands with their own sweep folders, as on two machines (two processes: one started here,
+one this test's own), finish one study of 4 trials between them: each trial number run once,
+by one of them, and each of them runs some.
 
 Skips, saying why, where no server program, no psycopg or (as root) no postgres user exists.
 """
@@ -27,6 +28,8 @@ optuna = pytest.importorskip(
 )
 pytest.importorskip("psycopg", reason="psycopg is the sweep extra: pip install -e '.[sweep]'")
 
+from cnnlab.cli import main  # noqa: E402
+from cnnlab.sweeps import worker  # noqa: E402
 from cnnlab.sweeps.study import Tally, open_storage, quiet_optuna, storage_url  # noqa: E402
 from helpers import write_learnable_npz  # noqa: E402
 
@@ -78,7 +81,9 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path):
+def test_two_workers_on_two_sweep_folders_share_one_study(
+    postgres_url, tmp_path, capsys, monkeypatch
+):
     data = write_learnable_npz(tmp_path / "data", train=256, test=32)
     space = tmp_path / "shared.toml"
     space.write_text(
@@ -88,18 +93,19 @@ def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
-    commands = [
-        subprocess.Popen(
-            [sys.executable, "-m", "cnnlab", "sweep", str(space), "--out-dir", str(machine),
-             "--storage", postgres_url, "--no-report"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )
-        for machine in machines
-    ]  # fmt: skip
-    outputs = [command.communicate(timeout=300)[0] for command in commands]
-    for command, text in zip(commands, outputs, strict=True):
-        assert command.returncode == 0, text
-        assert "in --storage" in text
+    args = [str(space), "--storage", postgres_url, "--no-report", "--out-dir"]
+    # machine a: a `cnnlab sweep` process; machine b: the same command in this process (which
+    # earlier tests left with torch imported: a second process would add 3 s of imports),
+    # started once a has taken a trial, so that both take part whichever starts faster
+    other = subprocess.Popen([sys.executable, "-m", "cnnlab", "sweep", *args, str(machines[0])],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env)  # fmt: skip
+    started = _lines_until(other, ": lr=")
+    monkeypatch.setattr(worker, "POLL_SECONDS", 0.2)  # b, waiting for a's last trial: less idle
+    assert main(["sweep", *args, str(machines[1])]) == 0
+    outputs = [started + other.communicate(timeout=300)[0], capsys.readouterr().out]
+    assert other.returncode == 0, outputs[0]
+    assert all("in --storage" in text for text in outputs), outputs
 
     quiet_optuna()
     study = optuna.load_study(study_name="shared", storage=open_storage(storage_url(
@@ -113,6 +119,7 @@ def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path
         for number in numbers
     }
     assert all(len(where) == 1 for where in ran_where.values()), ran_where
+    assert {where for (where,) in ran_where.values()} == {m.name for m in machines}, ran_where
     for number, (machine,) in ran_where.items():
         metrics = tmp_path / machine / "shared/trials" / str(number) / "metrics.jsonl"
         assert len(metrics.read_text().splitlines()) == 2
@@ -123,6 +130,16 @@ def test_two_workers_on_two_sweep_folders_share_one_study(postgres_url, tmp_path
         assert all(f"\n    {n}  complete" in text for n in numbers), text
     best = json.loads(json.dumps(study.best_trial.params))
     assert 1e-3 <= best["lr"] <= 1e-2
+
+
+def _lines_until(process: subprocess.Popen, needle: str) -> str:
+    """The process's output up to the first line holding `needle` (the process still runs)."""
+    lines: list[str] = []
+    while not lines or needle not in lines[-1]:
+        line = process.stdout.readline()
+        assert line, "".join(lines)  # ended without it
+        lines.append(line)
+    return "".join(lines)
 
 
 def test_workers_on_any_machine_take_turns_through_the_database(postgres_url, tmp_path):

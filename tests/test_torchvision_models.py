@@ -7,6 +7,7 @@ is replaced."""
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import socket
 
@@ -35,7 +36,11 @@ from cnnlab.models.heads import first_conv_name, head_name
 from helpers import write_learnable_npz
 
 TV_NAMES = list_models("tv_*")
-RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+# The weight-file tests load a small classifier with ResNet's kind of head (a Linear `fc`):
+# ShuffleNet-V2 x0.5's 1.4 M tensors are written and read in a fraction of ResNet-18's 11.7 M.
+SMALL = "tv_shufflenet_v2_x0_5"
+SMALL_FILE = "shufflenetv2_x0.5-f707e7126e.pth"  # the name in torchvision's URL, as it caches it
+SMALL_URL = f"https://download.pytorch.org/models/{SMALL_FILE}"
 
 
 def one_line(caught: pytest.ExceptionInfo) -> str:
@@ -67,7 +72,7 @@ def test_every_torchvision_classifier_is_registered_at_its_weights_crop_size():
 @pytest.mark.parametrize("name", TV_NAMES)
 def test_every_model_gets_a_head_for_its_classes_and_a_stem_for_its_channels(name, monkeypatch):
     # the size check's meta forward would double the time of 80 builds; the tests below run it
-    monkeypatch.setattr(torchvision_models, "_takes", lambda *args: True)
+    monkeypatch.setattr(torchvision_models, "_fits", lambda *args: True)  # caching no answer
     with torch.device("meta"):  # RegNet too, whose widths are worked out on the CPU
         model = create_model(name, num_classes=7, in_channels=1)
     head = model.get_submodule(head_name(model, 7))
@@ -177,6 +182,9 @@ def test_min_input_size_of_the_one_size_models_is_their_smallest_size():
 def test_a_model_without_weights_learns_at_32x32():
     torch.manual_seed(0)
     model = create_model("tv_resnet18", num_classes=4, in_channels=1, image_size=32).train()
+    # torchvision's init ran (on the meta device it is skipped): Kaiming normal, fan_out, for
+    # ReLU: std = sqrt(2 / (64*3*3)) ≈ 0.059
+    assert model.layer1[0].conv1.weight.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.05)
     images, labels = torch.randn(8, 1, 32, 32), torch.arange(8) % 4
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     before = F.cross_entropy(model(images), labels)
@@ -190,10 +198,12 @@ def test_a_model_without_weights_learns_at_32x32():
 
 
 @pytest.fixture(scope="module")
-def resnet18_state() -> dict[str, torch.Tensor]:
-    """Stands in for the ImageNet weights: a ResNet-18 state dict of random values."""
-    torch.manual_seed(0)
-    return torchvision.models.resnet18().state_dict()
+def small_state() -> dict[str, torch.Tensor]:
+    """Stands in for the ImageNet weights: a ShuffleNet-V2 x0.5 state dict of random values.
+    Not seeded with training's default seed 0, which would give a model built without the file
+    these very values."""
+    torch.manual_seed(7)
+    return torchvision.models.shufflenet_v2_x0_5().state_dict()
 
 
 def save(state: dict[str, torch.Tensor], path) -> str:
@@ -204,22 +214,23 @@ def save(state: dict[str, torch.Tensor], path) -> str:
     return str(path)
 
 
-def assert_resnet18_weights_adapted(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Every tensor from `state` but the head's and the stem's; the stem's RGB filters summed."""
+def assert_small_weights_adapted(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor from `state` but the head's and the stem conv's (`conv1.0`, before its batch
+    norm); the stem's RGB filters summed."""
     own = model.state_dict()
     for key, value in state.items():
-        if not key.startswith(("fc.", "conv1.")):
+        if not key.startswith(("fc.", "conv1.0.")):
             assert torch.equal(own[key], value), key
     # a gray image is R = G = B, so the summed filters see it as the RGB model would
-    assert torch.allclose(model.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))
+    assert torch.allclose(model.conv1[0].weight, state["conv1.0.weight"].sum(1, keepdim=True))
     assert model.fc.out_features == 10
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_a_weights_file_is_loaded_and_adapted(suffix, resnet18_state, tmp_path):
-    path = save(resnet18_state, tmp_path / f"imagenet{suffix}")
-    model = create_model("tv_resnet18", weights_file=path, num_classes=10, in_channels=1)
-    assert_resnet18_weights_adapted(model, resnet18_state)
+def test_a_weights_file_is_loaded_and_adapted(suffix, small_state, tmp_path):
+    path = save(small_state, tmp_path / f"imagenet{suffix}")
+    model = create_model(SMALL, weights_file=path, num_classes=10, in_channels=1)
+    assert_small_weights_adapted(model, small_state)
     assert model.model_args["weights_file"] == path
     assert_rebuilds_without_the_weights(model)
 
@@ -230,10 +241,10 @@ def assert_rebuilds_without_the_weights(model: nn.Module) -> None:
     rebuilt.load_state_dict(model.state_dict(), strict=True)
 
 
-def test_weights_for_1000_rgb_classes_load_unchanged(resnet18_state, tmp_path):
-    model = create_model("tv_resnet18", weights_file=save(resnet18_state, tmp_path / "w.pth"))
+def test_weights_for_1000_rgb_classes_load_unchanged(small_state, tmp_path):
+    model = create_model(SMALL, weights_file=save(small_state, tmp_path / "w.pth"))
     own = model.state_dict()
-    assert all(torch.equal(own[key], value) for key, value in resnet18_state.items())
+    assert all(torch.equal(own[key], value) for key, value in small_state.items())
 
 
 def test_squeezenet_gets_a_new_conv_head(tmp_path):
@@ -274,15 +285,13 @@ def test_densenet_files_with_the_old_layer_names_load(tmp_path):
     assert all(torch.equal(own[key], value) for key, value in state.items())
 
 
-def test_a_file_for_another_architecture_says_what_does_not_fit(resnet18_state, tmp_path):
+def test_a_file_for_another_architecture_says_what_does_not_fit(tmp_path):
     mobilenet = save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "m.pth")
-    with pytest.raises(ModelError, match=r"m\.pth is not a state dict of tv_resnet18: .*missing"):
-        create_model("tv_resnet18", weights_file=mobilenet)
-    ten_classes = save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "t.pth")
-    with pytest.raises(
-        ModelError, match=r"t\.pth does not fit tv_resnet18: .*fc\.weight"
-    ) as caught:
-        create_model("tv_resnet18", weights_file=ten_classes)
+    with pytest.raises(ModelError, match=rf"m\.pth is not a state dict of {SMALL}: .*missing"):
+        create_model(SMALL, weights_file=mobilenet)
+    ten_classes = torchvision.models.shufflenet_v2_x0_5(num_classes=10).state_dict()
+    with pytest.raises(ModelError, match=rf"t\.pth does not fit {SMALL}: .*fc\.weight") as caught:
+        create_model(SMALL, weights_file=save(ten_classes, tmp_path / "t.pth"))
     one_line(caught)
 
 
@@ -304,7 +313,7 @@ def test_a_weights_file_that_is_no_state_dict_is_a_model_error(name, content, me
     elif content is not None:
         torch.save(content, path)
     with pytest.raises(ModelError, match=message) as caught:
-        create_model("tv_resnet18", weights_file=str(path))
+        create_model(SMALL, weights_file=str(path))
     assert str(path) in one_line(caught)
 
 
@@ -349,31 +358,31 @@ def hub(tmp_path, monkeypatch):
 
 
 def test_pretrained_weights_in_the_hub_cache_load_without_the_network(
-    hub, resnet18_state, monkeypatch
+    hub, small_state, monkeypatch
 ):
     hub.mkdir(parents=True)
-    save(resnet18_state, hub / "resnet18-f37072fd.pth")
+    save(small_state, hub / SMALL_FILE)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse_network)
-    model = create_model("tv_resnet18", pretrained=True, num_classes=10, in_channels=1)
-    assert_resnet18_weights_adapted(model, resnet18_state)
+    model = create_model(SMALL, pretrained=True, num_classes=10, in_channels=1)
+    assert_small_weights_adapted(model, small_state)
 
 
 def test_pretrained_weights_are_downloaded_with_a_timeout_into_the_cache(
-    hub, resnet18_state, monkeypatch
+    hub, small_state, monkeypatch
 ):
     calls = []
 
     def download(url, dst, hash_prefix=None, progress=True):
         calls.append((url, dst, hash_prefix, socket.getdefaulttimeout()))
-        save(resnet18_state, dst)
+        save(small_state, dst)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
-    model = create_model("tv_resnet18", pretrained=True, num_classes=10, in_channels=1)
-    assert_resnet18_weights_adapted(model, resnet18_state)
-    dst = str(hub / "resnet18-f37072fd.pth")
-    assert calls == [(RESNET18_URL, dst, "f37072fd", tv_weights.DOWNLOAD_TIMEOUT_S)]
+    model = create_model(SMALL, pretrained=True, num_classes=10, in_channels=1)
+    assert_small_weights_adapted(model, small_state)
+    dst = str(hub / SMALL_FILE)
+    assert calls == [(SMALL_URL, dst, "f707e7126e", tv_weights.DOWNLOAD_TIMEOUT_S)]
     assert socket.getdefaulttimeout() is None  # put back
-    create_model("tv_resnet18", pretrained=True)  # the second time from the cache
+    create_model(SMALL, pretrained=True)  # the second time from the cache
     assert len(calls) == 1
 
 
@@ -383,24 +392,24 @@ def test_pretrained_weights_offline_say_which_file_goes_in_which_folder(hub, mon
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(ModelError) as caught:
-        create_model("tv_resnet18", pretrained=True)
+        create_model(SMALL, pretrained=True)
     message = one_line(caught)
-    assert "could not download the pretrained tv_resnet18 weights (timed out)" in message
-    assert f"put resnet18-f37072fd.pth from {RESNET18_URL} in {hub}" in message
+    assert f"could not download the pretrained {SMALL} weights (timed out)" in message
+    assert f"put {SMALL_FILE} from {SMALL_URL} in {hub}" in message
     assert message.endswith("or use --weights-file PATH")
 
 
 def test_train_pretrained_reaches_the_builder_and_a_resume_never_fetches_again(
-    hub, resnet18_state, tmp_path, monkeypatch, capsys
+    hub, small_state, tmp_path, monkeypatch, capsys
 ):
     from cnnlab.cli import main
 
     hub.mkdir(parents=True)
-    save(resnet18_state, hub / "resnet18-f37072fd.pth")
+    save(small_state, hub / SMALL_FILE)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse_network)
     data = write_learnable_npz(tmp_path / "data", train=32, test=16, size=32)
     argv = [
-        "train", "--model", "tv_resnet18", "--pretrained", "--freeze-backbone",
+        "train", "--model", SMALL, "--pretrained", "--freeze-backbone",
         "--dataset", f"npz:{data}", "--epochs", "1", "--batch-size", "16", "--lr", "0.01",
         "--out-dir", str(tmp_path / "runs"), "--name", "ft", "--progress", "none",
     ]  # fmt: skip
@@ -409,10 +418,10 @@ def test_train_pretrained_reaches_the_builder_and_a_resume_never_fetches_again(
     model = cnnlab.rebuild_model(run)
     for name, param in model.named_parameters():  # frozen since they were loaded
         if not name.startswith("fc."):
-            expected = resnet18_state[name]
-            if name == "conv1.weight":  # one gray channel: the RGB filters summed
+            expected = small_state[name]
+            if name == "conv1.0.weight":  # one gray channel: the RGB filters summed
                 expected = expected.sum(1, keepdim=True)
             assert torch.allclose(param, expected), name
-    (hub / "resnet18-f37072fd.pth").unlink()  # the weights are in last.pt now
+    (hub / SMALL_FILE).unlink()  # the weights are in last.pt now
     assert main(["train", "--resume", str(run), "--epochs", "2", "--progress", "none"]) == 0
     assert len(cnnlab.load_checkpoint(run / "last.pt")["metrics"]) == 2

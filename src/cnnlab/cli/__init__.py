@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from cnnlab.process import launched_rank  # no torch in these two
     from cnnlab.training.signals import Terminated, TrainingInterrupted
 
-    parser = build_parser()
-    try:
+    try:  # a Ctrl-C while the parser is built (imports) is a clean stop too, not a traceback
+        parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
         if args.command is None:  # plain `cnnlab`: its help
             parser.print_help()

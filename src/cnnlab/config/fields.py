@@ -7,10 +7,11 @@ Nothing here imports torch: `cnnlab --help` must not wait for it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import string
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,8 @@ class FieldType:
     optional: bool  # None is allowed
 
 
-def field_types(cls: type) -> dict[str, FieldType]:
+@functools.cache  # a class's fields do not change; get_type_hints takes a millisecond a call
+def field_types(cls: type) -> Mapping[str, FieldType]:
     """Every field of a config dataclass with its FieldType, in declaration order."""
     hints = typing.get_type_hints(cls)
     types_ = {}
@@ -89,7 +91,7 @@ def field_types(cls: type) -> dict[str, FieldType]:
             hint = args[0]
         origin = typing.get_origin(hint)
         types_[f.name] = FieldType(origin if origin is not None else hint, optional)
-    return types_
+    return types.MappingProxyType(types_)  # read-only: every caller shares it
 
 
 def field_default(f: dataclasses.Field) -> Any:

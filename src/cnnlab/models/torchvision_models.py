@@ -51,6 +51,7 @@ import torch
 import torchvision
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from cnnlab.errors import ModelError
 from cnnlab.models.heads import first_conv_name, head_name
@@ -108,8 +109,10 @@ def _build(
     if in_channels != 3:
         stem = first_conv_name(model)
         model.set_submodule(stem, _first_conv(model.get_submodule(stem), in_channels, loading))
+    architecture = (tv_name, *sorted(size_args.items()), num_classes, in_channels)
     try:
-        require_input_size(model_name, image_size, lambda h, w: _takes(model, in_channels, h, w))
+        require_input_size(model_name, image_size,
+                           lambda h, w: _fits(architecture, model, in_channels, h, w))  # fmt: skip
     except InputTooSmallError as err:
         raise TorchvisionInputTooSmallError(model_name, image_size, err.min_size) from None
     return init_weights(model, init)
@@ -142,8 +145,25 @@ def _architecture(
     if tv_name in AUX_HEADS:  # one logits tensor, inputs normalised as cnnlab normalises them
         kwargs.update(aux_logits=False, transform_input=False, init_weights=not loading)
     builder = torchvision.models.get_model_builder(tv_name)
-    with _regnet_widths_on_cpu() if tv_name.startswith("regnet_") else nullcontext():
+    on_meta = torch.get_default_device().type == "meta"
+    with (
+        _regnet_widths_on_cpu() if tv_name.startswith("regnet_") else nullcontext(),
+        _NoRandomFillsOnMeta() if on_meta else nullcontext(),
+    ):
         return builder(weights=None, **kwargs)
+
+
+class _NoRandomFillsOnMeta(TorchFunctionMode):
+    """Skips the random init of meta tensors, which have no values to fill: there normal_ and
+    uniform_ run PyTorch's Python decompositions, a millisecond or two a tensor, a quarter of
+    the time of a meta build (min_input_size's, `with torch.device("meta")`)."""
+
+    FILLS = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FILLS and args[0].is_meta:
+            return args[0]  # what the fill returns: the tensor, its shape and dtype unchanged
+        return func(*args, **(kwargs or {}))
 
 
 # --- the sizes a ViT and MaxViT take ------------------------------------------------------------
@@ -238,6 +258,26 @@ def _first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2
             if conv.bias is not None:
                 new.bias.copy_(conv.bias)
     return new
+
+
+# `_takes`'s answers by (tv_name, size arguments, num_classes, in_channels, height, width): a
+# rebuild (a checkpoint's, or a build after min_input_size's search) would repeat the meta
+# forward, which costs 0.1-0.5 s a model on a CPU, batch norm's decompositions most. Safe, as
+# these determine every layer's shape: the builder gets nothing else that changes one (aux heads
+# and transform_input are fixed per tv_name, init and init_weights set values only), and weights
+# do not either: a load checks every name and shape, and the one file that swaps layers,
+# MNASNet's old-format stem, swaps in ones of the same kernels and strides.
+_TAKES: dict[tuple[Any, ...], bool] = {}
+
+
+def _fits(
+    architecture: tuple[Any, ...], model: nn.Module, in_channels: int, height: int, width: int
+) -> bool:
+    """`_takes`, run once per architecture and size; `model` is one of that architecture."""
+    key = (*architecture, height, width)
+    if key not in _TAKES:
+        _TAKES[key] = _takes(model, in_channels, height, width)
+    return _TAKES[key]
 
 
 def _takes(model: nn.Module, in_channels: int, height: int, width: int) -> bool:
