@@ -11,6 +11,7 @@ on them.
     collect              one pass over a loader, copied
     checksums            sha256 of every file under a folder
     relocate_checkpoint  a checkpoint rewritten to say it was saved on a GPU
+    skip_png_encoding    figures made but not encoded as PNG, for tests that read pages as text
 """
 
 from __future__ import annotations
@@ -162,3 +163,15 @@ def relocate_checkpoint(src: Path, dst: Path, location: str = "cuda:0") -> None:
                 data = data.replace(old, new)
             zout.writestr(item, data)
     dst.write_bytes(out.getvalue())
+
+
+def skip_png_encoding(patch) -> None:
+    """Through `patch` (a pytest MonkeyPatch): every figure is still made, from the run and its
+    predictions, but not drawn and encoded as a PNG (b"png" instead), two thirds of a report's
+    second or two. For tests that read a page or a command's lines as text: the rendered images
+    are checked in test_report.py, test_plots.py, test_compare.py and the browser tests."""
+    from cnnlab import figures
+    from cnnlab.report import compare, plots
+
+    for module in (figures, plots, compare):  # the last two import it by name
+        patch.setattr(module, "render_png", lambda figure: b"png")

@@ -26,6 +26,7 @@ from cnnlab.report.compare import NothingToCompare, compare
 from cnnlab.report.run_folder import RunFolderWarning, UnusableRun, read_run
 from cnnlab.report.run_report import write_report
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
+from helpers import skip_png_encoding
 
 CUT = "cut short by a kill while it was written"
 
@@ -190,11 +191,7 @@ def test_read_run_takes_a_cut_last_row_only_when_asked(tiny_run, tmp_path):
 
 
 def test_report_reads_a_cut_last_row_with_one_warning(tiny_run, tmp_path, capsys, monkeypatch):
-    from cnnlab import figures
-
-    # the figures are made from the 2 epochs read but not turned into PNGs (two thirds of a
-    # report's second or two): the page is read as text, test_report.py checks rendered ones
-    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
+    skip_png_encoding(monkeypatch)  # the figures of the 2 epochs read are made; text is read
     cut = cut_last_row(copy_run(tiny_run, tmp_path / "cut"))
     assert main(["report", str(cut)]) == 0
     out, err = err_lines(capsys)

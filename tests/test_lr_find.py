@@ -16,6 +16,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.training import lr_find
 from cnnlab.training.lr_find import kept_as_it_was, range_test, rate_schedule, smooth, suggest
+from helpers import skip_png_encoding
 
 GUESS = math.log(10)  # the loss of a guess that ignores the image, ten balanced classes
 LRS = rate_schedule(1e-6, 10.0, 200)
@@ -237,10 +238,7 @@ def train_argv(npz_data: str, tmp_path, *more: str, epochs: int = 1, steps: int 
 def test_train_lr_find_trains_at_the_suggestion_and_a_continued_run_keeps_it(
     npz_data, tmp_path, monkeypatch
 ):
-    from cnnlab import figures
-
-    # the plot is made but not turned into a PNG: the command's test above checks a rendered one
-    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
+    skip_png_encoding(monkeypatch)  # the command's test above checks a rendered plot
     assert main(train_argv(npz_data, tmp_path, "--lr", "find", "--name", "found")) == 0
     run = tmp_path / "found"
     config = json.loads((run / "config.json").read_text())

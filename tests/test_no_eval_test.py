@@ -26,7 +26,7 @@ from cnnlab.report.run_report import write_report
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.evaluation import load_trained_data
 from cnnlab.training.outputs import EPOCH_METRICS, Progress, epoch_columns, header
-from helpers import learnable_images
+from helpers import learnable_images, skip_png_encoding
 
 TEST_KEYS = {"test_loss", "test_accuracy"}
 
@@ -61,8 +61,6 @@ def untested(npz_data, tmp_path_factory) -> UntestedRun:
     """`cnnlab train --no-eval-test` for 2 epochs (progress lines), then its report, whose
     figures are made but not turned into PNGs (two thirds of a report's second or two): the
     page is read as text without its images, and test_report.py checks rendered ones."""
-    from cnnlab import figures
-
     root = tmp_path_factory.mktemp("untested")
     argv = [
         "train", "--model", "mnist_cnn", "--dataset", npz_data, "--epochs", "2",
@@ -74,7 +72,7 @@ def untested(npz_data, tmp_path_factory) -> UntestedRun:
     with loader_splits() as splits, contextlib.redirect_stdout(printed):
         assert main(argv) == 0
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(figures, "render_png", lambda figure: b"png")
+            skip_png_encoding(patch)
             report = write_report(root / "untested")
     page = without_images(report.read_text())
     return UntestedRun(root / "untested", printed.getvalue(), page, splits)
@@ -231,9 +229,7 @@ def test_the_report_says_validation_split_throughout(untested):
 
 
 def test_the_plot_command_names_the_validation_split(untested, tmp_path, capsys, monkeypatch):
-    from cnnlab.report import plots
-
-    monkeypatch.setattr(plots, "render_png", lambda figure: b"png")  # drawn, not rendered
+    skip_png_encoding(monkeypatch)
     assert main(["plot", str(untested.path), "--out", str(tmp_path / "plots")]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     predictions = load_predictions(untested.path)

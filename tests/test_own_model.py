@@ -19,6 +19,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.data.own import own_data
 from cnnlab.models import own, registry
+from helpers import skip_png_encoding
 
 MY_NET = '''
 import torch
@@ -63,15 +64,6 @@ def last_line(capsys) -> str:
     return capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def figures_not_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A report's figures are still made (from the model and its predictions), not turned into
-    PNGs: two thirds of a report's second or two, and the pages here are read as text (the
-    rendered images are test_report.py's, and test_a_dataset_of_the_users_... draws one)."""
-    from cnnlab import figures
-
-    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
-
-
 @pytest.fixture
 def own_run(tmp_path: Path, npz_data: str, capsys) -> tuple[Path, Path]:
     """(the model file, far from the project, and a finished run of it on npz_data)."""
@@ -88,7 +80,7 @@ def test_a_model_file_trains_and_every_command_works_on_its_run(
     own_run, tmp_path, capsys, monkeypatch
 ):
     net, run = own_run
-    figures_not_rendered(monkeypatch)
+    skip_png_encoding(monkeypatch)  # the pages are read as text
     assert run.name.startswith("MyNet-learnable")  # named after the class, not the path
     config = json.loads((run / "config.json").read_text())
     assert config["model_name"] == f"{net}:MyNet"
@@ -222,7 +214,7 @@ def quick_train(tmp_path: Path, name: str, **options):
 
 
 def test_a_class_or_a_built_module_trains_from_python(tmp_path, npz_data, monkeypatch):
-    figures_not_rendered(monkeypatch)
+    skip_png_encoding(monkeypatch)  # the pages are read as text
     by_class = quick_train(tmp_path, "cls", model=Tiny, model_args={"width": 3}, dataset=npz_data)
     assert by_class.config.model == f"{__name__}:Tiny"
     assert cnnlab.rebuild_model(by_class.run_dir).net[0].out_channels == 3

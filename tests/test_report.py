@@ -20,6 +20,7 @@ from cnnlab.cli.options import given_values
 from cnnlab.config.flags import command_line
 from cnnlab.report.predictions import load_predictions
 from cnnlab.report.run_report import SECTIONS, rerun_command
+from helpers import skip_png_encoding
 
 
 class Page(HTMLParser):
@@ -139,15 +140,6 @@ def test_command_line_round_trips_every_kind_of_setting():
     assert "--epochs" not in argv  # defaults are left out
 
 
-def figures_not_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A page's figures are still made (from the run and its predictions), not turned into
-    PNGs: two thirds of a page's second or two. For the tests that read a page as text: the
-    rendered images are tiny_report's, which the tests above decode."""
-    from cnnlab import figures
-
-    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
-
-
 def test_report_command_writes_the_page_and_reuses_the_predictions(
     tiny_report, tmp_path, monkeypatch
 ):
@@ -155,7 +147,7 @@ def test_report_command_writes_the_page_and_reuses_the_predictions(
     # tiny_report (its page is the one the tests above read)
     assert tiny_report.code == 0, tiny_report.err
     assert f"wrote {tiny_report.page}" in tiny_report.out
-    figures_not_rendered(monkeypatch)
+    skip_png_encoding(monkeypatch)  # read as text: the tests above decode tiny_report's
     run = tmp_path / "tiny"
     shutil.copytree(tiny_report.run, run)  # copy2: the cache keeps its modification time
     cached = (run / "predictions.npz").stat().st_mtime_ns
@@ -167,7 +159,7 @@ def test_report_command_writes_the_page_and_reuses_the_predictions(
 def test_training_writes_the_report_when_the_run_ends(
     npz_data, tmp_path, capsys, monkeypatch, reports_on
 ):
-    figures_not_rendered(monkeypatch)
+    skip_png_encoding(monkeypatch)  # read as text: the tests above decode tiny_report's
     result = cnnlab.train(
         model="mnist_cnn", dataset=npz_data, epochs=1, batch_size=64, out_dir=str(tmp_path),
         name="r", progress="lines", tensorboard=False,

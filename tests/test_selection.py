@@ -18,6 +18,7 @@ from cnnlab.data.types import ImageData, Split
 from cnnlab.training import checkpoint as ckpt
 from cnnlab.training import outputs as outputs_module
 from cnnlab.training.stopping import Watch, stop_reason
+from helpers import skip_png_encoding
 
 PATIENCE = 2
 
@@ -301,12 +302,9 @@ def test_the_bar_shows_the_running_loss_and_accuracy_and_the_runs_time_left():
 def test_the_report_shows_both_splits_the_choice_and_why_the_run_stopped(
     stopped, tmp_path, monkeypatch
 ):
-    from cnnlab import figures
     from cnnlab.report.run_report import write_report
 
-    # the figures are made but not turned into PNGs (two thirds of a report's second or two):
-    # this page is read as text, and test_report.py checks a report's rendered images
-    monkeypatch.setattr(figures, "render_png", lambda figure: b"png")
+    skip_png_encoding(monkeypatch)  # the page is read as text
     run = tmp_path / "run"
     shutil.copytree(stopped.run_dir, run)
     page = write_report(run).read_text()
@@ -343,10 +341,7 @@ def test_the_readmes_seeds_example_works_as_written(npz_data, tmp_path, monkeypa
     import glob
     import shlex
 
-    from cnnlab.report import compare as compare_module
-
-    # the curves are made but not turned into a PNG: test_compare.py checks rendered ones
-    monkeypatch.setattr(compare_module, "render_png", lambda figure: b"png")
+    skip_png_encoding(monkeypatch)  # compare's curves are made; its lines are read
     readme = (Path(__file__).parent.parent / "README.md").read_text().splitlines()
     train = next(line for line in readme if line.startswith("cnnlab train") and "--seeds" in line)
     then = readme[readme.index(train) + 1]
