@@ -1,4 +1,4 @@
-"""pytest plugin for `make mutation` (docs/TESTING.md), four rules that keep a run within
+"""pytest plugin for `make mutation` (docs/TESTING.md), five rules that keep a run within
 hours on 2 cores without losing what the tests catch:
 
 - the processes a test starts (the CLI, torchrun's workers) run the mutated copy too, and the
@@ -10,6 +10,9 @@ hours on 2 cores without losing what the tests catch:
 - the tests of what is built on the training core (reports, plots, prediction, export,
   inspection, start-up) count as coverage for those packages, not for the core: they train a
   run only to have one, and the core's own tests judge its mutants;
+- the functions a shared fixture (module or session scope: a trained run, a built model) calls
+  while it is made count as covered by every test that uses it, not only by the first test,
+  in whose set-up pytest happens to make it; otherwise a mutant there runs that one test alone;
 - a mutant's tests run test file by test file, the quickest files first: most mutants fail a
   short focused test, and pytest stops at the first failure.
 """
@@ -55,6 +58,35 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     items.sort(key=lambda item: per_file[item.path.name])  # stable: file order kept inside
 
 
+# what each shared fixture's set-up called, by its FixtureDef (one per fixture and scope)
+_fixture_hits: dict[object, set[str]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if os.environ.get("MUTANT_UNDER_TEST") != COLLECTING or fixturedef.scope == "function":
+        yield
+        return
+    from mutmut.state import state
+
+    before, state()._stats = state()._stats, set()
+    try:
+        yield
+    finally:
+        _fixture_hits[fixturedef] = state()._stats
+        state()._stats = before | state()._stats
+
+
+def _shared_fixture_hits(item) -> set[str]:
+    definitions = item._fixtureinfo.name2fixturedefs
+    return {
+        hit
+        for name in item.fixturenames
+        for fixturedef in definitions.get(name, ())
+        for hit in _fixture_hits.get(fixturedef, ())
+    }
+
+
 def _keep_only_distributed(names: set[str]) -> set[str]:
     return {name for name in names if name.startswith(ONLY_IN_CHILDREN)}
 
@@ -64,6 +96,7 @@ def _collect(item) -> None:
         return
     from mutmut.state import state
 
+    state()._stats.update(_shared_fixture_hits(item))
     folder = Path(os.environ["CNNLAB_MUTMUT_HITS"])
     for file in folder.glob("*.txt"):
         state()._stats.update(_keep_only_distributed(set(file.read_text().split())))

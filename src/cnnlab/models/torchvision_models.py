@@ -213,9 +213,10 @@ def _check_side(model_name: str, side: int, fits: Callable[[int], bool], why: st
     if side < smallest:
         raise TorchvisionInputTooSmallError(model_name, (side, side), smallest)
     below = next(s for s in range(side, 0, -1) if fits(s))
-    above = next((s for s in range(side, LARGEST_SIDE + 1) if fits(s)), below)
+    above = next((s for s in range(side, LARGEST_SIDE + 1) if fits(s)), None)
+    nearest = f"{below} or {above}" if above else f"{below}"  # none above at the largest sides
     raise ModelError(f"{model_name} cannot take {side}×{side} images: {why}; use "
-                     f"--image-size {below} or {above}")  # fmt: skip
+                     f"--image-size {nearest}")  # fmt: skip
 
 
 def _maxvit_t_fits(side: int) -> bool:
