@@ -122,8 +122,9 @@ def _key(name: str) -> str:
 
 def close_names(name: str) -> list[str]:
     """What an unknown data set name may have meant, as the model registry guesses: `cifar` →
-    cifar10, cifar2 (contained), `cifra` → cifar2, cifar10 (similar), `foldr:x` → folder:x, and
-    an existing folder given without its prefix → folder:PATH (npz:PATH when it holds train.npz)."""
+    cifar2, cifar10 (contained, shortest first), `cifra` → cifar2, cifar10 (similar), `foldr:x`
+    → folder:x, and an existing folder given without its prefix → folder:PATH (npz:PATH when it
+    holds train.npz)."""
     folder = Path(name).expanduser()
     if folder.is_dir():  # your own data, without its prefix
         return [f"{'npz' if (folder / 'train.npz').is_file() else 'folder'}:{name}"]
