@@ -306,7 +306,8 @@ def default_input(target: Callable[..., Any]) -> tuple[tuple[int, int, int], int
 
 
 def description_of(target: Callable[..., Any], spec: str) -> str:
-    doc = inspect.getdoc(target) or ""
+    # its own docstring: inspect.getdoc would hand a class without one nn.Module's
+    doc = inspect.cleandoc(target.__doc__ or "")
     line = doc.strip().splitlines()[0] if doc.strip() else ""
     return line or f"your own model, {spec}"
 
