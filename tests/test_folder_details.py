@@ -64,6 +64,19 @@ def test_images_in_a_linked_folder_count(tmp_path):
     ]
 
 
+def test_a_link_back_to_a_folder_already_read_is_refused(tmp_path):
+    png(tmp_path / "data" / "a" / "0.png")
+    png(tmp_path / "data" / "b" / "0.png")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "up")  # a/up/a/up/... for ever
+    link = tmp_path / "data" / "a" / "up" / "a"
+    with pytest.raises(DataFormatError) as caught:
+        scan(tmp_path / "data")
+    assert str(caught.value) == (
+        f"{link} is a link to {os.path.realpath(tmp_path / 'data' / 'a')}, a folder already read; "
+        "remove the link"
+    )
+
+
 def test_every_image_takes_the_first_training_images_mode_and_size(tmp_path):
     # the first training image (train/a/0.png) is grey, 4x6; the others are other modes
     # and sizes: each comes out as one grey 4x6 channel, in both splits and in the stats
