@@ -17,9 +17,9 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from cnnlab.data.datasets import configured, resize_split
-from cnnlab.data.specs import close_names, get_spec
+from cnnlab.data.specs import FOLDER_NEEDS, NPZ_NEEDS, check_dataset_name, close_names, get_spec
 from cnnlab.data.types import ImageData, Split
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, DataNotFoundError
 
 
 def split_of(images: np.ndarray | torch.Tensor) -> Split:
@@ -157,3 +157,22 @@ def test_misspelled_prefix_is_corrected_and_the_path_kept_whole(typed, guess):
 def test_names_containing_what_was_typed_come_shortest_first_three_at_most(typed, guesses):
     # "mnis" is also close to mnist alone: containment, not similarity, gives fashion-mnist too
     assert close_names(typed) == guesses
+
+
+def test_check_dataset_name_says_what_is_missing_before_any_data_is_read(tmp_path):
+    # the loaders would say the same later, after the model is built: a sweep checks first
+    with pytest.raises(ConfigError) as caught:
+        check_dataset_name("python:mine")
+    assert str(caught.value) == (
+        "data set python:mine names data given in Python, which cannot be read from disk; give "
+        "a built-in name, npz:PATH or folder:PATH"
+    )
+    (tmp_path / "train.npz").write_bytes(b"")  # the training half only
+    with pytest.raises(DataNotFoundError) as caught:
+        check_dataset_name(f"npz:{tmp_path}")
+    assert str(caught.value) == f"{tmp_path.resolve() / 'test.npz'} does not exist; {NPZ_NEEDS}"
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(DataNotFoundError) as caught:
+        check_dataset_name(f"folder:{nowhere}")
+    assert str(caught.value) == f"folder {nowhere.resolve()} does not exist; {FOLDER_NEEDS}"
+    assert check_dataset_name(f"folder:{tmp_path}").kind == "folder"  # it exists: no word yet

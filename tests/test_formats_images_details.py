@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.formats import read_cifar_batch, read_idx, read_idx_split
-from cnnlab.data.images import _has_transparency, read_image
+from cnnlab.data.images import _has_transparency, normalize, read_image
 from cnnlab.errors import DataFormatError, DataNotFoundError
 from helpers import write_cifar_batch, write_idx
 
@@ -313,4 +313,25 @@ def test_an_undecodable_image_names_the_error_type(tmp_path):
         read_image(path, 1, 4)
     assert str(info.value) == (
         f"{path} is not a readable image (OSError: image file is truncated); fix or replace it"
+    )
+
+
+def test_a_transparent_image_is_told_how_to_fix_it_in_one_line(tmp_path):
+    path = tmp_path / "glass.png"
+    image = Image.new("RGBA", (4, 4), (10, 20, 30, 255))
+    image.putpixel((1, 1), (10, 20, 30, 0))
+    image.save(path)
+    with pytest.raises(DataFormatError) as caught:
+        read_image(path, 3, 4)
+    assert str(caught.value) == (
+        f"{path} has transparent pixels (PIL mode RGBA); the model takes RGB images without "
+        "transparency: flatten it onto a background first"
+    )
+
+
+def test_normalize_refuses_images_that_are_not_one_or_a_batch():
+    with pytest.raises(ValueError) as caught:
+        normalize(torch.zeros(4, 4, dtype=torch.uint8), [0.5], [0.25])
+    assert str(caught.value) == (
+        "normalize wants (C, H, W) or (N, C, H, W) images, got torch.Size([4, 4])"
     )

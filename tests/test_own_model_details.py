@@ -264,3 +264,24 @@ def test_installed_code_is_refused_with_what_to_name_instead(own_registry):
         f"{name} is a function of an installed package; cnnlab calls functions of your own code "
         "only (a checkpoint names what rebuilds it): name the nn.Module class it builds"
     )
+
+
+def test_a_run_naming_code_cnnlab_did_not_record_is_refused_before_it_runs(tmp_path):
+    name = f"{tmp_path / 'nets.py'}:Net"
+    with pytest.raises(ModelError) as caught:
+        own.check_recorded(name, None, "runs/a")
+    assert str(caught.value) == (
+        f"runs/a names its model {name} without the source cnnlab records with it; it was not "
+        "saved by cnnlab or is damaged, so its code is not run"
+    )
+    # an object given to cnnlab.train, in a session that is gone: its arguments are unknown
+    recorded = {"file": str(tmp_path / "nets.py"), "sha256": "0" * 64, "hidden_args": "Net(3)",
+                "instance": "from another session"}  # fmt: skip
+    with pytest.raises(ModelError) as caught:
+        own.check_recorded(name, recorded, "runs/a")
+    assert str(caught.value) == (
+        "runs/a: its model was given to cnnlab.train as an object, Net(3), whose arguments "
+        "cnnlab cannot see to build it again; train with the class and its arguments "
+        "(cnnlab.train(model=MyNet, model_args={...}) or --model FILE.py:MyNet --model-arg k=v) "
+        "to rebuild it outside that session"
+    )
