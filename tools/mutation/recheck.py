@@ -104,9 +104,10 @@ def main(argv: list[str]) -> int:
     codes = exit_codes([name for _, name in todo], args, os.cpu_count() or 1)
     for meta, name in todo:
         killed = codes[name] not in (0, 5)  # 5: no tests ran
-        if killed:
-            metas[meta]["exit_code_by_key"][name] = KILLED
-            meta.write_text(json.dumps(metas[meta], indent=4))
+        if killed:  # read again: mutmut or another recheck may have written it since
+            data = json.loads(meta.read_text())
+            data["exit_code_by_key"][name] = KILLED
+            meta.write_text(json.dumps(data, indent=4))
         print(f"{'killed  ' if killed else 'survives'} {name}")
     print(f"{sum(codes[n] not in (0, 5) for _, n in todo)} of {len(todo)} killed")
     return 0
