@@ -68,12 +68,24 @@ def test_a_link_back_to_a_folder_already_read_is_refused(tmp_path):
     png(tmp_path / "data" / "a" / "0.png")
     png(tmp_path / "data" / "b" / "0.png")
     os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "up")  # a/up/a/up/... for ever
-    link = tmp_path / "data" / "a" / "up" / "a"
     with pytest.raises(DataFormatError) as caught:
         scan(tmp_path / "data")
     assert str(caught.value) == (
-        f"{link} is a link to {os.path.realpath(tmp_path / 'data' / 'a')}, a folder already read; "
-        "remove the link"
+        f"{tmp_path / 'data' / 'a' / 'up' / 'a'} and {tmp_path / 'data' / 'a'} are the same "
+        "folder through a link, so its images would count twice; remove the link"
+    )
+
+
+def test_a_link_to_a_folder_read_after_it_names_both(tmp_path):
+    # "link" is walked before "z", the folder it points to: neither is a loop, both are read
+    png(tmp_path / "a" / "z" / "0.png")
+    png(tmp_path / "b" / "0.png")
+    os.symlink(tmp_path / "a" / "z", tmp_path / "a" / "link")
+    with pytest.raises(DataFormatError) as caught:
+        scan(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'a' / 'z'} and {tmp_path / 'a' / 'link'} are the same folder through a "
+        "link, so its images would count twice; remove the link"
     )
 
 

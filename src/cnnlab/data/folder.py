@@ -53,14 +53,15 @@ class ImageFiles(Dataset):
 
 def _image_files(class_dir: Path) -> list[Path]:
     """Every image under a class folder (recursively, sorted); other files are an error."""
-    files, walked = [], set()
+    files, walked = [], {}  # each folder read: its real path → the path it was read under
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in walked:  # a link back up would be followed ~40 deep, each image many times
             raise DataFormatError(
-                f"{dirpath} is a link to {real}, a folder already read; remove the link"
+                f"{dirpath} and {walked[real]} are the same folder through a link, so its "
+                "images would count twice; remove the link"
             )
-        walked.add(real)
+        walked[real] = dirpath
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):  # .DS_Store and friends
