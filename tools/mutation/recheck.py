@@ -74,7 +74,11 @@ def exit_codes(names: list[str], args: list[str], at_once: int) -> dict[str, int
             name = waiting.pop()
             running[start(name, args)] = name
         pid, status = os.wait()
-        codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+        name = running.pop(pid)
+        codes[name] = os.waitstatus_to_exitcode(status)
+        if name:  # as it comes, for a run of hundreds
+            verdict = "survives" if codes[name] in (0, 5) else "killed  "  # 5: no tests ran
+            print(f"{len(codes):>5}/{len(names)} {verdict} {name}", flush=True)
     return codes
 
 
@@ -103,12 +107,10 @@ def main(argv: list[str]) -> int:
         return 1
     codes = exit_codes([name for _, name in todo], args, os.cpu_count() or 1)
     for meta, name in todo:
-        killed = codes[name] not in (0, 5)  # 5: no tests ran
-        if killed:  # read again: mutmut or another recheck may have written it since
+        if codes[name] not in (0, 5):  # read again: mutmut or another recheck may have written it
             data = json.loads(meta.read_text())
             data["exit_code_by_key"][name] = KILLED
             meta.write_text(json.dumps(data, indent=4))
-        print(f"{'killed  ' if killed else 'survives'} {name}")
     print(f"{sum(codes[n] not in (0, 5) for _, n in todo)} of {len(todo)} killed")
     return 0
 
