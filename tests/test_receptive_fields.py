@@ -144,6 +144,19 @@ class Stacked(nn.Module):
         return torch.stack([self.a(x), self.b(x)]).sum(dim=0)
 
 
+class Moved(nn.Module):
+    """Dimensions moved by tuples and by swapaxes' keywords, and back, between two convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 3, stride=2)
+
+    def forward(self, x):
+        x = torch.movedim(self.a(x), (2, 3), (0, 1))  # (H, W, N, C)
+        x = torch.swapaxes(x, axis0=0, axis1=1)  # (W, H, N, C)
+        return self.b(x.movedim((1, 0), (2, 3)))  # (N, C, H, W)
+
+
 CASES = {
     "reflect padding and dilation": nn.Sequential(
         nn.Conv2d(2, 2, 3, padding=2, dilation=2, padding_mode="reflect"), nn.Conv2d(2, 2, 3)
@@ -169,6 +182,7 @@ CASES = {
     "misaligned paths": Branches(nn.AvgPool2d(2, ceil_mode=True), nn.Conv2d(2, 2, 1, stride=2)),
     "channels-last block": ChannelsLast(),
     "channel shuffle": Shuffle(),
+    "moved dimensions": Moved(),
     "adaptive pool that does not divide": nn.Sequential(
         nn.Conv2d(2, 2, 3), nn.AdaptiveMaxPool2d(5)
     ),

@@ -121,7 +121,7 @@ def propagate(
         return _reduce(args, kwargs, field_, first, out)
     if name in ("cat", "concat", "concatenate", "stack"):
         return _concatenate(name, args, kwargs, sources, out)
-    if name in ("permute", "transpose", "swapaxes", "movedim"):
+    if name in ("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"):
         return _permute(name, args, kwargs, field_, first, out)
     if name in RESHAPES:
         return _reshape(field_, first, out)
@@ -269,18 +269,22 @@ def _concatenate(name: str, args: tuple, kwargs: dict, sources, out: torch.Tenso
 
 
 def _permute(name: str, args: tuple, kwargs: dict, field_: Field, source, out) -> Field:
-    """permute / transpose: the spatial dimensions move with the others."""
+    """permute / transpose / movedim: the spatial dimensions move with the others."""
     ndim = source.dim()
     order = list(range(ndim))
     if name == "permute":
         dims = args[1:] if len(args) > 2 else _arg(args, kwargs, 1, "dims", ())
         order = [d % ndim for d in dims]
-    elif name == "movedim":
-        src, dst = _arg(args, kwargs, 1, "source", 0), _arg(args, kwargs, 2, "destination", 0)
-        order.remove(src % ndim)
-        order.insert(dst % ndim, src % ndim)
-    else:
-        a, b = (_arg(args, kwargs, i, key, 0) % ndim for i, key in ((1, "dim0"), (2, "dim1")))
+    elif name in ("movedim", "moveaxis"):  # one dimension or a tuple of them
+        src, dst = (_arg(args, kwargs, i, key, 0) for i, key in ((1, "source"), (2, "destination")))
+        src, dst = (
+            [d % ndim for d in (v if isinstance(v, tuple | list) else [v])] for v in (src, dst)
+        )
+        placed, rest = dict(zip(dst, src, strict=True)), [d for d in order if d not in src]
+        order = [placed[i] if i in placed else rest.pop(0) for i in range(ndim)]
+    else:  # swapaxes names its arguments axis0 and axis1, transpose and swapdims dim0 and dim1
+        keys = ("axis0", "axis1") if name == "swapaxes" else ("dim0", "dim1")
+        a, b = (_arg(args, kwargs, i + 1, key, 0) % ndim for i, key in enumerate(keys))
         order[a], order[b] = order[b], order[a]
     dims = tuple(None if d is None else order.index(d % ndim) - ndim for d in field_.dims)
     return Field(field_.height, field_.width, (dims[0], dims[1]))
