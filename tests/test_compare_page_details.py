@@ -2,12 +2,16 @@
 read back (report/run_folder.py): the page's title and subtitle in the singular and plural, its
 three sections, the warnings under the table, the table of every run cell by cell (numbers
 right-aligned, "-" where a run has no value), a run's notebook display (its facts and the
-columns of its epochs) and the warning for a metrics.jsonl cut after one epoch.
+columns of its epochs) and the warning for a metrics.jsonl cut after one epoch; and the curves
+of a comparison (plot_curves): the figure's size and panels, one legend entry per row outside the
+panels, a colour per row (a line style more after the tenth), the lines' look, markers up to 30
+epochs, the train loss panel, titles, grid and whole-epoch axes.
 
 The runs are RunRecords made by hand (a config and a few epoch rows, as config.json and
 metrics.jsonl hold them), and the page gets b"png" for its curves, so each test takes
-milliseconds; test_compare.py checks pages of trained runs. These tests exist because
-docs/TESTING.md's mutation run showed these paths untested (survivors of mutmut).
+milliseconds; test_compare.py and test_no_eval_test.py check pages and curves of trained runs.
+These tests exist because docs/TESTING.md's mutation run showed these paths untested (survivors
+of mutmut).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.report.compare_page import html_page
-from cnnlab.report.comparison import build_comparison
+from cnnlab.report.compare_page import html_page, plot_curves
+from cnnlab.report.comparison import Comparison, build_comparison
 from cnnlab.report.run_folder import RunRecord, read_run
 
 STARTED = "2025-03-01T10:00:00+01:00"
@@ -185,3 +189,138 @@ def test_a_metrics_file_cut_after_one_epoch_reads_that_epoch_in_the_singular(tmp
         f"{tmp_path / 'metrics.jsonl'} line 2 is not a complete JSON row (cut short by a kill "
         "while it was written); read the 1 epoch before it"
     ]
+
+
+# --- the curves of a comparison (plot_curves) -------------------------------------------------
+# Drawn from hand-made runs too: building a figure takes milliseconds (only the legend's place
+# needs it laid out, once); test_no_eval_test.py checks the curves of trained runs.
+
+
+@pytest.fixture(scope="module")
+def mixed() -> Comparison:
+    """Two rows of 2-epoch runs: `a`, a run measured on the test split and a --no-eval-test run
+    (its validation accuracy drawn, dashed), and `b`, one tested run."""
+    a0 = record("a-seed0", [epoch(1, val=0.8, test=0.7), epoch(2, val=0.85, test=0.75)])
+    a1 = record("a-seed1", [epoch(1, val=0.6), epoch(2, val=0.65)], seed=1, eval_test=False)
+    b = record("b", [epoch(1, test=0.5), epoch(2, test=0.55)], lr=0.1)
+    return build_comparison([b, a1, a0])
+
+
+@pytest.fixture(scope="module")
+def mixed_figure(mixed):
+    return plot_curves(mixed)
+
+
+def rgb(colour) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(colour)
+
+
+def test_the_curves_are_two_panels_side_by_side_of_a_fixed_size(mixed_figure):
+    # 1200 × 420 pixels, accuracy on the left, loss on the right, at the same height
+    assert tuple(mixed_figure.get_size_inches()) == (12, 4.2)
+    assert mixed_figure.dpi == 100
+    accuracy, loss = mixed_figure.axes
+    assert accuracy.get_subplotspec().get_geometry() == (1, 2, 0, 0)
+    assert loss.get_subplotspec().get_geometry() == (1, 2, 1, 1)
+
+
+def test_the_curves_keep_their_pixel_size_under_a_users_matplotlibrc(mixed):
+    # the PNG is drawn at the figure's dpi: a matplotlibrc of 72 dpi must not shrink it
+    import matplotlib
+
+    with matplotlib.rc_context({"figure.dpi": 72}):
+        assert plot_curves(mixed).dpi == 100
+
+
+def test_the_legend_names_each_row_once_and_what_its_dashed_lines_are(mixed_figure):
+    # a row tested in part says its dashed lines are validation; one entry per row, not per run
+    labels = [text.get_text() for text in mixed_figure.legends[0].get_texts()]
+    assert labels == ["a (n=2, dashed: val)", "b (n=1)"]
+
+
+def test_the_legend_is_small_frameless_and_outside_the_panels(mixed_figure):
+    legend = mixed_figure.legends[0]
+    assert [text.get_fontsize() for text in legend.get_texts()] == [8, 8]
+    assert legend.get_frame_on() is False
+    # laid out, it sits right of the loss panel, covering no curve
+    mixed_figure.draw_without_rendering()
+    loss = mixed_figure.axes[1]
+    assert legend.get_window_extent().x0 >= loss.get_window_extent().x1
+
+
+def test_every_curve_of_a_row_has_its_colour_in_both_panels(mixed, mixed_figure):
+    from matplotlib import colormaps
+
+    tab10 = colormaps["tab10"].colors
+    accuracy, loss = mixed_figure.axes
+    # a's two runs, then b's: each row one colour, whatever the panel
+    expected = [rgb(tab10[0]), rgb(tab10[0]), rgb(tab10[1])]
+    assert [rgb(line.get_color()) for line in accuracy.get_lines()] == expected
+    assert [rgb(line.get_color()) for line in loss.get_lines()] == expected
+
+
+def test_the_curves_are_thin_translucent_lines_with_small_round_markers(mixed_figure):
+    for axes in mixed_figure.axes:
+        for line in axes.get_lines():
+            assert (line.get_linewidth(), line.get_alpha()) == (1.4, 0.85)
+            assert (line.get_marker(), line.get_markersize()) == ("o", 3)
+        assert [line.get_linestyle() for line in axes.get_lines()] == (
+            ["-", "--", "-"] if axes is mixed_figure.axes[0] else ["-", "-", "-"]
+        )  # only the accuracy panel dashes a run's validation accuracy
+
+
+def test_the_loss_panel_draws_every_runs_train_loss_per_epoch(mixed_figure):
+    loss = mixed_figure.axes[1]
+    # epoch() writes a train loss of 1/epoch: one curve per run, its points each epoch's
+    assert [list(line.get_xdata()) for line in loss.get_lines()] == [[1, 2]] * 3
+    assert [list(line.get_ydata()) for line in loss.get_lines()] == [[1.0, 0.5]] * 3
+
+
+def test_the_panels_are_titled_labelled_and_gridded(mixed_figure):
+    accuracy, loss = mixed_figure.axes
+    assert accuracy.get_title() == "test accuracy (dashed: validation, runs without)"
+    assert loss.get_title() == "train loss"
+    for axes in (accuracy, loss):
+        assert axes.get_xlabel() == "epoch"
+        grid = axes.xaxis.get_gridlines() + axes.yaxis.get_gridlines()
+        assert all(line.get_visible() and line.get_alpha() == 0.3 for line in grid)
+
+
+def test_the_epoch_axis_of_two_epochs_has_whole_ticks_over_the_data(mixed_figure):
+    for axes in mixed_figure.axes:
+        low, high = axes.get_xlim()
+        assert low < 1 and high > 2  # both epochs shown, no axis of one epoch
+        # epochs are whole: no tick at 1.2 or 1.5
+        assert [tick for tick in axes.get_xticks() if low <= tick <= high] == [1, 2]
+
+
+def test_the_epoch_axis_of_one_epoch_is_one_whole_epoch_wide():
+    only = build_comparison([record("a", [epoch(1, test=0.5)])])
+    for axes in plot_curves(only).axes:
+        # not matplotlib's 0.96-1.04 around the single point
+        assert axes.get_xlim() == (0.5, 1.5)
+        assert list(axes.get_xticks()) == [1]
+
+
+def test_rows_after_the_tenth_change_line_style_and_long_runs_lose_their_markers():
+    # eleven settings (lr) of one run each; two of them long: 30 epochs keep their markers, 31
+    # would be a blur of them
+    lengths = {0.01: 30, 0.02: 31}
+    runs = [
+        record(f"r{k}", [epoch(n, test=0.5) for n in range(1, lengths.get(lr, 1) + 1)], lr=lr)
+        for k, lr in enumerate([0.01 * (k + 1) for k in range(11)])
+    ]
+    comparison = build_comparison(runs)
+    assert len(comparison.rows) == 11
+    for axes in plot_curves(comparison).axes:
+        lines = axes.get_lines()
+        # one curve per row, in the rows' order: the eleventh row has the first's colour, dashed
+        assert [line.get_linestyle() for line in lines] == ["-"] * 10 + ["--"]
+        assert rgb(lines[10].get_color()) == rgb(lines[0].get_color())
+        markers = {
+            len(row.runs[0].metrics): line.get_marker()
+            for row, line in zip(comparison.rows, lines, strict=True)
+        }
+        assert (markers[1], markers[30], markers[31]) == ("o", "o", "None")
