@@ -4,12 +4,23 @@ its own range), a run's pixels (one image, the uint8 refusal) and its --index te
 another data set (--dataset and --data-dir honoured, any number of classes, a folder: data set
 decoded image by image, a data set of another shape refused naming the checkpoint).
 
+Then the figure, from a hand-made Explanation (no model): its panels' arrays, colour map,
+range and interpolation, its titles shortened to fit, its layout, a grey or a 4-channel
+image, the captions and the files `write` names; the error for an unknown target; and a run's
+mistakes: no --dataset, only its chosen checkpoint's, predicted from the --data-dir given, and
+the line for a model without any.
+
 These tests came from mutmut's survivors in report/explanations.py (docs/TESTING.md); the
-figures and the run's mistakes are checked in test_explain.py and test_plots.py. A module is a
-tiny conv net made here; a run is the session's tiny_run, read only (no predictions written).
+figures and the run's mistakes are also checked in test_explain.py and test_plots.py. A module
+is a tiny conv net made here; a run is the session's tiny_run, read only (no predictions
+written), or a one-step run on fake MNIST made in the test's own folder.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +30,11 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.inspect.gradcam import explain_batch
+from cnnlab.inspect.gradcam import Explained, explain_batch, overlay
+from cnnlab.report import explanations
+from cnnlab.report import predictions as report_predictions
+from cnnlab.report.explanations import Explanation
+from cnnlab.report.predictions import load_predictions
 from cnnlab.training.checkpoint import checkpoint_path
 from helpers import FAKE_TEST, learnable_images
 
@@ -125,3 +140,165 @@ def test_a_data_set_of_another_shape_names_the_checkpoint(tiny_run, npz_root):
         cnnlab.explain(tiny_run, index=[0], dataset=f"npz:{npz_root}")  # 16×16 RGB
     assert str(err.value).startswith(f"{checkpoint} is a mnist_cnn for 4 classes at 1×28×28; ")
     assert str(err.value).endswith("has 3 classes at 3×16×16")
+
+
+# --- the figure of a hand-made explanation ------------------------------------------------------
+
+NAME = "Scan 2024-03-17 ward B, left side.PNG"  # 37 characters: shortened to 34 in a title
+LONG_CLASS = "Testudo hermanni (Greek turtle)"  # 31 characters: shortened to 24 after "Grad-CAM of"
+
+
+def made(channels: int = 1) -> Explanation:
+    """Two 4×4 images of known pixels, heatmaps and saliencies; image 0 is labelled "ant" and
+    predicted LONG_CLASS at 50%, image 1 has no label and is predicted "ant" at 75%."""
+    images = (np.arange(2 * channels * 16).reshape(2, channels, 4, 4) * 3).astype(np.uint8)
+    ramp = torch.linspace(0, 1, 16).reshape(4, 4)
+    found = Explained(
+        layer="features.3",
+        logits=torch.tensor([[0.0, 0.0, math.log(2)], [math.log(6), 0.0, 0.0]]),
+        target=torch.tensor([2, 1]),
+        cam=torch.ones(2, 2, 2),
+        heatmap=torch.stack([ramp, ramp.flip(0)]),
+        saliency=torch.stack([0.2 + 0.8 * ramp, 0.2 + 0.8 * ramp.flip(1)]),  # its least 0.2
+    )
+    names = [NAME, "test image 12"]
+    return Explanation(images, names, [0, None], ["ant", "bee", LONG_CLASS], found)
+
+
+def test_overlay_lays_the_heatmap_over_with_the_alpha_asked_for():
+    found = made()
+    np.testing.assert_array_equal(
+        found.overlay(0, alpha=0.2), overlay(found.images[0], found.heatmap[0], 0.2)
+    )
+    assert not np.array_equal(found.overlay(0, alpha=0.2), found.overlay(0))  # 0.5 by default
+
+
+def test_a_caption_says_the_true_class_where_known_and_the_prediction():
+    found = made()
+    assert found.caption(0) == f"{NAME}: true ant, predicted {LONG_CLASS} (50%)"
+    assert found.caption(1) == "test image 12: predicted ant (75%)"
+
+
+def test_a_figure_row_shows_the_image_the_heatmap_over_it_and_the_saliency():
+    found = made()
+    fig = found.figure()
+    assert len(fig.axes) == 6  # three panels a row, no empty fourth
+    for i in range(2):
+        image, heat, saliency = (fig.axes[3 * i + k].images for k in range(3))
+        assert len(image) == len(heat) == len(saliency) == 1
+        grey = found.images[i, 0]
+        np.testing.assert_array_equal(image[0].get_array(), np.stack([grey] * 3, axis=-1))
+        np.testing.assert_array_equal(heat[0].get_array(), found.overlay(i))
+        np.testing.assert_array_equal(saliency[0].get_array(), found.saliency[i])
+        # saliency in grey on the fixed 0-1 scale: its smallest (0.2) is not shown black
+        assert saliency[0].get_cmap().name == "gray" and saliency[0].get_clim() == (0, 1)
+        # each pixel a sharp square, not blurred, at every size
+        assert {panel[0].get_interpolation() for panel in (image, heat, saliency)} == {"nearest"}
+
+
+def test_the_titles_say_what_each_panel_shows_shortened_to_fit():
+    fig = made().figure()
+    titles = [ax.title for ax in fig.axes]
+    assert [t.get_text() for t in titles] == [
+        "Scan 2024-03-17 …B, left side.PNG\ntrue ant\npredicted Testud…ek turtle) (50%)",
+        "Grad-CAM of Testudo her…eek turtle)\n(layer features.3)",
+        "saliency\n|d score / d pixel|",
+        "test image 12\npredicted ant (75%)",
+        "Grad-CAM of bee\n(layer features.3)",
+        "saliency\n|d score / d pixel|",
+    ]
+    assert fig.get_suptitle() == "where the model looked"
+    # small type: three 34-character lines fit over a 2.2-inch panel
+    assert {t.get_fontsize() for t in titles} == {8} and fig._suptitle.get_fontsize() == 9
+
+
+def test_a_figures_panels_fill_it_at_about_their_planned_size():
+    """2.2 inches a panel at 80 dpi is 176 pixels: the layout leaves each image more than 160
+    (matplotlib's default margins would leave it 120, a 28-pixel image 4 pixels a pixel)."""
+    fig = made().figure([1])
+    fig.draw_without_rendering()
+    assert all(ax.get_window_extent().width > 160 for ax in fig.axes)
+
+
+def test_an_image_of_more_than_three_channels_shows_its_first_three():
+    found = made(channels=4)
+    shown = found.figure([0]).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(shown, found.images[0, :3].transpose(1, 2, 0))
+
+
+def test_write_names_each_file_after_its_image_keeping_letters_digits_dots(tmp_path, monkeypatch):
+    monkeypatch.setattr(explanations, "render_png", lambda figure: b"png")  # no drawing needed
+    paths = made().write(tmp_path / "out")
+    assert [p.name for p in paths] == [
+        "explain-01-Scan_2024-03-17_ward_B__left_side.PNG.png",
+        "explain-02-test_image_12.png",
+    ]
+    assert all(p.read_bytes() == b"png" for p in paths)
+
+
+# --- targets and a run's mistakes ---------------------------------------------------------------
+
+
+def test_an_unknown_target_lists_up_to_ten_class_names():
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(small_net(classes=10), x, class_names=list("abcdefghij"), target="zebra")
+    assert str(err.value) == (
+        "unknown target class 'zebra'; give a class name (a, b, c, d, e, f, g, h, i, j) or a "
+        "number from 0 to 9"
+    )
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(small_net(classes=11), x, class_names=list("abcdefghijk"), target="zebra")
+    assert str(err.value) == (
+        "unknown target class 'zebra'; give a class name (a, b, c, d, e, f, g, h, i, j, ...) or "
+        "a number from 0 to 10"
+    )
+
+
+def test_a_runs_mistakes_take_no_dataset(tiny_run):
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(tiny_run, dataset="mnist")
+    assert str(err.value) == "--dataset is for --index test images; a run's mistakes are its own"
+
+
+def test_a_runs_mistakes_are_those_of_its_chosen_checkpoint(tiny_run):
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(tiny_run / "last.pt")  # the run's mistakes are best.pt's
+    assert str(err.value) == (
+        "the run's mistakes are those of its best.pt, not last.pt: give the run folder, or "
+        "--index / IMAGE files"
+    )
+
+
+def mnist_run(tmp_path: Path, data_root: Path) -> Path:
+    """A run of one step on the fake mnist in `data_root` (not found without data_dir), with no
+    predictions.npz yet."""
+    return cnnlab.train(
+        model="mnist_cnn", dataset="mnist", data_dir=str(data_root), epochs=1, batch_size=64,
+        out_dir=str(tmp_path / "runs"), name="m", progress="none", tensorboard=False,
+        report=False,
+    ).run_dir  # fmt: skip
+
+
+def test_a_runs_mistakes_are_predicted_from_the_data_dir_given(tmp_path, fake_data_root):
+    run = mnist_run(tmp_path, fake_data_root)
+    moved = fake_data_root.rename(tmp_path / "moved")  # not where the run's --data-dir says
+    found = cnnlab.explain(run, count=3, data_dir=moved)
+    top = load_predictions(run).top_losses(3)  # now read from the predictions.npz written
+    assert len(top) == 3 and found.names == [f"test image {i}" for i in top]
+
+
+def test_a_model_without_mistakes_says_what_to_give_instead(tmp_path, fake_data_root, monkeypatch):
+    run = mnist_run(tmp_path, fake_data_root)
+    real = report_predictions.load_predictions
+
+    def all_right(*args, **kwargs):  # the run's predictions, every one made right
+        found = real(*args, **kwargs)
+        return dataclasses.replace(found, predicted=found.labels.copy())
+
+    monkeypatch.setattr(report_predictions, "load_predictions", all_right)
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(run, data_dir=fake_data_root)
+    assert str(err.value) == (
+        "the model got every test image right: no mistake to explain; give --index or IMAGE files"
+    )
