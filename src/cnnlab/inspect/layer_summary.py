@@ -219,8 +219,9 @@ def summarize(
     """The summary of a built model at `input_shape` (C, H, W); `label` names it, `source`
     is the checkpoint it came from."""
     stats, fields = _measure(model, input_shape, batch, label)
-    rows = _module_rows(stats.summary_list, fields) + _functional_rows(fields, batch)
-    rows.sort(key=lambda pair: pair[0])
+    names = {id(module): name for name, module in model.named_modules()}
+    rows = _module_rows(stats.summary_list, fields, names) + _functional_rows(fields, batch)
+    rows.sort(key=lambda pair: pair[0])  # stable: rows with one key keep torchinfo's order
     leaves = [info for info in stats.summary_list if info.is_leaf_layer and info.executed]
     return ModelSummary(
         model_name=label,
@@ -264,9 +265,10 @@ def _measure(model: nn.Module, input_shape: tuple[int, int, int], batch: int, la
     return stats, fields
 
 
-def _module_rows(summary_list: list, fields) -> list[tuple[float, LayerRow]]:
+def _module_rows(summary_list: list, fields, names: dict[int, str]) -> list[tuple[float, LayerRow]]:
     """torchinfo's rows, each with the receptive field of the same call; rows of modules
-    that never ran (a ModuleList holding others) go just before the next row."""
+    that never ran (a ModuleList holding others) go just before the next row. `names`: each
+    module's dotted path (torchinfo's var_name is its last part only)."""
     calls = defaultdict(list)
     for call in sorted(fields.calls, key=lambda c: c.order):
         calls[id(call.module)].append(call)
@@ -277,7 +279,7 @@ def _module_rows(summary_list: list, fields) -> list[tuple[float, LayerRow]]:
         if info.executed and seen[id(info.module)] < len(calls[id(info.module)]):
             call = calls[id(info.module)][seen[id(info.module)]]
             seen[id(info.module)] += 1
-        name = call.name if call else info.var_name
+        name = call.name if call else names.get(id(info.module), info.var_name)
         row = _row(
             name, info.class_name, info.depth, info.output_size if info.executed else None,
             info.num_params, info.macs if info.is_leaf_layer else 0, info.is_leaf_layer,
@@ -286,9 +288,12 @@ def _module_rows(summary_list: list, fields) -> list[tuple[float, LayerRow]]:
         rows.append((call.order if call else None, row))
     ordered: list[tuple[float, LayerRow]] = []
     following = float("inf")
-    for order, row in reversed(rows):  # a row that never ran takes the next row's place
-        following = following - 0.5 if order is None else order
-        ordered.append((following, row))
+    for order, row in reversed(rows):
+        if order is not None:
+            following = order
+        # a row that never ran goes just before the next row that did; orders are whole
+        # numbers, so all such rows share that place, in torchinfo's order (a stable sort)
+        ordered.append((order if order is not None else following - 0.5, row))
     return ordered[::-1]
 
 
