@@ -218,6 +218,23 @@ def test_a_permutation_after_a_dimension_is_gone_follows_the_one_left():
     assert field == Field(whole(HEIGHT), PIXEL, (None, -2))
 
 
+@pytest.mark.parametrize(
+    "in_place, copy",
+    [
+        # a pool over the whole height, then that dimension squeezed: in place, the rule saw
+        # the input already squeezed and kept the channels as the height
+        (
+            lambda x: F.max_pool2d(x, (5, 1)).squeeze_(2),
+            lambda x: F.max_pool2d(x, (5, 1)).squeeze(2),
+        ),
+        (lambda x: x.clone().unsqueeze_(1), lambda x: x.unsqueeze(1)),
+    ],
+    ids=["squeeze_", "unsqueeze_"],
+)
+def test_an_in_place_view_moves_the_field_as_its_copy_does(in_place, copy):
+    assert field_of(in_place) == field_of(copy)
+
+
 # --- cnnlab convcalc --chain MODEL ---
 
 

@@ -122,10 +122,17 @@ class _Tracker(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        tracked = [t for t in tensors_in((args, kwargs)) if t in self.fields]
+        shapes = [t.shape for t in tracked]
         out = func(*args, **kwargs)  # torch runs it with this mode off: no recursion
-        sources = [(t, self.fields[t]) for t in tensors_in((args, kwargs)) if t in self.fields]
-        if not sources:
+        if not tracked:
             return out
+        # an in-place view (squeeze_, unsqueeze_) changed its input's shape: the rules read
+        # the input as it was
+        sources = [
+            (t if t.shape == shape else torch.empty(shape, device="meta"), self.fields[t])
+            for t, shape in zip(tracked, shapes, strict=True)
+        ]
         name = function_name(func)
         for result in tensors_in(out):
             made = propagate(name, args, kwargs, sources, result, self.result.unknown)
