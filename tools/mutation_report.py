@@ -40,8 +40,10 @@ run works and gives the scores. Each row is a mutant that survived: what it chan
 test is written for it. *equivalent*: the change cannot alter what a run does. *CUDA-only*: the
 change moves a tensor on a GPU and nothing on the CPU, and the suite runs without a GPU here.
 *not worth a test*: a speed setting (`foreach`, `pin_memory`, `non_blocking`, `--compile`) or
-the words of an error whose form is tested elsewhere. *killed since*: a test added after the
-run. The reasons are written here by hand and kept while their mutant survives with the same
+the words of an error whose form is tested elsewhere. *unreachable*: no caller can get there
+(torch refuses first, or always passes the argument). *mutmut only*: a test kills it in `make
+test` but cannot under mutmut (a warning's stack level: mutmut calls each function through a
+trampoline, a frame more). *killed since*: a test added after the run. The reasons are written here by hand and kept while their mutant survives with the same
 change; a new survivor gets {to_explain}, and one whose change is not the one its reason was
 written for (mutmut numbers a function's mutants anew when the function changes) gets
 **to check**. The report fails while such a row is in a module under {target:.0f}%.
