@@ -43,10 +43,11 @@ change moves a tensor on a GPU and nothing on the CPU, and the suite runs withou
 the words of an error whose form is tested elsewhere. *unreachable*: no caller can get there
 (torch refuses first, or always passes the argument). *mutmut only*: a test kills it in `make
 test` but cannot under mutmut (a warning's stack level: mutmut calls each function through a
-trampoline, a frame more). *killed since*: a test added after the run. The reasons are written here by hand and kept while their mutant survives with the same
-change; a new survivor gets {to_explain}, and one whose change is not the one its reason was
-written for (mutmut numbers a function's mutants anew when the function changes) gets
-**to check**. The report fails while such a row is in a module under {target:.0f}%.
+trampoline, a frame more). *killed since*: a test added after the run. The reasons are written
+here by hand and kept while their mutant survives with the same change; a new survivor gets
+{to_explain}, and one whose change is not the one its reason was written for (mutmut numbers a
+function's mutants anew when the function changes) gets **to check**. The report fails while
+such a row is in a module under {target:.0f}%.
 """
 
 
