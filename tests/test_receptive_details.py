@@ -16,40 +16,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cnnlab.arithmetic import Axis
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.convcalc import ChainRow
 from cnnlab.inspect.field_rules import Field
-from cnnlab.inspect.receptive import model_chain, trace
-
-HEIGHT, WIDTH = 5, 6
-PIXEL = Axis()  # the input's field: each unit sees its own pixel
-
-
-def whole(size: int) -> Axis:
-    """One field for every unit: all `size` pixels of the axis (jump 0, centred)."""
-    return Axis(rf=size, jump=0, start=(size - 1) / 2)
-
-
-MIXED = Field(whole(HEIGHT), whole(WIDTH), (None, None))
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
-def field_of(fn) -> Field:
-    """The field trace gives `fn(images)`, images a (1, 2, HEIGHT, WIDTH) map."""
-    result = trace(Lambda(fn), torch.randn(1, 2, HEIGHT, WIDTH))
-    assert not result.unknown
-    return result.calls[-1].field
+from cnnlab.inspect.receptive import model_chain
+from traced import HEIGHT, MIXED, PIXEL, WIDTH, field_of, whole
 
 
 def channels_last(x):

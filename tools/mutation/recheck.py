@@ -103,7 +103,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     root = Path.cwd()
-    for test in [*tests, "tests/conftest.py", "tests/helpers.py"]:  # as they are now
+    # as they are now, with the modules beside them that tests import (conftest, helpers)
+    shared = [p.relative_to(root) for p in (root / "tests").glob("*.py")]
+    for test in {*map(Path, tests), *(p for p in shared if not p.name.startswith("test_"))}:
         shutil.copy(root / test, root / "mutants" / test)
     metas = results(root)
     todo = chosen(metas, patterns)
