@@ -12,6 +12,9 @@ pass keeps its verdict (a survivor stays one, an unrun mutant stays unrun).
 
     .venv/bin/python tools/mutation/recheck.py "cnnlab.data.cache.*" tests/test_data_npz.py ...
 
+A test file may also be one test of it (`tests/test_selection.py::test_name`), where only that
+one of a slow file is about the module.
+
 Run it from the checkout where `make mutation` ran, after `mutmut run` has made mutants/ from
 the current source (a mutant of a function changed since is not in mutants/ yet).
 """
@@ -97,15 +100,16 @@ def exit_codes(names: list[str], args: list[str], at_once: int) -> dict[str, int
 
 
 def main(argv: list[str]) -> int:
-    patterns = [a for a in argv if not a.endswith(".py")]
-    tests = [a for a in argv if a.endswith(".py")]
+    tests = [a for a in argv if a.endswith(".py") or ".py::" in a]  # files, or single tests
+    patterns = [a for a in argv if a not in tests]
     if not patterns or not tests:
         print(__doc__)
         return 2
     root = Path.cwd()
     # as they are now, with the modules beside them that tests import (conftest, helpers)
     shared = [p.relative_to(root) for p in (root / "tests").glob("*.py")]
-    for test in {*map(Path, tests), *(p for p in shared if not p.name.startswith("test_"))}:
+    files = {Path(t.split("::")[0]) for t in tests}
+    for test in {*files, *(p for p in shared if not p.name.startswith("test_"))}:
         shutil.copy(root / test, root / "mutants" / test)
     metas = results(root)
     todo = chosen(metas, patterns)
