@@ -177,6 +177,18 @@ def test_per_class_numbers_beside_each_bar_and_a_line_for_a_class_without_images
     assert [t.get_position()[0] for t in ax.texts] == pytest.approx([1.01, 0.51, 0.01, 0.01])
 
 
+def test_per_class_numbers_sit_centred_on_their_bar_on_white_so_the_line_stays_behind(per_class):
+    ax = per_class[1]
+    for text in ax.texts:
+        assert text.get_verticalalignment() == "center"
+        assert text.get_fontsize() == FONT - 1
+        box = text.get_bbox_patch()  # the white box the dashed line passes behind
+        assert box is not None and box.get_facecolor() == to_rgba("white")
+        assert box.get_edgecolor() == (0.0, 0.0, 0.0, 0.0)  # "none": no frame
+        # matplotlib keeps the pad as a share of the font size, to two decimals: 1 point
+        assert box.get_boxstyle().pad * text.get_fontsize() == pytest.approx(1, abs=0.05)
+
+
 @pytest.mark.parametrize("classes, numbered", [(15, True), (16, False)])
 def test_per_class_numbers_up_to_15_classes(classes, numbered):
     names = [f"c{k}" for k in range(classes)]
