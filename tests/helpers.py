@@ -175,3 +175,30 @@ def skip_png_encoding(patch) -> None:
 
     for module in (figures, plots, compare):  # the last two import it by name
         patch.setattr(module, "render_png", lambda figure: b"png")
+
+
+def hand_predictions(
+    labels, predicted, class_names, *, confidence=0.5, p_true=None, images=None,
+    image_index=None, split: str = "test", checkpoint: str = "best.pt",
+):  # fmt: skip
+    """Predictions made by hand, for the report's and plots' tests (no model, no run):
+    `confidence` one value or one per image; `p_true` the probability given to the true class
+    (default: the confidence where the prediction is right, 0.1 where it is wrong); `images`
+    (K, C, H, W) uint8 pixels kept for the images `image_index` (default: every image in
+    order), or no pixels kept."""
+    from cnnlab.report.predictions import Predictions
+
+    labels, predicted = np.array(labels, np.int64), np.array(predicted, np.int64)
+    confidence = np.broadcast_to(np.asarray(confidence, np.float32), labels.shape).copy()
+    if p_true is None:
+        p_true = np.where(labels == predicted, confidence, np.float32(0.1))
+    if images is None:
+        images, image_index = np.zeros((0, 1, 2, 2), np.uint8), np.zeros(0, np.int64)
+    elif image_index is None:
+        image_index = np.arange(len(images), dtype=np.int64)
+    return Predictions(
+        checkpoint=checkpoint, digest="d" * 64, class_names=list(class_names), labels=labels,
+        predicted=predicted, confidence=confidence,
+        p_true=np.broadcast_to(np.asarray(p_true, np.float32), labels.shape).copy(),
+        image_index=np.asarray(image_index, np.int64), images=images, split=split,
+    )  # fmt: skip

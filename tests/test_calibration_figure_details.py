@@ -22,6 +22,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from cnnlab.report.calibration import calibration_figure, calibration_of
 from cnnlab.report.plots import DPI, FONT, TRAIN, WRONG
 from cnnlab.report.predictions import Predictions
+from helpers import hand_predictions
 
 # (confidence, right) in four bins (0, .25], (.25, .5], (.5, .75], (.75, 1] of 4 classes:
 # bin 0 empty; bin 1 under-confident (accuracy 0.5, confidence 0.45); bin 2 a single image
@@ -38,18 +39,11 @@ def predictions_of(pairs, num_classes: int = 4, split: str = "val") -> Predictio
     confidence = np.array([c for c, _ in pairs], dtype=np.float32).reshape(-1)
     correct = np.array([r for _, r in pairs], dtype=bool).reshape(-1)
     labels = np.arange(len(confidence), dtype=np.int64) % num_classes
-    return Predictions(
-        checkpoint="best.pt",
-        digest="0" * 64,
-        class_names=[f"class{k}" for k in range(num_classes)],
-        labels=labels,
-        predicted=np.where(correct, labels, (labels + 1) % num_classes),
-        confidence=confidence,
-        p_true=np.where(correct, confidence, 0.0).astype(np.float32),
-        image_index=np.zeros(0, np.int64),
-        images=np.zeros((0, 1, 4, 4), np.uint8),
-        split=split,
-    )
+    predicted = np.where(correct, labels, (labels + 1) % num_classes)
+    names = [f"class{k}" for k in range(num_classes)]
+    p_true = np.where(correct, confidence, 0.0)
+    return hand_predictions(labels, predicted, names, confidence=confidence, p_true=p_true,
+                            split=split)  # fmt: skip
 
 
 def panels(fig) -> dict:

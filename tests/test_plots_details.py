@@ -25,6 +25,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from cnnlab.report.plots import FONT, TRAIN, confusion_figure, per_class_figure, prediction_grid
 from cnnlab.report.predictions import Predictions
+from helpers import hand_predictions
 
 LONG = "bee_of_the_meadow_garden"  # 24 characters: over the 16 of a title, under shorten's 40
 SHORT = "bee_of_…_garden"  # shorten(LONG, 16)
@@ -39,16 +40,8 @@ LABELS, PREDICTED = [0, 1, 1, 2], [0, 1, 2, 0]
 
 def made(labels=LABELS, predicted=PREDICTED, names=NAMES, split="val") -> Predictions:
     """Predictions made by hand, the 2×2 grey pixels of every image kept."""
-    labels, predicted = np.array(labels, np.int64), np.array(predicted, np.int64)
-    n = len(labels)
-    confidence = np.full(n, 0.6, np.float32)
-    return Predictions(
-        checkpoint="best.pt", digest="d" * 64, class_names=list(names), labels=labels,
-        predicted=predicted, confidence=confidence,
-        p_true=np.where(labels == predicted, confidence, np.float32(0.1)),
-        image_index=np.arange(n, dtype=np.int64),
-        images=np.arange(n * 4, dtype=np.uint8).reshape(n, 1, 2, 2), split=split,
-    )  # fmt: skip
+    pixels = np.arange(len(labels) * 4, dtype=np.uint8).reshape(-1, 1, 2, 2)
+    return hand_predictions(labels, predicted, names, confidence=0.6, images=pixels, split=split)
 
 
 def _texts(ax) -> list[str]:

@@ -30,10 +30,9 @@ from cnnlab.inspect.features import feature_figures
 from cnnlab.models.own import canonical_model_name, file_sha256
 from cnnlab.models.registry import create_model
 from cnnlab.report.plots import DPI, FONT, _conv_figures, _figure, _image_grid, _matrix
-from cnnlab.report.predictions import Predictions
 from cnnlab.report.run_folder import RunRecord
 from cnnlab.training.checkpoint import FORMAT, save_checkpoint
-from helpers import relocate_checkpoint
+from helpers import hand_predictions, relocate_checkpoint
 
 LONG = "bee_of_the_meadow_garden"  # 24 characters: over the 16 of a title, under shorten's 40
 SHORT = "bee_of_…_garden"  # shorten(LONG, 16)
@@ -288,15 +287,16 @@ def _own_model_run(folder):
 def _predictions(count=4):
     """Validation predictions of `count` 28×28 grey images, each a different picture; images
     0 and 2 are mistakes."""
-    rng = np.random.default_rng(0)
-    labels = np.array([0, 1, 2, 0][:count], np.int64)
-    predicted = np.array([1, 1, 0, 0][:count], np.int64)
-    return Predictions(
-        checkpoint="best.pt", digest="d" * 64, class_names=CLASSES, labels=labels,
-        predicted=predicted, confidence=np.array([0.9, 0.6, 0.7, 0.6][:count], np.float32),
-        p_true=np.full(count, 0.1, np.float32), image_index=np.arange(count),
-        images=rng.integers(0, 256, (count, 1, 28, 28), dtype=np.uint8), split="val",
-    )  # fmt: skip
+    pixels = np.random.default_rng(0).integers(0, 256, (count, 1, 28, 28), dtype=np.uint8)
+    return hand_predictions(
+        [0, 1, 2, 0][:count],
+        [1, 1, 0, 0][:count],
+        CLASSES,
+        confidence=[0.9, 0.6, 0.7, 0.6][:count],
+        p_true=0.1,
+        images=pixels,
+        split="val",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from cnnlab.report.plots import (
 )
 from cnnlab.report.predictions import Predictions
 from cnnlab.report.run_folder import RunRecord
+from helpers import hand_predictions
 
 LONG = "bee_of_the_meadow_garden"  # 24 characters: over the 16 of a title
 SHORT = "bee_of_…_garden"  # shorten(LONG, 16)
@@ -56,15 +57,9 @@ HEIGHT, WIDTH = 4, 6  # not square: a transposed image would show
 
 def made(predicted=PREDICTED, split="val", kept=KEPT) -> Predictions:
     """Predictions made by hand; every image's pixels kept but image 4's (by default)."""
-    labels, predicted = np.array(LABELS, np.int64), np.array(predicted, np.int64)
-    confidence = np.array(CONFIDENCE, np.float32)
     pixels = np.random.default_rng(0).integers(0, 256, (len(kept), 1, HEIGHT, WIDTH), np.uint8)
-    return Predictions(
-        checkpoint="best.pt", digest="d" * 64, class_names=list(NAMES), labels=labels,
-        predicted=predicted, confidence=confidence,
-        p_true=np.where(labels == predicted, confidence, np.float32(0.1)),
-        image_index=np.array(kept, np.int64), images=pixels, split=split,
-    )  # fmt: skip
+    return hand_predictions(LABELS, predicted, NAMES, confidence=CONFIDENCE, images=pixels,
+                            image_index=kept, split=split)  # fmt: skip
 
 
 def _texts(fig: Figure) -> list[str]:

@@ -33,23 +33,14 @@ from cnnlab.report.predictions import (
     load_predictions,
 )
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
-from helpers import learnable_images, relocate_checkpoint
+from helpers import hand_predictions, learnable_images, relocate_checkpoint
 
 NAMES = ["ant", "bee", "cat", "dog"]
 
 
-def made(labels, predicted, confidence=None, split="test") -> Predictions:
+def made(labels, predicted, confidence=0.5, split="test") -> Predictions:
     """Predictions made by hand: four classes, no pixels kept."""
-    labels, predicted = np.array(labels, np.int64), np.array(predicted, np.int64)
-    if confidence is None:
-        confidence = np.full(len(labels), 0.5, np.float32)
-    confidence = np.array(confidence, np.float32)
-    p_true = np.where(labels == predicted, confidence, np.float32(0.1))
-    return Predictions(
-        checkpoint="best.pt", digest="d" * 64, class_names=list(NAMES), labels=labels,
-        predicted=predicted, confidence=confidence, p_true=p_true,
-        image_index=np.zeros(0, np.int64), images=np.zeros((0, 1, 2, 2), np.uint8), split=split,
-    )  # fmt: skip
+    return hand_predictions(labels, predicted, NAMES, confidence=confidence, split=split)
 
 
 def checkpoint_with(tiny_run, tmp_path, drop=(), **config):

@@ -18,8 +18,6 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
-
 from cnnlab.report.predictions import Predictions
 from cnnlab.report.run_folder import RunRecord
 from cnnlab.report.run_report import (
@@ -33,7 +31,7 @@ from cnnlab.report.run_report import (
     per_class,
     plots,
 )
-from helpers import skip_png_encoding
+from helpers import hand_predictions, skip_png_encoding
 
 
 class Parsed(HTMLParser):
@@ -98,13 +96,7 @@ def record(rows: list[dict], path: Path = Path("/runs/r"), **info) -> RunRecord:
 
 def predictions(labels: list[int], predicted: list[int], names: list[str], **kwargs) -> Predictions:
     """Predictions of len(labels) images made by hand, each 90% sure."""
-    n = len(labels)
-    return Predictions(
-        checkpoint=kwargs.pop("checkpoint", "best.pt"), digest="0" * 64, class_names=names,
-        labels=np.array(labels, np.int64), predicted=np.array(predicted, np.int64),
-        confidence=np.full(n, 0.9, np.float32), p_true=np.full(n, 0.5, np.float32),
-        image_index=np.zeros(0, np.int64), images=np.zeros((0, 1, 28, 28), np.uint8), **kwargs,
-    )  # fmt: skip
+    return hand_predictions(labels, predicted, names, confidence=0.9, p_true=0.5, **kwargs)
 
 
 # --- per-class accuracy -------------------------------------------------------------------------
