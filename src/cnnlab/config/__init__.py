@@ -40,6 +40,9 @@ SCHEDULERS = ("none", "step", "cosine", "onecycle")
 # "default": PyTorch's own init, or the seed's own where the seed sets one (net_res_deep)
 INITS = ("default", "xavier", "kaiming")
 PROGRESS = ("auto", "bar", "lines", "notebook", "none")
+# the augmentation's choices (data/augment.py; config/ imports no torch, so they are kept here)
+PAD_MODES = ("zeros", "reflect")
+FLIPS = ("random", "alternate", "none")
 EVAL_BATCH_SIZE = 1024  # no gradients are kept in evaluation, so batches can be larger
 
 
@@ -150,7 +153,29 @@ class TrainConfig(Config):
     normalize: bool = opt(
         "scale pixels by the data set's mean/std (false: [0, 1] pixels, ToTensor alone)", True
     )
-    augment: bool = opt("random crop (padding H/8) and horizontal flip on training batches", False)
+    augment: bool = opt(
+        "random crop and horizontal flip on training batches (--crop-padding, --pad-mode and "
+        "--flip say how)",
+        False,
+    )
+    crop_padding: int | None = opt(
+        "augment: pixels of padding around each image before the random crop (default: H/8, "
+        "4 for 32x32; 0: no crop)",
+        None,
+        minimum=0,
+    )
+    pad_mode: str = opt(
+        "augment: the crop's padding: zeros (torchvision's RandomCrop) or reflect (the image "
+        "mirrored at its edges, as airbench)",
+        "zeros",
+        choices=PAD_MODES,
+    )
+    flip: str = opt(
+        "augment: random (each image with chance 1/2), alternate (airbench's: each image one "
+        "way in even epochs, the other way in odd ones) or none",
+        "random",
+        choices=FLIPS,
+    )
     jpeg_quality: int = opt(
         "JPEG-compress half the training images at this quality, 1-100 (0: off): for test "
         "images saved as JPEG",
@@ -211,6 +236,12 @@ class TrainConfig(Config):
     tta: bool = opt(
         "test-time augmentation: score each test image by the mean logits of it and its mirror",
         False,
+    )
+    tta_translate: int = opt(
+        "with --tta: also the views moved this many pixels down-right and up-left, each with "
+        "its mirror, weighing half (airbench's six views with 1)",
+        0,
+        minimum=0,
     )
 
     # --- optimizer (seed 002's table), loss, schedule ---
@@ -366,6 +397,8 @@ class TrainConfig(Config):
                 "{jpeg_quality} must be in 1..100 (0: off), got {got}",
                 self.jpeg_quality,
             )
+        if self.tta_translate and not self.tta:
+            raise FieldError("tta_translate", "{tta_translate} needs {tta} (the mirror views)")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise FieldError(
                 "nesterov", "{nesterov} needs {momentum} > 0 and {dampening} 0; set {momentum} 0.9"

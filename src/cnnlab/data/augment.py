@@ -1,5 +1,5 @@
-"""Batched augmentation: random crop with padding, horizontal flip and JPEG compression on
-whole batches.
+"""Batched augmentation: random crop with padding (zeros or reflected), horizontal flip (random
+or airbench's alternating) and JPEG compression on whole batches.
 
 As in airbench, one call handles a batch (B, C, H, W) with tensor ops on its device; there is
 no Python loop over samples. Random numbers come from a CPU torch.Generator, so a given seed
@@ -10,6 +10,7 @@ the same way whichever process trains it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 
 import numpy as np
@@ -18,10 +19,32 @@ import torch
 from cnnlab.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Augment:
+    """How a training batch is augmented: crop `padding` pixels (None: H // 8, 0: no crop) of
+    `pad_mode` padding, then `flip` (random: each image with chance 1/2; alternate: airbench's
+    derandomised flip, each image one way in even epochs and the other way in odd ones, which
+    one decided once per image by a seeded coin; none)."""
+
+    padding: int | None = None
+    pad_mode: str = "zeros"
+    flip: str = "random"
+
+    def padding_for(self, height: int) -> int:
+        return augment_padding(height) if self.padding is None else self.padding
+
+
 def augment_padding(height: int) -> int:
     """The crop padding for images `height` pixels high: H // 8 (4 for 32x32, as in
     torchvision's RandomCrop(32, padding=4) recipe for CIFAR; 3 for 28x28)."""
     return max(1, height // 8)
+
+
+def reflected(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel coordinates in [-size + 1, 2 * size - 1) mapped into the image as reflect padding
+    maps them (numpy's and torch's 'reflect': the edge pixel is not repeated)."""
+    coords = coords.abs()
+    return torch.where(coords >= size, 2 * (size - 1) - coords, coords)
 
 
 def crop(
@@ -29,27 +52,29 @@ def crop(
     padding: int,
     top: torch.Tensor,
     left: torch.Tensor,
+    pad_mode: str = "zeros",
 ) -> torch.Tensor:
     """Pad each image by `padding` on every side and cut the original size at (top[i], left[i]).
 
     images: (B, C, H, W); top, left: (B,) integers in [0, 2 * padding]; the padding is 0
-    (black uint8 pixels). Returns (B, C, H, W) of the same dtype.
+    (black pixels) or, with pad_mode "reflect", the image reflected at its edges (padding
+    below H and W). Returns (B, C, H, W) of the same dtype.
     """
     batch, channels, height, width = images.shape
     device = images.device
-    padded_shape = (batch, channels, height + 2 * padding, width + 2 * padding)
-    padded = images.new_zeros(padded_shape)
-    padded[:, :, padding : padding + height, padding : padding + width] = images
     # one gather with broadcast index tensors picks every sample's own window
-    rows = (top.to(device).view(batch, 1) + torch.arange(height, device=device)).view(
-        batch, 1, height, 1
-    )
-    cols = (left.to(device).view(batch, 1) + torch.arange(width, device=device)).view(
-        batch, 1, 1, width
-    )
+    rows = top.to(device).view(batch, 1) + torch.arange(height, device=device)  # (B, H)
+    cols = left.to(device).view(batch, 1) + torch.arange(width, device=device)  # (B, W)
+    if pad_mode == "reflect":  # read straight from the image, no padded copy
+        source = images
+        rows, cols = reflected(rows - padding, height), reflected(cols - padding, width)
+    else:
+        padded_shape = (batch, channels, height + 2 * padding, width + 2 * padding)
+        source = images.new_zeros(padded_shape)
+        source[:, :, padding : padding + height, padding : padding + width] = images
     samples = torch.arange(batch, device=device).view(batch, 1, 1, 1)
     chans = torch.arange(channels, device=device).view(1, channels, 1, 1)
-    return padded[samples, chans, rows, cols]  # (B, C, H, W)
+    return source[samples, chans, rows.view(batch, 1, height, 1), cols.view(batch, 1, 1, width)]
 
 
 def random_crop(
@@ -57,13 +82,15 @@ def random_crop(
     padding: int,
     generator: torch.Generator,
     rows: tuple[int, int, int] | None = None,
+    pad_mode: str = "zeros",
 ) -> torch.Tensor:
-    """Zero-pad by `padding` and crop back at a random offset per sample, like torchvision's
-    RandomCrop(size, padding=padding) applied to each image of the batch (B, C, H, W).
-    `rows` (start, stop, batch): the images are those rows of a larger batch (see the top)."""
+    """Pad by `padding` and crop back at a random offset per sample, like torchvision's
+    RandomCrop(size, padding=padding, padding_mode=...) applied to each image of the batch
+    (B, C, H, W). `rows` (start, stop, batch): the images are those rows of a larger batch
+    (see the top)."""
     start, stop, batch = rows or (0, images.shape[0], images.shape[0])
     offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator)[:, start:stop]
-    return crop(images, padding, offsets[0], offsets[1])
+    return crop(images, padding, offsets[0], offsets[1], pad_mode)
 
 
 def random_flip(
@@ -72,16 +99,39 @@ def random_flip(
     """Mirror each image of (B, C, H, W) left-right with probability 0.5."""
     start, stop, batch = rows or (0, images.shape[0], images.shape[0])
     flip = torch.rand(batch, generator=generator)[start:stop] < 0.5  # (B,)
+    return flipped_where(images, flip)
+
+
+def flipped_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, C, H, W) mirrored left-right where `flip` (B,) is true."""
     flip = flip.to(images.device).view(-1, 1, 1, 1)
     return torch.where(flip, images.flip(3), images)
 
 
+def alternating_flips(coins: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's alternating flip: image i is mirrored in epoch e where coins[i] xor (e odd),
+    so over any two epochs in a row it is seen once each way. coins: (N,) bool, one per
+    image of the data set; indices: (B,) the batch's images. Returns (B,) bool."""
+    return coins[indices.cpu()] ^ bool(epoch % 2)
+
+
 def augment_batch(
-    images: torch.Tensor, generator: torch.Generator, rows: tuple[int, int, int] | None = None
+    images: torch.Tensor,
+    generator: torch.Generator,
+    rows: tuple[int, int, int] | None = None,
+    how: Augment = Augment(),
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training augmentation: random crop (padding H // 8) then random horizontal flip."""
-    images = random_crop(images, augment_padding(images.shape[2]), generator, rows)
-    return random_flip(images, generator, rows)
+    """The training augmentation: random crop (padding H // 8 unless `how` says), then the
+    flip: random, or `flips` (B,) bool where `how.flip` is alternate (alternating_flips)."""
+    padding = how.padding_for(images.shape[2])
+    if padding:
+        images = random_crop(images, padding, generator, rows, how.pad_mode)
+    if how.flip == "alternate":
+        return flipped_where(images, flips)
+    if how.flip == "random":
+        return random_flip(images, generator, rows)
+    return images
 
 
 def jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.augment import augment_batch, random_jpeg
+from cnnlab.data.augment import Augment, alternating_flips, augment_batch, random_jpeg
 from cnnlab.data.types import ImageData, Split
 from cnnlab.errors import ConfigError
 from cnnlab.process import usable_cores
@@ -72,14 +72,18 @@ class _EpochBatches:
 
     def __init__(
         self, num_items: int, batch_size: int, *, shuffle: bool, drop_last: bool,
-        seed: int, rank: int, world_size: int, augment: bool, jpeg_quality: int,
+        seed: int, rank: int, world_size: int, augment: bool | Augment, jpeg_quality: int,
     ) -> None:  # fmt: skip
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size, self.augment = seed, rank, world_size, augment
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.augment = Augment() if augment is True else augment or None  # None: off
+        self.flip_coins = None  # (N,) bool: --flip alternate's one coin per image
+        if self.augment is not None and self.augment.flip == "alternate":
+            self.flip_coins = torch.rand(num_items, generator=seeded_generator(seed, 2)) < 0.5
         self.jpeg_quality = jpeg_quality  # 0: off
         self.num_items = num_items
         self.batch_total = 0  # rows of the whole batch last yielded, every process's together
@@ -120,9 +124,10 @@ class _EpochBatches:
 
     def _finish(
         self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch: int,
-        rows: tuple[int, int, int],
+        rows: tuple[int, int, int], indices: torch.Tensor,
     ) -> Batch:  # fmt: skip
-        """The common ending of both loaders: augment uint8 images, then normalise."""
+        """The common ending of both loaders: augment uint8 images, then normalise.
+        `indices`: the images' places in the data set (an alternating flip follows them)."""
         first, stop, total = rows
         self.batch_total = total
         start = batch * self.batch_size
@@ -131,9 +136,13 @@ class _EpochBatches:
             # first, as the JPEG test images were saved whole; draws of their own (trailing 1)
             jpeg_draws = seeded_generator(self.seed, epoch, batch, 1)
             images = random_jpeg(images, self.jpeg_quality, jpeg_draws, part)
-        if self.augment:
+        if self.augment is not None:
             # the trailing 0 keeps the draws of runs saved before sharding by batch part
-            images = augment_batch(images, seeded_generator(self.seed, epoch, batch, 0), part)
+            draws = seeded_generator(self.seed, epoch, batch, 0)
+            flips = None
+            if self.flip_coins is not None:
+                flips = alternating_flips(self.flip_coins, indices, epoch)
+            images = augment_batch(images, draws, part, self.augment, flips)
         return self.normalise(images), labels
 
 
@@ -144,7 +153,8 @@ class TensorLoader(_EpochBatches):
         self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
         mean: Sequence[float], std: Sequence[float], shuffle: bool = False,
         drop_last: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-        augment: bool = False, jpeg_quality: int = 0, rank: int = 0, world_size: int = 1,
+        augment: bool | Augment = False, jpeg_quality: int = 0, rank: int = 0,
+        world_size: int = 1,
     ) -> None:  # fmt: skip
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(
@@ -172,12 +182,13 @@ class TensorLoader(_EpochBatches):
             rows = self._rows(batch)
             first, stop, _ = rows
             if order is None:  # in order: a view, no copy
+                index = torch.arange(first, stop)
                 images, labels = self.images[first:stop], self.labels[first:stop]
             else:
                 index = order[first:stop]
                 images = self.images.index_select(0, index)  # (B, C, H, W) uint8
                 labels = self.labels.index_select(0, index)
-            yield self._finish(images, labels, epoch, batch, rows)
+            yield self._finish(images, labels, epoch, batch, rows, index)
 
 
 class FolderLoader(_EpochBatches):
@@ -188,8 +199,9 @@ class FolderLoader(_EpochBatches):
     def __init__(
         self, dataset: Dataset, *, batch_size: int, mean: Sequence[float],
         std: Sequence[float], shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-        device: str | torch.device = "cpu", augment: bool = False, jpeg_quality: int = 0,
-        rank: int = 0, world_size: int = 1, num_workers: int | None = None,
+        device: str | torch.device = "cpu", augment: bool | Augment = False,
+        jpeg_quality: int = 0, rank: int = 0, world_size: int = 1,
+        num_workers: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(
             len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
@@ -213,19 +225,21 @@ class FolderLoader(_EpochBatches):
             num_workers=min(self.num_workers, len(batches)),
             pin_memory=self.device.type == "cuda",
         )
-        return self._batches(iter(loader), epoch, start, rows)
+        return self._batches(iter(loader), epoch, start, rows, indices)
 
     def _batches(
-        self, loaded: Iterator, epoch: int, start: int, rows: list[tuple[int, int, int]]
-    ) -> Iterator[Batch]:
+        self, loaded: Iterator, epoch: int, start: int, rows: list[tuple[int, int, int]],
+        indices: list[int],
+    ) -> Iterator[Batch]:  # fmt: skip
         for batch, part in enumerate(rows, start):
+            index = torch.tensor(indices[part[0] : part[1]], dtype=torch.int64)
             if part[1] > part[0]:
                 images, labels = next(loaded)
             else:
                 images, labels = self._empty_batch()
             images = images.to(self.device, non_blocking=True)  # (B, C, H, W) uint8
             labels = labels.to(self.device, torch.int64, non_blocking=True)
-            yield self._finish(images, labels, epoch, batch, part)
+            yield self._finish(images, labels, epoch, batch, part, index)
 
     def _empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """No rows, with the images' shape (C, H, W): a process still joins every step."""
@@ -235,7 +249,7 @@ class FolderLoader(_EpochBatches):
 
 def make_loader(
     data: ImageData, split: str, *, batch_size: int, shuffle: bool = False,
-    device: str | torch.device = "cpu", seed: int = 0, augment: bool = False,
+    device: str | torch.device = "cpu", seed: int = 0, augment: bool | Augment = False,
     jpeg_quality: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1,
     num_workers: int | None = None,
 ) -> TensorLoader | FolderLoader:  # fmt: skip

@@ -182,8 +182,10 @@ def compute_predictions(
     batch_size = trained_with.get("eval_batch_size") or EVAL_BATCH_SIZE
     loader = make_loader(data, split, batch_size=batch_size, device=target)
     startup_finished()
-    # scored as the run scored them (its accuracy), with the mirror images under --tta
-    probs, labels = predict(model, loader, tta=bool(trained_with.get("tta")))
+    # scored as the run scored them (its accuracy), with the test-time views under --tta
+    tta = bool(trained_with.get("tta"))
+    translate = int(trained_with.get("tta_translate") or 0) if tta else 0
+    probs, labels = predict(model, loader, tta=tta, translate=translate)
     confidence, predicted = probs.max(dim=1)
     p_true = probs.gather(1, labels[:, None])[:, 0]
     result = Predictions(

@@ -58,7 +58,8 @@ def evaluate_checkpoint(
     trained_with = TrainConfig.from_dict(saved_train_values(state["config"]))
     loss_fn = make_loss(trained_with, data.num_classes, target)
     tta = trained_with.tta if cfg.tta is None else cfg.tta
-    result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta)
+    translate = trained_with.tta_translate if tta else 0
+    result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta, translate=translate)
     return result, list(data.class_names)
 
 
@@ -112,13 +113,16 @@ def _check_fits(data: Any, state: dict[str, Any], checkpoint: str | Path, same_c
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: Any, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, loader: Any, tta: bool = False, translate: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax probabilities (N, K) float32, labels (N,) int64) over `loader`, on the CPU;
-    `tta`: of each image and its mirror's mean logits, as `evaluate` scores them."""
+    `tta` and `translate`: of the mean logits of the test-time views, as `evaluate` scores
+    them."""
     model.eval()
     probs, labels = [], []
     for images, batch_labels in loader:
-        logits = scored_logits(model, images, tta)
+        logits = scored_logits(model, images, tta, translate)
         probs.append(torch.softmax(logits.float(), dim=1).cpu())
         labels.append(batch_labels.cpu())
     if not probs:

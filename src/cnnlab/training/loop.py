@@ -210,12 +210,27 @@ def closure_step(
 
 
 def scored_logits(
-    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta: bool
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    tta: bool,
+    translate: int = 0,
 ) -> torch.Tensor:
     """The logits a test image is scored by: its own, or with `tta` the mean of its own and its
-    mirror image's (flip test-time augmentation, as airbench does)."""
-    logits = forward(images)
-    return (logits + forward(images.flip(3))) / 2 if tta else logits
+    mirror image's (flip test-time augmentation, as airbench does). With `translate` pixels
+    too, airbench's six views: that pair weighs one half, and the other half is the mean of
+    the same pair for the image moved `translate` pixels down-right and up-left (reflect
+    padding, so no black edge comes in)."""
+    if not tta:
+        return forward(images)
+    logits = (forward(images) + forward(images.flip(3))) / 2
+    if not translate:
+        return logits
+    height, width = images.shape[2:]
+    padded = torch.nn.functional.pad(images, (translate,) * 4, mode="reflect")
+    shift = 2 * translate
+    moved = (padded[:, :, :height, :width], padded[:, :, shift:, shift:])  # down-right, up-left
+    pairs = [(forward(view) + forward(view.flip(3))) / 2 for view in moved]
+    return (logits + (pairs[0] + pairs[1]) / 2) / 2
 
 
 @dataclass
@@ -260,10 +275,11 @@ def evaluate(
     split: BatchStep | None = None,
     world: World | None = None,
     tta: bool = False,
+    translate: int = 0,
 ) -> EvalResult:
     """Mean loss, accuracy and per-class counts over `loader`, summed on the device (and over
-    every process of `world`, each of which evaluated its part of each batch); `tta`: see
-    scored_logits."""
+    every process of `world`, each of which evaluated its part of each batch); `tta` and
+    `translate`: see scored_logits."""
     model.eval()
     forward = split.forward if split is not None else model
     sums = None
@@ -272,7 +288,7 @@ def evaluate(
             sums = EvalSums.zeros(num_classes, labels.device)
         if labels.shape[0] == 0:  # this process's part of a small last batch
             continue
-        sums.add(loss_fn, scored_logits(forward, images, tta), labels)
+        sums.add(loss_fn, scored_logits(forward, images, tta, translate), labels)
     if sums is not None and world is not None:
         sums = sums.summed(world)
     if sums is None or int(sums.total.sum()) == 0:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig, check_weights_file
+from cnnlab.config.fields import FieldError
 from cnnlab.errors import ConfigError
 from cnnlab.models.args import WEIGHT_ARGS, architecture_args
 from cnnlab.models.heads import split_parameters
@@ -274,6 +275,7 @@ def build_session(
             test_fraction=cfg.test_fraction, seed=cfg.seed, normalize=cfg.normalize,
         )  # fmt: skip
     data = with_validation(data, cfg.val_fraction, cfg.seed)
+    check_reflections(cfg, data.input_shape)
     if saved is not None and given.model is None:  # your own code: the code the run trained
         check_recorded(cfg.model, saved.get("model_source"), Path(cfg.out_dir) / cfg.name)
     model, info = _build_model(cfg, data, device, fresh=saved is None, world=world, given=given)
@@ -336,17 +338,35 @@ def check_weight_options(cfg: TrainConfig) -> None:
             )
 
 
+def check_reflections(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> None:
+    """Reflect padding mirrors the image at its edges, so it needs padding below the images'
+    side: refused in one line before a file is written."""
+    from cnnlab.data.augment import augment_padding
+
+    if not cfg.augment or cfg.pad_mode != "reflect":
+        return
+    side = min(input_shape[1:])
+    padding = augment_padding(input_shape[1]) if cfg.crop_padding is None else cfg.crop_padding
+    if padding >= side:
+        raise FieldError(
+            "crop_padding", f"{{crop_padding}} must be below the images' side ({side}) with "
+            f"{{pad_mode}} reflect, got {{got}}; use {{pad_mode}} zeros for more", padding,
+        )  # fmt: skip
+
+
 def _loaders(cfg: TrainConfig, data: Any, device: torch.device, world: World) -> tuple:
     """The train, validation (None without one) and test loaders (None with --no-eval-test:
     measured once, later, for the chosen model); under torchrun each yields
     this process's part of every batch."""
     from cnnlab.data import make_loader
+    from cnnlab.data.augment import Augment
 
+    augment = cfg.augment and Augment(cfg.crop_padding, cfg.pad_mode, cfg.flip)
     shard = dict(rank=world.rank, world_size=world.size, device=device)
     # a last batch of one sample would break BatchNorm on 1×1 maps; dropping it costs nothing
     train = make_loader(
         data, "train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-        augment=cfg.augment, jpeg_quality=cfg.jpeg_quality,
+        augment=augment, jpeg_quality=cfg.jpeg_quality,
         drop_last=len(data.train) % cfg.batch_size == 1, **shard,
     )  # fmt: skip
     measured = ("val", "test") if cfg.eval_test else ("val",)  # --no-eval-test: not the test

@@ -322,7 +322,7 @@ def end_epoch(
                 result = evaluate(
                     session.parts.forward_model, loader, session.parts.loss_fn,
                     session.parts.num_classes, split=session.parts.split, world=session.world,
-                    tta=cfg.tta,
+                    tta=cfg.tta, translate=cfg.tta_translate,
                 )  # fmt: skip
                 row.update({f"{split}_loss": result.loss, f"{split}_accuracy": result.accuracy})
     row["epoch_seconds"] = sums.seconds + time.perf_counter() - eval_start
