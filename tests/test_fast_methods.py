@@ -9,9 +9,16 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import Split, TensorLoader
+from cnnlab.data import Split, TensorLoader, make_loader
 from cnnlab.data.augment import Augment, alternating_flips, augment_batch, crop, reflected
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ModelError
+from cnnlab.models.init import (
+    dirac_init,
+    first_conv,
+    image_patches,
+    patch_whitening,
+    whiten_first_conv,
+)
 from cnnlab.training.loop import scored_logits
 from helpers import collect
 
@@ -203,3 +210,143 @@ def test_a_run_with_reflect_crops_alternate_flips_and_six_views_is_scored_the_sa
     predictions = load_predictions(result.run_dir)  # best.pt: the one epoch
     assert float((predictions.labels == predictions.predicted).mean()) == pytest.approx(recorded)
     assert plain.accuracy != recorded or plain.loss != evaluated.loss  # other logits
+
+
+# ---- whitening and identity init -----------------------------------------------------------
+
+
+def correlated_images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    """Float images (n, 2, 6, 6) whose pixels correlate (a smooth field plus noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    smooth = torch.randn(n, 2, 3, 3, generator=generator).repeat_interleave(2, 2)
+    smooth = smooth.repeat_interleave(2, 3)
+    return smooth + 0.3 * torch.randn(n, 2, 6, 6, generator=generator) + 0.5
+
+
+def test_image_patches_are_every_window():
+    x = correlated_images(n=3)
+    patches = image_patches(x, (2, 3))
+    assert patches.shape == (3 * 5 * 4, 2, 2, 3)
+    expected = [x[b, :, i : i + 2, j : j + 3] for b in range(3) for i in range(5) for j in range(4)]
+    assert sorted(map(lambda t: t.flatten().tolist(), expected)) == sorted(
+        p.flatten().tolist() for p in patches
+    )
+
+
+def test_whitening_filters_make_the_patch_responses_uncorrelated_with_unit_variance():
+    patches = image_patches(correlated_images(), (2, 2))  # D = 2·2·2 = 8
+    filters = patch_whitening(patches, eps=1e-9)
+    assert filters.shape == (16, 2, 2, 2)
+    assert torch.equal(filters[8:], -filters[:8])
+    flat = patches.reshape(len(patches), -1).double()
+    responses = flat @ filters[:8].reshape(8, -1).double().T  # (N, 8)
+    second_moment = responses.T @ responses / len(patches)
+    torch.testing.assert_close(second_moment, torch.eye(8, dtype=torch.float64), atol=1e-3, rtol=0)
+    # largest direction first: before scaling, the first filter's responses vary the most
+    raw = flat @ (filters[:8].reshape(8, -1).double().T / filters[:8].reshape(8, -1).norm(dim=1))
+    variances = (raw**2).mean(0)
+    assert torch.all(variances[:-1] >= variances[1:] - 1e-9)
+    # eps shrinks each direction's variance to λ / (λ + eps)
+    eigenvalues = torch.linalg.eigvalsh(flat.T @ flat / len(flat)).flip(0)
+    shrunk = patch_whitening(patches, eps=0.5)[:8].reshape(8, -1).double()
+    torch.testing.assert_close(
+        ((flat @ shrunk.T) ** 2).mean(0), eigenvalues / (eigenvalues + 0.5), atol=1e-4, rtol=0
+    )
+
+
+def test_whiten_first_conv_fills_as_many_filters_as_it_has():
+    images = correlated_images()
+    narrow = nn.Sequential(nn.Conv2d(2, 3, 2), nn.ReLU(), nn.Conv2d(3, 4, 3))
+    kept = narrow[2].weight.clone()
+    conv = whiten_first_conv(narrow, images, eps=1e-3)
+    assert conv is narrow[0]
+    expected = patch_whitening(image_patches(images, (2, 2)), 1e-3)
+    torch.testing.assert_close(conv.weight.detach(), expected[:3])
+    assert torch.equal(narrow[2].weight, kept)
+    wide = nn.Conv2d(2, 20, 2)
+    start = wide.weight.detach().clone()
+    whiten_first_conv(wide, images, eps=1e-3)
+    torch.testing.assert_close(wide.weight.detach()[:16], expected)
+    assert torch.equal(wide.weight[16:], start[16:])
+    with pytest.raises(ModelError, match="has no Conv2d to whiten"):
+        whiten_first_conv(nn.Sequential(nn.Flatten(), nn.Linear(72, 2)), images, eps=1e-3)
+
+
+def test_dirac_init_makes_same_padded_convs_pass_their_input_through():
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 3, padding=1, bias=False),  # keeps its width: the identity
+        nn.Conv2d(3, 5, 3, padding="same", bias=False),  # widens: first 3 channels pass
+        nn.Conv2d(5, 5, 3, bias=False),  # not padded: left alone
+        nn.Conv2d(5, 5, 3, stride=2, padding=1, bias=False),  # strided: left alone
+    )
+    untouched = [model[i].weight.detach().clone() for i in (1, 2, 3)]
+    assert dirac_init(model) == 2
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.equal(model[0](x), x)
+    out = model[1](x)
+    assert torch.equal(out[:, :3], x)
+    assert torch.equal(model[1].weight[3:], untouched[0][3:])  # the other two keep their init
+    assert torch.equal(model[2].weight, untouched[1]) and torch.equal(model[3].weight, untouched[2])
+
+
+def test_a_whitened_run_keeps_its_filters_fixed_through_training_and_resume(npz_data, tmp_path):
+    import cnnlab
+    from cnnlab.data import load_dataset
+    from cnnlab.data.holdout import with_validation
+
+    settings = dict(
+        model="lenet_relu", dataset=npz_data, batch_size=64, lr=3e-3, whiten_init=True,
+        whiten_images=100, whiten_eps=1e-2, dirac_init=True, out_dir=str(tmp_path),
+        name="white", progress="none", tensorboard=False, report=False,
+    )  # fmt: skip
+    first = cnnlab.train(epochs=1, **settings)
+    data = with_validation(load_dataset(npz_data), 0.1, 0)
+    images = torch.cat([x for x, _ in collect(make_loader(data, "train", batch_size=30))])[:100]
+    expected = patch_whitening(image_patches(images, (5, 5)), 1e-2)[:6]
+    conv = first_conv(first.model)
+    torch.testing.assert_close(conv.weight.detach(), expected)
+    assert not conv.weight.requires_grad and conv.bias.requires_grad
+    resumed = cnnlab.train(resume=first.run_dir, epochs=2)
+    assert torch.equal(first_conv(resumed.model).weight.detach(), conv.weight.detach())
+    assert len(resumed.metrics) == 2
+
+
+# ---- the nets ------------------------------------------------------------------------------
+
+
+def test_airbench_net_is_airbench94s():
+    model = cnnlab_model("airbench")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (3, 24, (2, 2)), (24, 64, (3, 3)), (64, 64, (3, 3)), (64, 256, (3, 3)),
+        (256, 256, (3, 3)), (256, 256, (3, 3)), (256, 256, (3, 3)),
+    ]  # fmt: skip
+    assert [c.bias is not None for c in convs] == [True] + [False] * 6
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 6
+    assert all(n.eps == 1e-12 and n.momentum == 0.4 and not n.weight.requires_grad for n in norms)
+    # 312 whitening + 1,967,616 in the 3x3 convs + 2,304 batch norm + 2,560 head
+    assert sum(p.numel() for p in model.parameters()) == 1_972_792
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    features = model.groups(model.activate(model.whiten(x)))
+    assert features.shape == (2, 256, 3, 3)
+    torch.testing.assert_close(model(x), model.head(features.amax((2, 3))) / 9)
+
+
+def test_mnist_fast_is_tuomasos_net():
+    model = cnnlab_model("mnist_fast")
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes == {
+        "conv1.weight": (24, 1, 5, 5), "conv1.bias": (24,), "conv2.weight": (32, 24, 3, 3),
+        "conv2.bias": (32,), "fc1.weight": (256, 800), "fc1.bias": (256,),
+        "fc2.weight": (10, 256), "fc2.bias": (10,),
+    }  # fmt: skip
+    assert sum(p.numel() for p in model.parameters()) == 215_194
+
+
+def cnnlab_model(name: str) -> nn.Module:
+    from cnnlab.models import create_model
+
+    torch.manual_seed(0)
+    return create_model(name)

@@ -76,8 +76,9 @@ def built_models() -> dict[str, nn.Module]:
 
 def test_the_zoo_has_every_seed_model_and_every_torchvision_classifier():
     assert SEED_MODELS == [
-        "cifar10_cnn", "lenet", "lenet_relu", "mnist_cnn", "mnist_cnn_deep", "net",
-        "net_batchnorm", "net_dropout", "net_res", "net_res_deep", "net_res_stages", "net_width",
+        "airbench", "cifar10_cnn", "lenet", "lenet_relu", "mnist_cnn", "mnist_cnn_deep",
+        "mnist_fast", "net", "net_batchnorm", "net_dropout", "net_res", "net_res_deep",
+        "net_res_stages", "net_width",
     ]  # fmt: skip
     classifiers = torchvision.models.list_models(module=torchvision.models)
     assert sorted(f"tv_{name}" for name in classifiers) == TORCHVISION_MODELS
@@ -104,6 +105,9 @@ def test_backward_gives_a_finite_gradient_for_every_parameter(name, built_models
     labels = torch.randint(0, model_info(name).num_classes, (7,))
     F.cross_entropy(model(images), labels).backward()
     for param_name, param in model.named_parameters():
+        if not param.requires_grad:  # fixed by design (airbench's batch-norm scales): none
+            assert param.grad is None, f"{name}.{param_name} is fixed but got a gradient"
+            continue
         assert param.grad is not None, f"{name}.{param_name} got no gradient"
         # a NaN or inf anywhere makes the sum NaN or inf: one pass over VGG's 132M, no copy
         assert param.grad.sum().isfinite(), f"{name}.{param_name} has a non-finite gradient"
@@ -322,10 +326,11 @@ def test_min_input_size_is_exactly_the_smallest_size_that_works(name):
     # by hand: lenet: padded conv s, pool s//2, conv s//2-4, pool (s//2-4)//2 ≥ 1 → s ≥ 12;
     # mnist_cnn: ((s-4)//2-4)//2 ≥ 1 → 16; mnist_cnn_deep: ((s//2-2)//2-2)//2 ≥ 1 → 20;
     # cifar10_cnn, net_res: three pools, s//8 ≥ 1 → 8; the other net*: s//4 ≥ 1 → 4; VGG-11:
-    # five pools → 32; AlexNet: 11×11/4 conv, three 3×3/2 pools → 63; the rest pad all: 1
+    # five pools → 32; AlexNet: 11×11/4 conv, three 3×3/2 pools → 63; airbench: 2×2 conv, three
+    # pools, (s-1)//8 ≥ 1 → 9; mnist_fast: ((s-4)//2-2)//2 ≥ 1 → 12; the rest pad all: 1
     hand = {"lenet": 12, "lenet_relu": 12, "mnist_cnn": 16, "mnist_cnn_deep": 20,
             "cifar10_cnn": 8, "net_res": 8, "net_res_stages": 8, "tv_vgg11": 32,
-            "tv_alexnet": 63}  # fmt: skip
+            "tv_alexnet": 63, "airbench": 9, "mnist_fast": 12}  # fmt: skip
     assert smallest == hand.get(name, 4 if name.startswith("net") else 1)
     if smallest > 1:
         with torch.device("meta"), pytest.raises(InputTooSmallError):

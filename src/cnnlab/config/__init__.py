@@ -183,6 +183,24 @@ class TrainConfig(Config):
         minimum=0,
     )
     init: str = opt("weight init (default: PyTorch's or the seed's)", "default", choices=INITS)
+    whiten_init: bool = opt(
+        "set the first conv's filters from the training images' patches so its outputs are "
+        "whitened, and keep them fixed (airbench's init)",
+        False,
+    )
+    whiten_images: int = opt(
+        "whiten-init: how many training images (the first ones) give the patches",
+        5000,
+        minimum=1,
+    )
+    whiten_eps: float = opt(
+        "whiten-init: added to each eigenvalue before its square root is divided by", 5e-4
+    )
+    dirac_init: bool = opt(
+        "start every 3x3 (odd, stride 1, same-padded) conv as the identity: its first filters "
+        "pass the input through (airbench's init)",
+        False,
+    )
 
     # --- fine-tuning (tv_* models; the freezing options work for any model) ---
     pretrained: bool = opt(
@@ -396,6 +414,10 @@ class TrainConfig(Config):
                 "jpeg_quality",
                 "{jpeg_quality} must be in 1..100 (0: off), got {got}",
                 self.jpeg_quality,
+            )
+        if not (self.whiten_eps > 0 and math.isfinite(self.whiten_eps)):
+            raise FieldError(
+                "whiten_eps", "{whiten_eps} must be a positive number, got {got}", self.whiten_eps
             )
         if self.tta_translate and not self.tta:
             raise FieldError("tta_translate", "{tta_translate} needs {tta} (the mirror views)")

@@ -49,7 +49,7 @@ _GIVEN: set[str] = set()
 # its builders (80), so it is imported only when a question needs it: a tv_ name, the list of all
 # models, or a name nobody knows (its "did you mean" may be a tv_ one). Building or training a
 # seed model never pays for torchvision.
-SEED_FAMILIES = ("cifar", "cifar2", "lenet", "mnist")
+SEED_FAMILIES = ("cifar", "cifar2", "fast", "lenet", "mnist")
 TORCHVISION_FAMILY = "torchvision_models"
 
 

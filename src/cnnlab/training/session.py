@@ -287,6 +287,7 @@ def build_session(
     else:  # never made: the finder's session trains no run
         run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
     train_loader, val_loader, test_loader = _loaders(cfg, data, device, world)
+    airbench_init(cfg, model, data, fresh=saved is None)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -317,6 +318,36 @@ def build_session(
         session.facts.update(recorded_lr_find(session.run_dir))  # config.json keeps it
     session.facts["trainable_parameters"] = session.trainable_parameters(session.state.epoch)
     return session
+
+
+def airbench_init(cfg: TrainConfig, model: nn.Module, data: Any, *, fresh: bool) -> None:
+    """--dirac-init and --whiten-init, on a fresh run's model (a resumed one's weights come
+    from last.pt); the whitened filters are fixed on every build, so the optimizer never
+    holds them, resumed or not."""
+    from cnnlab.models.init import dirac_init, first_conv, whiten_first_conv
+
+    if fresh and cfg.dirac_init:
+        dirac_init(model)
+    if not cfg.whiten_init:
+        return
+    if fresh:
+        whiten_first_conv(model, normalised_images(data, cfg.whiten_images), cfg.whiten_eps)
+    first_conv(model).weight.requires_grad_(False)
+
+
+def normalised_images(data: Any, count: int) -> torch.Tensor:
+    """The first `count` training images as the model sees them (normalised, unaugmented),
+    on the CPU: (count, C, H, W) float32."""
+    from cnnlab.data import make_loader
+
+    loader = make_loader(data, "train", batch_size=min(count, 1024), num_workers=0)
+    batches, seen = [], 0
+    for images, _ in loader:
+        batches.append(images[: count - seen])
+        seen += len(batches[-1])
+        if seen >= count:
+            break
+    return torch.cat(batches)
 
 
 def check_weight_options(cfg: TrainConfig) -> None:
