@@ -370,7 +370,7 @@ def test_onecycle_is_torchs_onecycle_and_cycles_momentum_where_there_is_one(sett
     assert steps_per_batch(cfg)
     model = nn.Linear(3, 2)
     optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=5)
+    scheduler = make_scheduler(cfg, optimizer, batches_per_epoch=5)
     twin = make_optimizer(cfg, nn.Linear(3, 2))
     expected = torch.optim.lr_scheduler.OneCycleLR(
         twin, max_lr=0.3, epochs=2, steps_per_epoch=5, cycle_momentum=field is not None

@@ -350,3 +350,237 @@ def cnnlab_model(name: str) -> nn.Module:
 
     torch.manual_seed(0)
     return create_model(name)
+
+
+# ---- schedules, rates and gradients --------------------------------------------------------
+
+
+def test_linear_schedule_is_airbenchs_straight_lines():
+    from cnnlab.training.optim import make_scheduler
+
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=2.0)
+    cfg = TrainConfig(scheduler="linear", epochs=4, lr=2.0, optimizer="sgd")
+    schedule = make_scheduler(cfg, optimizer, batches_per_epoch=25)  # 100 steps
+    rates = []
+    for _ in range(101):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    expected = np.interp(np.arange(101), [0, 23, 100], [0.2 * 2, 2.0, 0.07 * 2])
+    np.testing.assert_allclose(rates, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_schedule_counts_steps_not_batches_when_accumulating():
+    from cnnlab.training.optim import make_scheduler
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = TrainConfig(scheduler="linear", epochs=1, accumulate_batches=4, warmup_fraction=0.5)
+    schedule = make_scheduler(cfg, optimizer, batches_per_epoch=10)  # 3 steps: 4 + 4 + 2
+    assert schedule.lr_lambdas[0](1.5) == pytest.approx(1.0)
+
+
+def test_onecycle_without_momentum_cycling_keeps_the_momentum():
+    from cnnlab.training.optim import make_optimizer, make_scheduler
+
+    model = nn.Linear(2, 2)
+    for cycle, expected in ((True, 0.95), (False, 0.9)):
+        cfg = TrainConfig(optimizer="sgd", momentum=0.9, scheduler="onecycle", epochs=1,
+                          cycle_momentum=cycle)  # fmt: skip
+        optimizer = make_optimizer(cfg.validate(), model)
+        make_scheduler(cfg, optimizer, batches_per_epoch=10)
+        assert optimizer.param_groups[0]["momentum"] == expected
+
+
+def test_lr_batch_size_scales_the_rate_linearly_with_the_steps_batch():
+    from cnnlab.training.optim import make_optimizer
+
+    model = nn.Linear(2, 2)
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, batch_size=512, lr_batch_size=128).validate()
+    assert make_optimizer(cfg, model).param_groups[0]["lr"] == pytest.approx(0.4)
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, batch_size=64, lr_batch_size=256,
+                      accumulate_batches=2).validate()  # fmt: skip
+    assert make_optimizer(cfg, model).param_groups[0]["lr"] == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="lr_batch_size scales a given rate"):
+        TrainConfig(lr_batch_size=128, lr_find=True).validate()
+
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+
+
+def batch_list(sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [
+        (
+            torch.randn(n, 1, 6, 6, generator=generator),
+            torch.randint(0, 3, (n,), generator=generator),
+        )
+        for n in sizes
+    ]
+
+
+def gradients_after(model: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters()]
+
+
+class Recording(torch.optim.SGD):
+    """SGD that keeps the gradient it was given at each step."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.seen: list[list[torch.Tensor]] = []
+
+    def step(self, closure=None):
+        self.seen.append([p.grad.clone() for group in self.param_groups for p in group["params"]])
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["plain", "cpu slices"])
+def test_accumulated_batches_give_the_gradient_of_their_concatenation(sliced):
+    from cnnlab.training.cpu_split import SplitStep
+    from cnnlab.training.loop import EpochSums, train_one_epoch
+
+    batches = batch_list([4, 4, 4, 4, 4, 3])  # steps of 3 batches: 12 images, then 7
+    model = tiny_net()
+    optimizer = Recording(model.parameters(), lr=0.0)  # lr 0: every step sees the same weights
+    split = SplitStep(model, nn.CrossEntropyLoss(), 2) if sliced else None
+    steps = []
+    train_one_epoch(
+        model, batches, optimizer, nn.CrossEntropyLoss(), EpochSums.zeros(torch.device("cpu"), 0),
+        split=split, on_step=steps.append, accumulate=3,
+    )  # fmt: skip
+    assert steps == [3, 3]
+    for seen, group in zip(optimizer.seen, (batches[:3], batches[3:]), strict=True):
+        reference = tiny_net()
+        images = torch.cat([x for x, _ in group])
+        labels = torch.cat([y for _, y in group])
+        nn.functional.cross_entropy(reference(images), labels).backward()
+        for got, expected in zip(seen, gradients_after(reference), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    if split is not None:
+        split.close()
+
+
+def test_an_epoch_of_fewer_batches_than_accumulate_steps_once():
+    from cnnlab.training.loop import with_step_ends
+
+    marks = [ends for _, _, ends in with_step_ends(batch_list([2, 2]), 5)]
+    assert marks == [False, True]
+    assert [ends for _, _, ends in with_step_ends(batch_list([2] * 4), 2)] == [False, True] * 2
+
+
+def test_max_grad_norm_clips_as_torch_does():
+    from cnnlab.training.loop import EpochSums, train_one_epoch
+
+    batches = batch_list([8])
+    model = tiny_net()
+    optimizer = Recording(model.parameters(), lr=0.0)
+    sums = EpochSums.zeros(torch.device("cpu"), 0)
+    train_one_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), sums, max_grad_norm=0.05)
+    reference = tiny_net()
+    nn.functional.cross_entropy(reference(batches[0][0]), batches[0][1]).backward()
+    before = torch.cat([g.flatten() for g in gradients_after(reference)]).norm()
+    assert before > 0.05  # so the clip does something here
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05)
+    for got, expected in zip(optimizer.seen[0], gradients_after(reference), strict=True):
+        torch.testing.assert_close(got, expected)
+    assert torch.cat([g.flatten() for g in optimizer.seen[0]]).norm() == pytest.approx(
+        0.05, rel=1e-5
+    )
+
+
+def test_batch_norm_settings_reach_every_layer_and_leave_the_scale_out_of_training():
+    from cnnlab.training.optim import make_optimizer
+    from cnnlab.training.session import set_batch_norms
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3),
+                          nn.BatchNorm2d(4, affine=False))  # fmt: skip
+    set_batch_norms(model, 0.4, scale_fixed=True)
+    assert [model[1].momentum, model[3].momentum] == [0.4, 0.4]
+    assert not model[1].weight.requires_grad and model[1].bias.requires_grad
+    optimizer = make_optimizer(TrainConfig().validate(), model)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model[1].weight) not in held and id(model[1].bias) in held
+    set_batch_norms(model, None, scale_fixed=False)
+    assert model[1].momentum == 0.4  # None: left as it is
+
+
+# ---- lookahead -----------------------------------------------------------------------------
+
+
+def test_lookahead_follows_airbenchs_formula_step_by_step():
+    from cnnlab.training.lookahead import Lookahead
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    lookahead = Lookahead(model, decay=0.9, every=2, total_steps=7)
+    names = [n for n, v in model.state_dict().items() if v.is_floating_point()]
+    assert "1.running_mean" in names and "1.num_batches_tracked" not in names
+    average = {n: model.state_dict()[n].clone().double() for n in names}
+    generator = torch.Generator().manual_seed(0)
+    for step in range(1, 8):
+        with torch.no_grad():  # an 'optimizer step': the weights move
+            for name in names:
+                model.state_dict()[name].add_(torch.randn(model.state_dict()[name].shape,
+                                                          generator=generator))  # fmt: skip
+        moved = {n: model.state_dict()[n].clone().double() for n in names}
+        lookahead.after_step(step)
+        if step == 7:  # the last step: the weights become the average
+            expected = average
+        elif step % 2 == 0:
+            rho = 0.9**2 * (step / 7) ** 3
+            average = {n: rho * average[n] + (1 - rho) * moved[n] for n in names}
+            expected = average
+        else:
+            expected = moved
+        for name in names:
+            torch.testing.assert_close(model.state_dict()[name].double(), expected[name])
+
+
+def test_lookahead_decay_is_checked():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=r"lookahead_decay must be in \[0, 1\)"):
+            TrainConfig(lookahead_decay=bad).validate()
+
+
+def test_a_lookahead_run_interrupted_mid_epoch_resumes_bit_for_bit(npz_data, tmp_path, monkeypatch):
+    """The average is in the checkpoint: a run stopped by Ctrl-C in its second epoch and
+    resumed ends on the weights of one that ran straight through; its epochs cannot change
+    (the warm-up counts the run's steps)."""
+    import os
+    import signal
+
+    import cnnlab
+    from cnnlab.training import trainer
+    from cnnlab.training.checkpoint import load_checkpoint
+    from cnnlab.training.signals import TrainingInterrupted
+
+    settings = dict(
+        model="mnist_cnn", dataset=npz_data, batch_size=32, lr=3e-3, scheduler="linear",
+        lookahead_decay=0.9, lookahead_every=3, accumulate_batches=2, epochs=2,
+        deterministic=True, progress="none", tensorboard=False, report=False, out_dir=str(tmp_path),
+    )  # fmt: skip
+    straight = cnnlab.train(name="straight", **settings)
+    steps = straight.metrics[-1]["step"]  # 11 batches of 32 (345 images), 6 steps an epoch
+    assert steps == 12
+    original = trainer.StepHook.__call__
+
+    def ctrl_c_at_step_8(hook, batches=1):
+        if hook.session.state.step == 7:  # the handler stops the run after step 8
+            os.kill(os.getpid(), signal.SIGINT)
+        original(hook, batches)
+
+    monkeypatch.setattr(trainer.StepHook, "__call__", ctrl_c_at_step_8)
+    with pytest.raises(TrainingInterrupted):
+        cnnlab.train(name="cut", **settings)
+    monkeypatch.setattr(trainer.StepHook, "__call__", original)
+    saved = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (saved["step"], saved["batch_in_epoch"]) == (8, 4)
+    assert "lookahead_state" in saved
+    with pytest.raises(ConfigError, match="epochs 3 conflicts with the run's 2"):
+        cnnlab.train(resume=tmp_path / "cut", epochs=3)
+    resumed = cnnlab.train(resume=tmp_path / "cut")
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert resumed.metrics[-1]["test_accuracy"] == straight.metrics[-1]["test_accuracy"]

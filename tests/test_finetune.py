@@ -157,7 +157,7 @@ def test_onecycle_step_and_cosine_schedule_each_group_from_its_own_lr():
     head, backbone = optimizer.param_groups
     assert [id(p) for p in head["params"]] == [id(p) for p in model[-1].parameters()]
     assert len(backbone["params"]) == len(list(model.parameters())) - 2
-    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=10)
+    scheduler = make_scheduler(cfg, optimizer, batches_per_epoch=10)
     history = []
     for _ in range(20):
         history.append([group["lr"] for group in optimizer.param_groups])
@@ -168,7 +168,7 @@ def test_onecycle_step_and_cosine_schedule_each_group_from_its_own_lr():
     for kind, after_one in (("step", [0.1, 0.025]), ("cosine", [0.1, 0.025])):
         cfg.scheduler, cfg.step_size, cfg.gamma = kind, 1, 0.5
         optimizer = make_optimizer(cfg, model, 4)
-        scheduler = make_scheduler(cfg, optimizer, steps_per_epoch=10)
+        scheduler = make_scheduler(cfg, optimizer, batches_per_epoch=10)
         optimizer.step()
         scheduler.step()  # cosine over 2 epochs: halfway after one
         assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(after_one), kind

@@ -145,7 +145,7 @@ def test_other_optimizers_take_no_closure_and_onecycle_accepts_lbfgs():
     _, _, model = batch_and_model()
     assert not needs_closure(make_optimizer(TrainConfig(optimizer="sgd"), model))
     optimizer = make_optimizer(lbfgs_config(scheduler="onecycle"), model)
-    assert make_scheduler(lbfgs_config(scheduler="onecycle"), optimizer, steps_per_epoch=3)
+    assert make_scheduler(lbfgs_config(scheduler="onecycle"), optimizer, batches_per_epoch=3)
 
 
 def test_every_lbfgs_setting_reaches_torchs_optimizer():

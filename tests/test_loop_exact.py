@@ -375,7 +375,7 @@ def test_epoch_seconds_count_loading_and_training_but_not_the_step_hook(monkeypa
             yield batch
         clock.now += 0.5  # the loader's end of epoch
 
-    def on_step():
+    def on_step(batches):
         clock.now += 100.0  # a checkpoint save
 
     model = tiny_model()

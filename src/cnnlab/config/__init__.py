@@ -36,7 +36,7 @@ DEFAULT_LR = {
     "adadelta": 1.0, "lbfgs": 0.1,
 }  # fmt: skip
 LOSSES = ("cross_entropy",)
-SCHEDULERS = ("none", "step", "cosine", "onecycle")
+SCHEDULERS = ("none", "step", "cosine", "onecycle", "linear")
 # "default": PyTorch's own init, or the seed's own where the seed sets one (net_res_deep)
 INITS = ("default", "xavier", "kaiming")
 PROGRESS = ("auto", "bar", "lines", "notebook", "none")
@@ -291,11 +291,49 @@ class TrainConfig(Config):
     label_smoothing: float = opt("cross-entropy label smoothing in [0, 1)", 0.0)
     class_weights: list[float] | None = opt("cross-entropy weight per class", None)
     scheduler: str = opt(
-        "LR schedule (onecycle: up to --lr and down, every batch, with momentum or adam's beta1 "
-        "cycling 0.95-0.85 unless momentum is 0)",
+        "LR schedule (onecycle: up to --lr and down, every step, with momentum or adam's beta1 "
+        "cycling 0.95-0.85 unless momentum is 0; linear: airbench's straight lines, every step)",
         "none",
         choices=SCHEDULERS,
     )
+    cycle_momentum: bool = opt(
+        "onecycle: cycle momentum (or adam's beta1) against the rate; false keeps the set one",
+        True,
+    )
+    lr_start_factor: float = opt("linear schedule: the first rate, as a share of --lr", 0.2)
+    warmup_fraction: float = opt("linear schedule: share of the steps spent rising to --lr", 0.23)
+    lr_end_factor: float = opt("linear schedule: the last rate, as a share of --lr", 0.07)
+    lr_batch_size: int | None = opt(
+        "the batch size --lr is given for: the rate is scaled to the batch of each step "
+        "(batch size × accumulated batches) by the linear scaling rule (default: --lr as it is)",
+        None,
+        minimum=1,
+    )
+    accumulate_batches: int = opt(
+        "add up the gradients of this many batches before each optimizer step: a step's batch "
+        "of batch size × this that fits in a small machine's memory",
+        1,
+        minimum=1,
+    )
+    max_grad_norm: float | None = opt(
+        "clip the gradient to this total 2-norm before each step (default: no clipping)", None
+    )
+    bn_momentum: float | None = opt(
+        "every batch norm's running-average momentum, torch's convention: the new batch's "
+        "share (default: the model's own, 0.1 in torch)",
+        None,
+    )
+    bn_scale_fixed: bool = opt(
+        "keep every batch norm's scale (weight) fixed, learning only its bias (as airbench)",
+        False,
+    )
+    lookahead_decay: float = opt(
+        "Lookahead (airbench's): every --lookahead-every steps the weights move to a running "
+        "average of themselves, kept with this decay, warmed up over the run (0: off); the "
+        "last step ends on the average, which is what is evaluated and saved",
+        0.0,
+    )
+    lookahead_every: int = opt("lookahead: steps between its updates", 5, minimum=1)
     step_size: int = opt("step schedule: epochs between LR drops", 30, minimum=1)
     gamma: float = opt("step schedule: LR factor at each drop", 0.1)
     lr_find: bool = opt(
@@ -419,6 +457,7 @@ class TrainConfig(Config):
             raise FieldError(
                 "whiten_eps", "{whiten_eps} must be a positive number, got {got}", self.whiten_eps
             )
+        self.check_fast_settings()
         if self.tta_translate and not self.tta:
             raise FieldError("tta_translate", "{tta_translate} needs {tta} (the mirror views)")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -451,6 +490,42 @@ class TrainConfig(Config):
     def from_dict(cls, values: dict[str, Any], source: str = "config"):
         """Config.from_dict, reading `lr = "find"` (`--lr find`) as `lr_find = true`."""
         return super().from_dict(spell_lr_find(values), source)
+
+    def check_fast_settings(self) -> None:
+        """The settings of airbench's methods (see docs/GUIDE.md, "Training fast")."""
+        shares = (("lr_start_factor", False), ("warmup_fraction", True), ("lr_end_factor", False))
+        for name, below_one in shares:
+            value = getattr(self, name)
+            if not (0 <= value < 1 if below_one else 0 <= value <= 1):
+                interval = "[0, 1)" if below_one else "[0, 1]"
+                raise FieldError(name, f"{{{name}}} must be in {interval}, got {{got}}", value)
+        if not 0 <= self.lookahead_decay < 1:
+            raise FieldError(
+                "lookahead_decay", "{lookahead_decay} must be in [0, 1) (0: off), got {got}",
+                self.lookahead_decay,
+            )  # fmt: skip
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
+            raise FieldError(
+                "bn_momentum", "{bn_momentum} must be in [0, 1], got {got}", self.bn_momentum
+            )
+        if self.max_grad_norm is not None and not (
+            self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)
+        ):
+            raise FieldError(
+                "max_grad_norm", "{max_grad_norm} must be a positive number, got {got}",
+                self.max_grad_norm,
+            )  # fmt: skip
+        if self.optimizer == "lbfgs" and self.accumulate_batches > 1:
+            raise FieldError(
+                "accumulate_batches",
+                "{accumulate_batches} cannot add batches up for lbfgs (its line search "
+                "evaluates each batch again); use 1 or choose another {optimizer}",
+            )
+        if self.lr_batch_size is not None and self.lr_find:
+            raise FieldError(
+                "lr_batch_size", "{lr_batch_size} scales a given rate; {lr_find} finds the "
+                "rate for this batch size, so give one of them",
+            )  # fmt: skip
 
     def check_range_test(self) -> None:
         """The learning-rate finder's settings (checked whether or not it runs, so a recipe's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.training.cpu_split import loss_weight
 from cnnlab.training.distributed import World
 from cnnlab.training.optim import needs_closure
 
@@ -140,27 +141,128 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     autocast: torch.autocast | None = None,
     split: BatchStep | None = None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    accumulate: int = 1,
+    max_grad_norm: float | None = None,
 ) -> None:
-    """One pass over `loader`, calling `on_step()` after every optimizer step."""
+    """One pass over `loader`, calling `on_step(batches)` after every optimizer step.
+
+    `accumulate` k: each step adds up the gradients of k batches (the epoch's last step may
+    have fewer), as one batch k times larger would give them (GradientGroup). `max_grad_norm`:
+    the gradient is scaled down to that norm at most before the step (clip_gradients)."""
     model.train()
     lbfgs = needs_closure(optimizer)
+    group = GradientGroup(optimizer, loss_fn)
     start = time.perf_counter()
-    for images, labels in loader:  # (B, C, H, W) float, (B,) int64, already on the device
+    for images, labels, steps in with_step_ends(loader, accumulate):  # already on the device
         if lbfgs:  # 1.-5. with a closure LBFGS calls several times (see closure_step)
-            logits, loss = closure_step(model, optimizer, loss_fn, images, labels, autocast, split)
+            logits, loss = closure_step(
+                model, optimizer, loss_fn, images, labels, autocast, split, max_grad_norm
+            )
         else:
-            optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
+            if group.empty:
+                optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
+            group.add(labels)  # (weighs this batch among the step's others)
             logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
-            optimizer.step()  # 5. update the weights
+            group.merge()
+            if steps:
+                group.finish()
+                clip_gradients(optimizer, max_grad_norm)
+                optimizer.step()  # 5. update the weights
+        sums.add(loss, logits, labels)
+        if not steps:  # more batches to add to this step's gradient
+            continue
         if scheduler is not None:
             scheduler.step()
-        sums.add(loss, logits, labels)
         if on_step is not None:
             sums.seconds += time.perf_counter() - start  # the hook's saves are not training
-            on_step()
+            on_step(group.batches or 1)
             start = time.perf_counter()
+        group.batches = 0
     sums.seconds += time.perf_counter() - start
+
+
+def with_step_ends(
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]], accumulate: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(images, labels, whether a step follows this batch): every batch with accumulate 1;
+    else every accumulate-th and the last (the next batch is read first to know it)."""
+    if accumulate == 1:
+        for images, labels in loader:
+            yield images, labels, True
+        return
+    batches = iter(loader)
+    current, count = next(batches, None), 0
+    while current is not None:
+        following = next(batches, None)
+        count += 1
+        yield *current, count % accumulate == 0 or following is None
+        current = following
+
+
+class GradientGroup:
+    """The gradients of a step's batches added up as the gradient of their concatenation.
+
+    Each backward gives its batch's mean-loss gradient g_i. The sum so far is held aside
+    during a batch's backward and added to g_i after it, so the sum's order is fixed (slices
+    on CPU threads add into .grad in the order they finish: with a third term there, the
+    rounding would change from run to run). Before batch i the held sum is scaled by
+    w_(i-1) / w_i (w: the batch's examples, or its summed class weights), so it is
+    sum_j (w_j / w_i) g_j; `finish` scales by w_last / sum_j w_j, which leaves
+    sum_j w_j g_j / sum_j w_j: the mean over every example of the step. With equal batches
+    that is one multiplication by 1/k, at the end."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, loss_fn: nn.Module) -> None:
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.loss_fn = loss_fn
+        self.batches, self.total, self.last = 0, 0.0, 0.0
+        self.held: list[torch.Tensor | None] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.batches == 0
+
+    def add(self, labels: torch.Tensor) -> None:
+        """Before the backward of a batch of `labels`."""
+        weight = float(loss_weight(self.loss_fn, labels))
+        if self.batches:
+            if weight != self.last:
+                self._scale(self.last / weight)
+            self.held = [p.grad for p in self.params]
+            for param in self.params:
+                param.grad = None
+        self.batches += 1
+        self.total += weight
+        self.last = weight
+
+    def merge(self) -> None:
+        """After the batch's backward: its gradient plus the sum held aside."""
+        if self.held is None:
+            return
+        for param, held in zip(self.params, self.held, strict=True):
+            if held is not None:
+                param.grad = held if param.grad is None else param.grad.add_(held)
+        self.held = None
+
+    def finish(self) -> None:
+        """Before the step: the mean over the step's examples (the loop then starts anew)."""
+        if self.batches > 1:
+            self._scale(self.last / self.total)
+        self.total = 0.0
+
+    def _scale(self, factor: float) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, factor)
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float | None) -> None:
+    """Scale the gradient of every parameter the optimizer updates down to a total 2-norm of
+    `max_norm` at most (torch's clip_grad_norm_); None: leave it."""
+    if max_norm is None:
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 def forward_backward(
@@ -189,6 +291,7 @@ def closure_step(
     labels: torch.Tensor,
     autocast: torch.autocast | None = None,
     split: BatchStep | None = None,
+    max_grad_norm: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of an optimizer that re-evaluates the loss along its search (LBFGS).
 
@@ -201,6 +304,7 @@ def closure_step(
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
+        clip_gradients(optimizer, max_grad_norm)
         if not first:
             first.append((logits.detach(), loss.detach()))
         return loss

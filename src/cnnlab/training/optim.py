@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -33,7 +34,16 @@ def make_optimizer(
                 "or choose another optimizer"
             )
     settings = {k: v for k, v in own.items() if v is not None}  # None: the optimizer's default
-    return optimizer_class(params, lr=cfg.lr, **settings)
+    return optimizer_class(params, lr=scaled_lr(cfg), **settings)
+
+
+def scaled_lr(cfg: TrainConfig) -> float:
+    """--lr, or with --lr-batch-size B the rate it names for batches of B, scaled to the batch
+    each step adds up (batch size × accumulated batches) by the linear scaling rule (Goyal et
+    al. 2017): twice the batch, twice the rate."""
+    if cfg.lr_batch_size is None:
+        return cfg.lr
+    return cfg.lr * cfg.batch_size * cfg.accumulate_batches / cfg.lr_batch_size
 
 
 def uses_parameter_groups(cfg: TrainConfig) -> bool:
@@ -61,9 +71,10 @@ def parameter_groups(
         raise TypeError("make_optimizer needs num_classes to tell the head from the backbone")
     head, backbone = split_parameters(model, num_classes)
     keep = {id(p) for p in trainable}
+    backbone_lr = scaled_lr(cfg) * cfg.backbone_lr_scale
     return [
         {"params": [p for p in head if id(p) in keep]},
-        {"params": [p for p in backbone if id(p) in keep], "lr": cfg.lr * cfg.backbone_lr_scale},
+        {"params": [p for p in backbone if id(p) in keep], "lr": backbone_lr},
     ]
 
 
@@ -114,19 +125,24 @@ def make_loss(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Mo
 
 
 def make_scheduler(
-    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, batches_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The LR schedule. one-cycle steps every batch; the others step once per epoch."""
+    """The LR schedule. one-cycle and linear step at every optimizer step (one per
+    --accumulate-batches batches); the others once per epoch."""
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.accumulate_batches)
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "linear":
+        return linear_schedule(cfg, optimizer, steps_per_epoch * cfg.epochs)
     # one-cycle also cycles momentum (or adam's beta1) between 0.95 and 0.85, torch's default;
     # adagrad, adadelta and lbfgs have neither, and a momentum of 0 (plain SGD or RMSprop) was
     # asked for: torch would set it to 0.95
-    cycle_momentum = optimizer.defaults.get("momentum", 0) > 0 or "betas" in optimizer.defaults
+    has_momentum = optimizer.defaults.get("momentum", 0) > 0 or "betas" in optimizer.defaults
+    cycle_momentum = cfg.cycle_momentum and has_momentum
     # each group peaks at its own lr (fine-tuning: the backbone at lr × backbone_lr_scale); the
     # optimizer is new, so its groups' lr are still the configured ones
     max_lr = [group["lr"] for group in optimizer.param_groups]
@@ -139,6 +155,23 @@ def make_scheduler(
     )
 
 
+def linear_schedule(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """airbench's schedule: the rate goes in straight lines from lr × lr_start_factor up to lr
+    at warmup_fraction of the steps, then down to lr × lr_end_factor at the last step."""
+    peak = cfg.warmup_fraction * total_steps
+    start, end = cfg.lr_start_factor, cfg.lr_end_factor
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return start + (1 - start) * step / peak
+        return 1 + (end - 1) * (step - peak) / max(total_steps - peak, 1)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def steps_per_batch(cfg: TrainConfig) -> bool:
-    """Whether the schedule steps after every batch (one-cycle) rather than every epoch."""
-    return cfg.scheduler == "onecycle"
+    """Whether the schedule steps after every optimizer step (one-cycle, linear) rather than
+    every epoch."""
+    return cfg.scheduler in ("onecycle", "linear")

@@ -288,16 +288,16 @@ class Progress:
             "train", total=batches, completed=start_batch, running=self._running_text()
         )
 
-    def advance(self, sums: Any = None) -> None:
-        """One batch trained; `sums`: the epoch's running sums (EpochSums), read at most every
-        REFRESH_SECONDS for the running loss and accuracy."""
+    def advance(self, sums: Any = None, trained: int = 1) -> None:
+        """`trained` batches trained (one step); `sums`: the epoch's running sums (EpochSums),
+        read at most every REFRESH_SECONDS for the running loss and accuracy."""
         if self._bar is None and self._view is None:
             return
-        self._steps_left -= 1
+        self._steps_left -= trained
         epoch, done, batches = self._epoch
-        self._epoch = (epoch, done + 1, batches)
+        self._epoch = (epoch, done + trained, batches)
         if self._bar is not None:
-            self._bar.advance(self._task, 1)
+            self._bar.advance(self._task, trained)
         now = self.clock()
         if self._clock is None:
             self._clock = (now, self._steps_left)

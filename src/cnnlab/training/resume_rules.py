@@ -16,7 +16,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models.args import architecture_args
 from cnnlab.training.stopping import Watch, selection_key, stop_reason
 
-PLANNED_SCHEDULES = ("cosine", "onecycle")  # their shape depends on the number of epochs
+PLANNED_SCHEDULES = ("cosine", "onecycle", "linear")  # their shape depends on the epochs
 
 
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
@@ -26,7 +26,9 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Pat
     for key, value in overrides.items():
         if value == saved.get(key) or (key == "betas" and list(value) == saved.get(key)):
             continue
-        schedule_planned = key == "epochs" and saved.get("scheduler") in PLANNED_SCHEDULES
+        # a schedule, or lookahead's warm-up, planned for the run's number of steps
+        planned = saved.get("scheduler") in PLANNED_SCHEDULES or saved.get("lookahead_decay")
+        schedule_planned = key == "epochs" and bool(planned)
         if key not in allowed or schedule_planned:
             given, was = (repr(v).replace("{", "{{").replace("}", "}}")
                           for v in (value, saved.get(key)))  # fmt: skip

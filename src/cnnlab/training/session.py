@@ -9,6 +9,7 @@ is the checkpoint.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from cnnlab.training.determinism import determinism_caveats, seed_run
 from cnnlab.training.device import resolve_device
 from cnnlab.training.distributed import ShardStep, World, process_device, seed_own_stream
 from cnnlab.training.fast_ops import use_fast_cpu_ops
+from cnnlab.training.lookahead import Lookahead
 from cnnlab.training.loop import EpochSums
 from cnnlab.training.lr_find import recorded_lr_find
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
@@ -102,19 +104,25 @@ class RunParts:
     num_classes: int
     backbone: list[nn.Parameter] = field(default_factory=list)  # what --freeze-backbone freezes
     split: SplitStep | ShardStep | None = None
+    lookahead: Lookahead | None = None  # --lookahead-decay's running average
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        saved = {
             "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
             "scheduler_state": self.scheduler.state_dict() if self.scheduler else None,
         }
+        if self.lookahead is not None:
+            saved["lookahead_state"] = self.lookahead.state_dict()
+        return saved
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         ckpt.load_model_state(self.model, saved)
         self.optimizer.load_state_dict(saved["optimizer_state"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(saved["scheduler_state"])
+        if self.lookahead is not None:
+            self.lookahead.load_state_dict(saved["lookahead_state"])
 
     def set_backbone_frozen(self, frozen: bool) -> None:
         """A frozen parameter gets no gradient, so the optimizer skips it. Batch norm layers of
@@ -288,6 +296,7 @@ def build_session(
         run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
     train_loader, val_loader, test_loader = _loaders(cfg, data, device, world)
     airbench_init(cfg, model, data, fresh=saved is None)
+    set_batch_norms(model, cfg.bn_momentum, scale_fixed=cfg.bn_scale_fixed)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -299,6 +308,9 @@ def build_session(
         backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
     )  # fmt: skip
     parts.split = make_split(cfg, parts, device, world)
+    if cfg.lookahead_decay:
+        steps = math.ceil(len(train_loader) / cfg.accumulate_batches) * cfg.epochs
+        parts.lookahead = Lookahead(model, cfg.lookahead_decay, cfg.lookahead_every, steps)
     session = Session(
         cfg=cfg, info=info, device=device, run_dir=run_dir, world=world, parts=parts,
         state=TrainState(EpochSums.zeros(device, 0)), caveats=determinism_caveats(cfg, device),
@@ -318,6 +330,18 @@ def build_session(
         session.facts.update(recorded_lr_find(session.run_dir))  # config.json keeps it
     session.facts["trainable_parameters"] = session.trainable_parameters(session.state.epoch)
     return session
+
+
+def set_batch_norms(model: nn.Module, momentum: float | None, *, scale_fixed: bool) -> None:
+    """--bn-momentum on every batch norm layer, and --bn-scale-fixed: their weights (the
+    scale) left out of training, on every build, so the optimizer never holds them."""
+    for norm in model.modules():
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            continue
+        if momentum is not None:
+            norm.momentum = momentum
+        if scale_fixed and norm.weight is not None:
+            norm.weight.requires_grad_(False)
 
 
 def airbench_init(cfg: TrainConfig, model: nn.Module, data: Any, *, fresh: bool) -> None:

@@ -223,14 +223,17 @@ class StepHook:
         self.first_of_process = first_of_process  # time the start-up at this epoch's first step
         self.startup_seconds: float | None = None
 
-    def __call__(self) -> None:
+    def __call__(self, batches: int = 1) -> None:
+        """After an optimizer step that took `batches` batches (--accumulate-batches)."""
         session, state, sums = self.session, self.session.state, self.session.state.sums
         cfg = session.cfg
         if self.first_of_process and self.startup_seconds is None:
             self.startup_seconds = startup_seconds_once()
         state.step += 1
-        state.batch_in_epoch += 1
-        self.outputs.progress.advance(sums)
+        state.batch_in_epoch += batches
+        if session.parts.lookahead is not None:  # before a checkpoint can save the weights
+            session.parts.lookahead.after_step(state.step)
+        self.outputs.progress.advance(sums, batches)
         if state.step % cfg.log_every == 0:
             totals = sums.totals(session.world)  # the one host sync per log interval
             raise_if_diverged(totals.first_bad_step, state.epoch, session.run_dir)
@@ -277,6 +280,8 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
             autocast=autocast,
             split=session.parts.split,
             on_step=hook,
+            accumulate=cfg.accumulate_batches,
+            max_grad_norm=cfg.max_grad_norm,
         )
         row = end_epoch(session, epoch, outputs, hook.startup_seconds)
         outputs.end_epoch(row, state.metrics)
