@@ -584,3 +584,18 @@ def test_a_lookahead_run_interrupted_mid_epoch_resumes_bit_for_bit(npz_data, tmp
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.metrics[-1]["test_accuracy"] == straight.metrics[-1]["test_accuracy"]
+
+
+def test_batch_norm_biases_learn_faster_and_decay_as_fast():
+    from cnnlab.training.optim import make_optimizer
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    cfg = TrainConfig(optimizer="sgd", lr=0.2, weight_decay=5e-4, bn_bias_lr_scale=64)
+    main, biases = make_optimizer(cfg.validate(), model).param_groups
+    assert [id(p) for p in biases["params"]] == [id(model[1].bias)]
+    assert len(main["params"]) == 5  # conv weight and bias, bn weight, linear weight and bias
+    assert (main["lr"], main["weight_decay"]) == (0.2, 5e-4)
+    assert biases["lr"] == pytest.approx(12.8)
+    assert biases["lr"] * biases["weight_decay"] == pytest.approx(0.2 * 5e-4)
+    with pytest.raises(ConfigError, match="bn_bias_lr_scale takes a parameter group"):
+        TrainConfig(bn_bias_lr_scale=64, freeze_backbone=True).validate()

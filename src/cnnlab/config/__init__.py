@@ -323,6 +323,11 @@ class TrainConfig(Config):
         "share (default: the model's own, 0.1 in torch)",
         None,
     )
+    bn_bias_lr_scale: float = opt(
+        "batch norm biases learn at --lr × this, with their weight decay divided by it so "
+        "they decay per step as the rest do (airbench: 64)",
+        1.0,
+    )
     bn_scale_fixed: bool = opt(
         "keep every batch norm's scale (weight) fixed, learning only its bias (as airbench)",
         False,
@@ -503,6 +508,17 @@ class TrainConfig(Config):
             raise FieldError(
                 "lookahead_decay", "{lookahead_decay} must be in [0, 1) (0: off), got {got}",
                 self.lookahead_decay,
+            )  # fmt: skip
+        if not (self.bn_bias_lr_scale > 0 and math.isfinite(self.bn_bias_lr_scale)):
+            raise FieldError(
+                "bn_bias_lr_scale", "{bn_bias_lr_scale} must be a positive number, got {got}",
+                self.bn_bias_lr_scale,
+            )  # fmt: skip
+        fine_tuning = self.freeze_backbone or self.backbone_lr_scale != 1
+        if self.bn_bias_lr_scale != 1 and (fine_tuning or self.optimizer == "lbfgs"):
+            raise FieldError(
+                "bn_bias_lr_scale", "{bn_bias_lr_scale} takes a parameter group of its own: "
+                "not with {freeze_backbone}, {backbone_lr_scale} or lbfgs",
             )  # fmt: skip
         if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
             raise FieldError(

@@ -65,6 +65,8 @@ def parameter_groups(
     whose .grad is None (no update, no weight decay, no state), so unfreezing needs no new
     optimizer and a checkpoint's optimizer state fits whichever phase the run is in."""
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.bn_bias_lr_scale != 1:
+        return batch_norm_bias_groups(cfg, model, trainable)
     if not uses_parameter_groups(cfg):
         return trainable
     if num_classes is None:
@@ -75,6 +77,27 @@ def parameter_groups(
     return [
         {"params": [p for p in head if id(p) in keep]},
         {"params": [p for p in backbone if id(p) in keep], "lr": backbone_lr},
+    ]
+
+
+def batch_norm_bias_groups(
+    cfg: TrainConfig, model: nn.Module, trainable: list[nn.Parameter]
+) -> list[dict]:
+    """--bn-bias-lr-scale s: the batch norms' biases in a group of their own at lr × s, its
+    weight decay divided by s so that they decay per step as the rest do (airbench94: s 64);
+    every other parameter FIRST, at --lr (metrics' "lr" reads param_groups[0])."""
+    biases = {
+        id(m.bias) for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }  # fmt: skip
+    scale = cfg.bn_bias_lr_scale
+    return [
+        {"params": [p for p in trainable if id(p) not in biases]},
+        {
+            "params": [p for p in trainable if id(p) in biases],
+            "lr": scaled_lr(cfg) * scale,
+            "weight_decay": cfg.weight_decay / scale,
+        },
     ]
 
 
