@@ -287,6 +287,7 @@ def build_session(
     if saved is not None and given.model is None:  # your own code: the code the run trained
         check_recorded(cfg.model, saved.get("model_source"), Path(cfg.out_dir) / cfg.name)
     model, info = _build_model(cfg, data, device, fresh=saved is None, world=world, given=given)
+    airbench_init(cfg, model, data, fresh=saved is None)  # (may refuse the model: no file yet)
     if saved is not None:
         run_dir = Path(cfg.out_dir) / cfg.name
         check_resumable(saved, cfg, info.model_args, run_dir, data)
@@ -295,7 +296,6 @@ def build_session(
     else:  # never made: the finder's session trains no run
         run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
     train_loader, val_loader, test_loader = _loaders(cfg, data, device, world)
-    airbench_init(cfg, model, data, fresh=saved is None)
     set_batch_norms(model, cfg.bn_momentum, scale_fixed=cfg.bn_scale_fixed)
     optimizer = make_optimizer(cfg, model, data.num_classes)
     if cfg.channels_last:
