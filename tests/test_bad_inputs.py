@@ -665,6 +665,17 @@ CASES = [
         "in a folder that does not exist",
     ),
     (
+        "predict --csv with a name too long for the file system",
+        lambda e: [
+            "predict",
+            str(e["runs"] / "done"),
+            str(e[R] / "badimg"),
+            "--csv",
+            str(e[R] / ("x" * 300 + ".csv")),
+        ],
+        "File name too long",
+    ),
+    (
         "predict --top-k 0",
         lambda e: ["predict", str(e["runs"] / "done"), str(e[R] / "badimg"), "--top-k", "0"],
         "--top-k must be at least 1",

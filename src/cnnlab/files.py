@@ -118,7 +118,11 @@ def check_output_file(
     not exist or is a file (`no_folder`)."""
     path = Path(path)
     facts = {"name": name, "path": path, "parent": path.parent, "give": give}
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as err:  # a name the file system cannot hold (ENAMETOOLONG)
+        raise ConfigError(f"cannot write {name} {path}: {err.strerror}; {give}") from None
+    if is_dir:
         raise ConfigError(is_folder.format(**facts))
     if not path.parent.is_dir():
         what = "is a file" if path.parent.exists() else "does not exist"

@@ -81,5 +81,10 @@ def run_datasets(args: argparse.Namespace) -> None:
 def _console():
     from rich.console import Console
 
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own exits 1; `run` exits 141, as for every command that prints
+            raise BrokenPipeError
+
     # a pipe or a log file gets full-width rows instead of names cut to 80 columns
-    return Console(width=None if sys.stdout.isatty() else 160)
+    return PipeConsole(width=None if sys.stdout.isatty() else 160)
