@@ -77,7 +77,7 @@ def test_a_layer_of_1x1_maps_gets_a_note_and_the_files_go_to_run_explain(run, tm
     lines = explain_cli(capsys, run, tmp_path / "a.png", "--layer", "mp")
     found = cnnlab.explain(run, [tmp_path / "a.png"], layer="mp")
     assert lines == [
-        f"Grad-CAM of layer mp; wrote 1 files to {run / 'explain'}/",
+        f"Grad-CAM of layer mp; wrote 1 file to {run / 'explain'}/",
         f"  explain-01-a.png.png  {found.caption(0)}",
         "note: layer mp gives 1×1 maps for this input size, so its heatmap cannot say where: "
         "name an earlier layer with a larger output (layer=... / --layer)",
@@ -90,6 +90,6 @@ def test_index_explains_test_images_with_no_image_file_given(run, capsys):
     found = cnnlab.explain(run, index=[5])
     assert found.caption(0).startswith("test image 5: true ")  # a test image's label is known
     assert lines == [
-        f"Grad-CAM of layer conv2; wrote 1 files to {run / 'explain'}/",
+        f"Grad-CAM of layer conv2; wrote 1 file to {run / 'explain'}/",
         f"  explain-01-test_image_5.png  {found.caption(0)}",
     ]

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import DatasetsConfig, ModelsConfig, RecipesConfig
 
 
@@ -36,7 +36,7 @@ def run_models(args: argparse.Namespace) -> None:
 
     from cnnlab.models.catalog import model_catalog
 
-    cfg = ModelsConfig.from_dict(given_values(args, ModelsConfig), "cnnlab models").validate()
+    cfg = command_config(args, ModelsConfig).validate()
     table = Table("name", "seed", "input", "parameters", "description")
     for row in model_catalog(cfg.pattern):
         shape = "×".join(map(str, row["input_shape"]))
@@ -51,7 +51,7 @@ def run_recipes(args: argparse.Namespace) -> None:
 
     from cnnlab.config.recipes import recipe_catalog
 
-    cfg = RecipesConfig.from_dict(given_values(args, RecipesConfig), "cnnlab recipes").validate()
+    cfg = command_config(args, RecipesConfig).validate()
     table = Table("name", "purpose")
     for name, purpose in recipe_catalog(cfg.pattern):
         table.add_row(name, Text(purpose))  # as written: brackets are not rich markup
@@ -66,7 +66,7 @@ def run_datasets(args: argparse.Namespace) -> None:
     from cnnlab.data.locate import find_dataset, search_dirs
     from cnnlab.data.specs import BUILTIN_DATASETS
 
-    cfg = DatasetsConfig.from_dict(given_values(args, DatasetsConfig), "cnnlab datasets")
+    cfg = command_config(args, DatasetsConfig)
     table = Table("name", "classes", "found in")
     for name, spec in BUILTIN_DATASETS.items():
         where = find_dataset(name, cfg.data_dir)

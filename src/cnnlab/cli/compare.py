@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import CompareConfig
 
 RUNS_HELP = "run folders (`runs/*` compares every run there)"
@@ -41,7 +41,7 @@ def run_compare(args: argparse.Namespace) -> None:
     from cnnlab.report.compare import NothingToCompare, compare
     from cnnlab.report.run_folder import warning_line
 
-    cfg = CompareConfig.from_dict(given_values(args, CompareConfig), source="cnnlab compare")
+    cfg = command_config(args, CompareConfig)
     try:
         comparison = compare(args.runs, html=cfg.html, out=cfg.out)
     except NothingToCompare as err:  # each folder's reason, then the error's one line

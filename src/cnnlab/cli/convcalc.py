@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import ConvcalcConfig, ParamsConfig
 from cnnlab.inspect.convcalc import CHAIN_HELP
 
@@ -36,8 +36,7 @@ def add_commands(subparsers: Any) -> None:
 def run_convcalc(args: argparse.Namespace) -> None:
     from cnnlab.inspect import convcalc
 
-    values = given_values(args, ConvcalcConfig)
-    cfg = ConvcalcConfig.from_dict(values, source="cnnlab convcalc").validate()
+    cfg = command_config(args, ConvcalcConfig).validate()
     if cfg.chain is not None:
         lines = convcalc.format_chain(convcalc.chain_from_config(cfg))
     else:
@@ -48,6 +47,5 @@ def run_convcalc(args: argparse.Namespace) -> None:
 def run_params(args: argparse.Namespace) -> None:
     from cnnlab.inspect import params
 
-    values = given_values(args, ParamsConfig)
-    cfg = ParamsConfig.from_dict(values, source="cnnlab params").validate()
+    cfg = command_config(args, ParamsConfig).validate()
     print("\n".join(params.format_params(params.params_from_config(cfg))))

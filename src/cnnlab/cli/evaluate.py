@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import EvalConfig
 
 
@@ -19,7 +19,7 @@ def add_commands(subparsers: Any) -> None:
 def run_eval(args: argparse.Namespace) -> None:
     from cnnlab.training.evaluation import evaluate_checkpoint
 
-    cfg = EvalConfig.from_dict(given_values(args, EvalConfig), source="cnnlab eval")
+    cfg = command_config(args, EvalConfig)
     result, class_names = evaluate_checkpoint(cfg)
     print(f"{cfg.split} loss      {result.loss:.4f}")
     print(

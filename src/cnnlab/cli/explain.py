@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import ExplainConfig
 
 
@@ -35,12 +35,13 @@ def add_commands(subparsers: Any) -> None:
 def run_explain(args: argparse.Namespace) -> None:
     from cnnlab.report.explanations import explain, output_folder
 
-    cfg = ExplainConfig.from_dict(given_values(args, ExplainConfig), source="cnnlab explain")
+    cfg = command_config(args, ExplainConfig)
     options = {key: value for key, value in cfg.to_dict().items() if key != "out"}
     folder = output_folder(args.checkpoint, cfg.out)
     found = explain(args.checkpoint, args.images or None, **options)
     paths = found.write(folder)
-    print(f"Grad-CAM of layer {found.layer}; wrote {len(paths)} files to {paths[0].parent}/")
+    files = f"{len(paths)} file{'s' * (len(paths) != 1)}"
+    print(f"Grad-CAM of layer {found.layer}; wrote {files} to {paths[0].parent}/")
     for path, caption in zip(paths, map(found.caption, range(len(paths))), strict=True):
         print(f"  {path.name}  {caption}")
     if found.note:

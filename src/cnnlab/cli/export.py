@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import ExportConfig
 
 
@@ -30,6 +30,6 @@ def add_commands(subparsers: Any) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from cnnlab.deploy.export import export_model
 
-    cfg = ExportConfig.from_dict(given_values(args, ExportConfig), source="cnnlab export")
+    cfg = command_config(args, ExportConfig)
     result = export_model(cfg)
     print(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import FeaturesConfig
 
 
@@ -28,7 +28,7 @@ def add_commands(subparsers: Any) -> None:
 def run_features(args: argparse.Namespace) -> None:
     from cnnlab.inspect.features import write_features
 
-    cfg = FeaturesConfig.from_dict(given_values(args, FeaturesConfig), source="cnnlab features")
+    cfg = command_config(args, FeaturesConfig)
     paths = write_features(cfg)
     print(f"wrote {len(paths)} files to {paths[0].parent}/")
     for path in paths:

@@ -113,6 +113,13 @@ def number_or_word(kind: type, words: tuple[str, ...]) -> Any:
     return parse
 
 
+def command_config(namespace: argparse.Namespace, cls: type) -> Any:
+    """The config of a command that reads no recipe, from the flags the user typed. argparse
+    has typed every value and given_values names the config's own fields only, so from_dict
+    cannot refuse them (a recipe's values can be wrong: train and lr-find name their source)."""
+    return cls.from_dict(given_values(namespace, cls))
+
+
 def given_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The fields the user gave on the command line, as config values (the rest are left out)."""
     kinds = field_types(cls)

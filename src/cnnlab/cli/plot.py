@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import PlotConfig
 
 
@@ -30,7 +30,7 @@ def add_commands(subparsers: Any) -> None:
 def run_plot(args: argparse.Namespace) -> None:
     from cnnlab.report.plots import plot_run
 
-    cfg = PlotConfig.from_dict(given_values(args, PlotConfig), source="cnnlab plot")
+    cfg = command_config(args, PlotConfig)
     paths, predictions = plot_run(cfg)
     print(f"wrote {len(paths)} files to {paths[0].parent}/")
     for path in paths:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import PredictConfig
 from cnnlab.errors import DataFormatError
 
@@ -51,7 +51,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    cfg = PredictConfig.from_dict(given_values(args, PredictConfig), source="cnnlab predict")
+    cfg = command_config(args, PredictConfig)
     return predict_command(args.model_file, args.inputs, cfg)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import ReportConfig
 
 
@@ -30,6 +30,6 @@ def run_report(args: argparse.Namespace) -> None:
     from cnnlab.report.run_folder import warning_line
     from cnnlab.report.run_report import write_report
 
-    cfg = ReportConfig.from_dict(given_values(args, ReportConfig), source="cnnlab report")
+    cfg = command_config(args, ReportConfig)
     path = write_report(cfg, warn=lambda text: print(warning_line(text), file=sys.stderr))
     print(f"wrote {path} ({size_text(path.stat().st_size)})")

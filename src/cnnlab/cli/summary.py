@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import SummaryConfig
 from cnnlab.errors import ConfigError
 
@@ -23,7 +23,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> None:
-    cfg = SummaryConfig.from_dict(given_values(args, SummaryConfig), "cnnlab summary").validate()
+    cfg = command_config(args, SummaryConfig).validate()
     shape = input_shape(cfg.input) if cfg.input else None  # before torch is imported
 
     from cnnlab.inspect.layer_summary import summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab.cli.options import add_command, given_values
+from cnnlab.cli.options import add_command, command_config
 from cnnlab.config import SweepConfig, TrainConfig
 
 
@@ -34,7 +34,7 @@ def run_sweep_command(args: argparse.Namespace) -> None:
     from cnnlab.sweeps import run_sweep
     from cnnlab.sweeps.space import read_space
 
-    cfg = SweepConfig.from_dict(given_values(args, SweepConfig), source="cnnlab sweep")
+    cfg = command_config(args, SweepConfig)
     cfg.validate()
     space = None
     if cfg.space is not None:  # the data set the trials train on, before Optuna and torch
