@@ -72,6 +72,15 @@ def test_augment_padding_zero_only_flips_and_none_only_crops():
     assert torch.equal(cropped, crop(batch, 2, draws[0], draws[1]))
 
 
+def test_augment_reflects_when_asked():
+    batch = images(n=8, size=5)
+    how = Augment(padding=3, pad_mode="reflect", flip="none")
+    out = augment_batch(batch, torch.Generator().manual_seed(2), how=how)
+    draws = torch.randint(0, 7, (2, 8), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, crop(batch, 3, draws[0], draws[1], "reflect"))
+    assert not torch.equal(out, crop(batch, 3, draws[0], draws[1]))
+
+
 def test_default_augment_draws_as_before():
     """The default settings keep the draws of runs made before they existed: crop offsets
     first, then the flip coins, from the one generator."""
@@ -268,7 +277,7 @@ def test_whiten_first_conv_fills_as_many_filters_as_it_has():
     whiten_first_conv(wide, images, eps=1e-3)
     torch.testing.assert_close(wide.weight.detach()[:16], expected)
     assert torch.equal(wide.weight[16:], start[16:])
-    with pytest.raises(ModelError, match="has no Conv2d to whiten"):
+    with pytest.raises(ModelError, match=r"^Sequential has no Conv2d to whiten; remove"):
         whiten_first_conv(nn.Sequential(nn.Flatten(), nn.Linear(72, 2)), images, eps=1e-3)
 
 
@@ -315,6 +324,8 @@ def test_a_whitened_run_keeps_its_filters_fixed_through_training_and_resume(npz_
 
 
 def test_airbench_net_is_airbench94s():
+    from cnnlab.models.shapes import InputTooSmallError
+
     model = cnnlab_model("airbench")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
@@ -322,19 +333,25 @@ def test_airbench_net_is_airbench94s():
         (256, 256, (3, 3)), (256, 256, (3, 3)), (256, 256, (3, 3)),
     ]  # fmt: skip
     assert [c.bias is not None for c in convs] == [True] + [False] * 6
+    group = [type(layer).__name__ for layer in model.groups[0]]
+    assert group == ["Conv2d", "MaxPool2d", "BatchNorm2d", "GELU", "Conv2d", "BatchNorm2d", "GELU"]
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(norms) == 6
     assert all(n.eps == 1e-12 and n.momentum == 0.4 and not n.weight.requires_grad for n in norms)
     # 312 whitening + 1,967,616 in the 3x3 convs + 2,304 batch norm + 2,560 head
     assert sum(p.numel() for p in model.parameters()) == 1_972_792
-    model.eval()
     x = torch.randn(2, 3, 32, 32)
-    features = model.groups(model.activate(model.whiten(x)))
+    features = model.groups(model.activate(model.whiten(x)))  # train mode: batch statistics
     assert features.shape == (2, 256, 3, 3)
-    torch.testing.assert_close(model(x), model.head(features.amax((2, 3))) / 9)
+    torch.testing.assert_close(model(x), model.head(features.amax((2, 3))) / 9, rtol=1e-5, atol=0)
+    assert cnnlab_model("airbench", image_size=(9, 9))(torch.randn(2, 3, 9, 9)).shape == (2, 10)
+    with pytest.raises(InputTooSmallError, match=r"^airbench cannot take 8×8 images"):
+        cnnlab_model("airbench", image_size=(8, 8))
 
 
 def test_mnist_fast_is_tuomasos_net():
+    from cnnlab.models.shapes import InputTooSmallError
+
     model = cnnlab_model("mnist_fast")
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     assert shapes == {
@@ -343,13 +360,21 @@ def test_mnist_fast_is_tuomasos_net():
         "fc2.weight": (10, 256), "fc2.bias": (10,),
     }  # fmt: skip
     assert sum(p.numel() for p in model.parameters()) == 215_194
+    x = torch.randn(3, 1, 28, 28)
+    pool = nn.functional.max_pool2d
+    hidden = pool(torch.relu(model.conv1(x)), 2)
+    hidden = pool(torch.relu(model.conv2(hidden)), 2).reshape(3, 800)
+    expected = model.fc2(torch.relu(model.fc1(hidden)))
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=0)
+    with pytest.raises(InputTooSmallError, match=r"^mnist_fast cannot take 11×11 images"):
+        cnnlab_model("mnist_fast", image_size=(11, 11))
 
 
-def cnnlab_model(name: str) -> nn.Module:
+def cnnlab_model(name: str, **arguments) -> nn.Module:
     from cnnlab.models import create_model
 
     torch.manual_seed(0)
-    return create_model(name)
+    return create_model(name, **arguments)
 
 
 # ---- schedules, rates and gradients --------------------------------------------------------
@@ -564,6 +589,9 @@ def test_a_lookahead_run_interrupted_mid_epoch_resumes_bit_for_bit(npz_data, tmp
     straight = cnnlab.train(name="straight", **settings)
     steps = straight.metrics[-1]["step"]  # 11 batches of 32 (345 images), 6 steps an epoch
     assert steps == 12
+    # the schedule steps with the optimizer: after epoch 1, 6 of its 12 steps are done
+    after_six = np.interp(6, [0, 0.23 * 12, 12], [0.2, 1, 0.07]) * 3e-3
+    assert straight.metrics[0]["lr"] == pytest.approx(after_six)
     original = trainer.StepHook.__call__
 
     def ctrl_c_at_step_8(hook, batches=1):
@@ -599,3 +627,93 @@ def test_batch_norm_biases_learn_faster_and_decay_as_fast():
     assert biases["lr"] * biases["weight_decay"] == pytest.approx(0.2 * 5e-4)
     with pytest.raises(ConfigError, match="bn_bias_lr_scale takes a parameter group"):
         TrainConfig(bn_bias_lr_scale=64, freeze_backbone=True).validate()
+
+
+def test_accumulation_weighs_batches_by_their_class_weights_and_steps_in_pairs():
+    """With class weights a batch weighs the sum of its labels' weights, as
+    CrossEntropyLoss(weight=w) divides by it; steps of 2 batches, the last one alone."""
+    from cnnlab.training.loop import EpochSums, train_one_epoch
+
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    batches = batch_list([5, 3, 4, 2, 6])
+    model = tiny_net()
+    optimizer = Recording(model.parameters(), lr=0.0)
+    steps = []
+    train_one_epoch(
+        model, batches, optimizer, loss_fn, EpochSums.zeros(torch.device("cpu"), 0),
+        on_step=steps.append, accumulate=2,
+    )  # fmt: skip
+    assert steps == [2, 2, 1]
+    groups = (batches[:2], batches[2:4], batches[4:])
+    for seen, group in zip(optimizer.seen, groups, strict=True):
+        reference = tiny_net()
+        images, labels = torch.cat([x for x, _ in group]), torch.cat([y for _, y in group])
+        loss_fn(reference(images), labels).backward()
+        for got, expected in zip(seen, gradients_after(reference), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+class SometimesUsed(nn.Module):
+    """A model whose second layer only sees batches of more than 3 images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.extra = nn.Linear(36, 3), nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.first(x.flatten(1))
+        return self.extra(out) if len(x) > 3 else out
+
+
+def test_a_parameter_one_batch_of_the_step_leaves_out_keeps_the_others_gradient():
+    from cnnlab.training.loop import EpochSums, train_one_epoch
+
+    batches = batch_list([4, 2])  # the second batch leaves out `extra`
+    model = SometimesUsed()
+    optimizer = Recording(model.parameters(), lr=0.0)
+    sums = EpochSums.zeros(torch.device("cpu"), 0)
+    train_one_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), sums, accumulate=2)
+    reference = SometimesUsed()
+    for x, y in batches:  # each batch's share: its images of the six
+        (nn.functional.cross_entropy(reference(x), y) * len(y) / 6).backward()
+    for got, expected in zip(optimizer.seen[0], gradients_after(reference), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+class RecordingLBFGS(torch.optim.LBFGS):
+    """LBFGS that keeps the gradient its closure leaves, at each step."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.seen: list[torch.Tensor] = []
+
+    def step(self, closure):
+        def recorded():
+            loss = closure()
+            grads = [p.grad.flatten() for group in self.param_groups for p in group["params"]]
+            self.seen.append(torch.cat(grads).clone())
+            return loss
+
+        return super().step(recorded)
+
+
+def test_lbfgs_steps_once_a_batch_with_its_gradient_clipped():
+    from cnnlab.training.loop import EpochSums, train_one_epoch
+
+    model = tiny_net()
+    optimizer = RecordingLBFGS(model.parameters(), lr=0.1, max_iter=2)
+    steps = []
+    train_one_epoch(
+        model, batch_list([8, 8]), optimizer, nn.CrossEntropyLoss(),
+        EpochSums.zeros(torch.device("cpu"), 0), on_step=steps.append, max_grad_norm=0.01,
+    )  # fmt: skip
+    assert steps == [1, 1]
+    assert optimizer.seen and all(g.norm() <= 0.01 * (1 + 1e-5) for g in optimizer.seen)
+
+
+def test_an_empty_loader_gives_no_steps_when_accumulating():
+    from cnnlab.training.loop import with_step_ends
+
+    assert list(with_step_ends([], 2)) == []

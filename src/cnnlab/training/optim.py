@@ -189,7 +189,7 @@ def linear_schedule(
     def factor(step: int) -> float:
         if step < peak:
             return start + (1 - start) * step / peak
-        return 1 + (end - 1) * (step - peak) / max(total_steps - peak, 1)
+        return 1 + (end - 1) * (step - peak) / (total_steps - peak)  # above 0: warm-up < 1
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
