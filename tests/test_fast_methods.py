@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.data import Split, TensorLoader, make_loader
+from cnnlab.data import FolderLoader, Split, TensorLoader, make_loader
 from cnnlab.data.augment import Augment, alternating_flips, augment_batch, crop, reflected
+from cnnlab.data.loader import seeded_generator
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models.init import (
     dirac_init,
@@ -105,12 +106,18 @@ def test_alternating_flips_turn_every_image_the_other_way_each_epoch():
     assert alternating_flips(coins, index, 6).tolist() == [True, True, False]
 
 
-def flip_seen(split: Split, epoch: int, **kwargs) -> dict[int, bool]:
-    """{image: mirrored?} over one epoch of a loader with --flip alternate and no crop."""
-    loader = TensorLoader(
-        split.images, split.labels, batch_size=4, mean=(0.0,) * 3, std=(1 / 255,) * 3,
-        shuffle=True, seed=5, augment=Augment(padding=0, flip="alternate"), **kwargs,
+def flip_seen(split: Split, epoch: int, folder: bool = False, **kwargs) -> dict[int, bool]:
+    """{image: mirrored?} over one epoch of a loader with --flip alternate and no crop: a
+    TensorLoader, or (`folder`) a FolderLoader reading the images one by one."""
+    settings = dict(
+        batch_size=4, mean=(0.0,) * 3, std=(1 / 255,) * 3, seed=5,
+        augment=Augment(padding=0, flip="alternate"), **{"shuffle": True, **kwargs},
     )  # fmt: skip
+    if folder:
+        dataset = list(zip(split.images, split.labels, strict=True))
+        loader = FolderLoader(dataset, num_workers=0, **settings)
+    else:
+        loader = TensorLoader(split.images, split.labels, **settings)
     loader.set_epoch(epoch)
     seen = {}
     for x, y in collect(loader):
@@ -130,6 +137,12 @@ def test_alternate_flip_shows_each_image_both_ways_in_two_epochs_under_any_shard
     assert flip_seen(split, 2) == first  # and again
     halves = [flip_seen(split, 1, rank=rank, world_size=2) for rank in (0, 1)]
     assert {**halves[0], **halves[1]} == second  # an image is flipped whichever process has it
+    # the coins: one draw per image from (seed, 2), whatever the order or the loader
+    coins = torch.rand(18, generator=seeded_generator(5, 2)) < 0.5
+    assert first == {i: bool(coins[i]) for i in range(18)}
+    assert flip_seen(split, 0, shuffle=False) == first
+    assert flip_seen(split, 0, folder=True) == first
+    assert flip_seen(split, 1, folder=True, shuffle=False) == second
 
 
 def test_reflect_padding_as_wide_as_the_image_is_refused_before_a_file_is_written(tmp_path):
