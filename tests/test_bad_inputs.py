@@ -109,7 +109,7 @@ CASES = [
     ),
     ("data given in Python", lambda e: train(e, "--dataset", "python:x"), "given in Python"),
     ("unknown optimizer", lambda e: train(e, "--optimizer", "adamx"), "unknown optimizer"),
-    ("unknown scheduler", lambda e: train(e, "--scheduler", "linear"), "unknown scheduler"),
+    ("unknown scheduler", lambda e: train(e, "--scheduler", "exponential"), "unknown scheduler"),
     ("unknown init", lambda e: train(e, "--init", "orthogonal"), "unknown init"),
     ("unknown progress", lambda e: train(e, "--progress", "fancy"), "unknown progress"),
     (
