@@ -304,3 +304,14 @@ def test_image_data_num_classes():
     split = fake_split(n=4)
     data = ImageData("x", ["a", "b"], MEAN, STD, (3, 8, 8), split, split, "here")
     assert data.num_classes == 2 and len(split) == 4
+
+
+def test_make_loader_names_a_missing_validation_split_and_an_unknown_split():
+    split = fake_split(n=4)
+    data = ImageData("x", ["a", "b"], MEAN, STD, (3, 8, 8), split, split, "here")
+    with pytest.raises(ConfigError) as missing:
+        make_loader(data, "val", batch_size=2)
+    assert str(missing.value) == "x has no validation split here; hold one out first"
+    with pytest.raises(ConfigError) as unknown:
+        make_loader(data, "dev", batch_size=2)
+    assert str(unknown.value) == "split must be 'train', 'val' or 'test', got 'dev'"

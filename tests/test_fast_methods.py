@@ -206,11 +206,12 @@ def test_tta_translate_needs_tta():
 # ---- a run with them -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("translate", [2, 0], ids=["six views", "mirror only"])
 def test_a_run_with_reflect_crops_alternate_flips_and_six_views_is_scored_the_same_later(
-    npz_data, tmp_path
+    npz_data, tmp_path, translate
 ):
-    """The settings reach the run (config.json), its test accuracy is the six views' score,
-    and `cnnlab eval` and the report's predictions score the checkpoint the same way."""
+    """The settings reach the run (config.json), its test accuracy is the views' score, and
+    `cnnlab eval` and the report's predictions score the checkpoint the same way."""
     import json
 
     import cnnlab
@@ -218,19 +219,21 @@ def test_a_run_with_reflect_crops_alternate_flips_and_six_views_is_scored_the_sa
 
     result = cnnlab.train(
         model="mnist_cnn", dataset=npz_data, epochs=1, batch_size=64, lr=3e-3, augment=True,
-        crop_padding=3, pad_mode="reflect", flip="alternate", tta=True, tta_translate=2,
+        crop_padding=3, pad_mode="reflect", flip="alternate", tta=True, tta_translate=translate,
         val_fraction=0, out_dir=str(tmp_path), name="views", progress="none",
         tensorboard=False, report=False,
     )  # fmt: skip
     saved = json.loads((result.run_dir / "config.json").read_text())
     settings = ("crop_padding", "pad_mode", "flip", "tta_translate")
-    assert [saved["config"][key] for key in settings] == [3, "reflect", "alternate", 2]
+    assert [saved["config"][key] for key in settings] == [3, "reflect", "alternate", translate]
     recorded = result.metrics[-1]["test_accuracy"]
     evaluated, _ = cnnlab.evaluate_checkpoint(result.run_dir / "last.pt")
     assert evaluated.accuracy == recorded
     plain, _ = cnnlab.evaluate_checkpoint(result.run_dir / "last.pt", tta=False)
     predictions = load_predictions(result.run_dir)  # best.pt: the one epoch
     assert float((predictions.labels == predictions.predicted).mean()) == pytest.approx(recorded)
+    # the same six views' probabilities: their cross-entropy is the evaluation's loss
+    assert -np.log(predictions.p_true).mean() == pytest.approx(evaluated.loss, rel=1e-5)
     assert plain.accuracy != recorded or plain.loss != evaluated.loss  # other logits
 
 
