@@ -112,6 +112,9 @@ MODERN = [
                "target 0.95", target=0.95),
     Experiment("cifar10-modern", "modern", "CIFAR-10, modern recipe", (0,),
                "target 0.85", target=0.85),
+    # issue 31: time to accuracy with airbench's and tuomaso's methods
+    Experiment("mnist-fast", "modern", "MNIST, fast recipe (one epoch)", (0, 1, 2),
+               "target 0.99", target=0.99),
 ]  # fmt: skip
 EVERYTHING = [*SEED_EXPERIMENTS, *ABLATION_EXTRA, *MODERN]
 
