@@ -389,7 +389,11 @@ class TrainConfig(Config):
         minimum=1,
         resumable=True,
     )
-    channels_last: bool = opt("NHWC memory format (helps on CUDA with tensor cores)", False)
+    channels_last: bool = opt(
+        "NHWC memory format (CUDA with tensor cores; on the CPU too for small convs: mnist-fast "
+        "1.2x)",
+        False,
+    )
     amp: bool = opt("bf16 autocast on CUDA", False)
     compile: bool = opt("torch.compile the model (slow to start, can be faster on GPU)", False)
 
