@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cnnlab.cli import main
 from cnnlab.report.compare import CURVES, compare
-from helpers import skip_png_encoding
+from helpers import cut_last_row, skip_png_encoding
 
 
 def run_copy(tiny_run: Path, dest: Path, **config) -> Path:
@@ -26,14 +26,6 @@ def run_copy(tiny_run: Path, dest: Path, **config) -> Path:
     info["config"].update(config)
     (dest / "config.json").write_text(json.dumps(info))
     return dest
-
-
-def cut_last_row(run: Path) -> Path:
-    """metrics.jsonl as a kill while writing its last row leaves it: half that row."""
-    text = (run / "metrics.jsonl").read_text()
-    last = text.rstrip("\n").rfind("\n") + 1
-    (run / "metrics.jsonl").write_text(text[: last + (len(text) - last) // 2])
-    return run
 
 
 def test_every_run_is_compared_and_html_and_out_are_written_and_named(

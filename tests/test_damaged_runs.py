@@ -26,7 +26,7 @@ from cnnlab.report.compare import NothingToCompare, compare
 from cnnlab.report.run_folder import RunFolderWarning, UnusableRun, read_run
 from cnnlab.report.run_report import write_report
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
-from helpers import skip_png_encoding
+from helpers import cut_last_row, skip_png_encoding
 
 CUT = "cut short by a kill while it was written"
 
@@ -37,14 +37,6 @@ CUT = "cut short by a kill while it was written"
 def copy_run(tiny_run: Path, dest: Path) -> Path:
     shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("predictions.npz", "plots"))
     return dest
-
-
-def cut_last_row(run: Path) -> Path:
-    """metrics.jsonl as a kill while writing its 3rd row leaves it: 2 rows and half a row."""
-    text = (run / "metrics.jsonl").read_text()
-    last = text.rstrip("\n").rfind("\n") + 1
-    (run / "metrics.jsonl").write_text(text[: last + (len(text) - last) // 2])
-    return run
 
 
 def started_only(tiny_run: Path, dest: Path) -> Path:
