@@ -733,3 +733,55 @@ def test_an_empty_loader_gives_no_steps_when_accumulating():
     from cnnlab.training.loop import with_step_ends
 
     assert list(with_step_ends([], 2)) == []
+
+
+# ---- the settings reach what they configure ------------------------------------------------
+
+
+def test_a_runs_settings_reach_its_loader_layers_optimizer_and_lookahead(npz_data, tmp_path):
+    from cnnlab.training.session import build_session
+
+    cfg = TrainConfig(
+        model="airbench", model_args={"widths": [8, 8, 8]}, dataset=npz_data, batch_size=64,
+        epochs=3, optimizer="sgd", lr=0.1, augment=True, crop_padding=3, pad_mode="reflect",
+        flip="alternate", bn_momentum=0.3, bn_scale_fixed=True, bn_bias_lr_scale=8,
+        dirac_init=True, lookahead_decay=0.9, lookahead_every=4, accumulate_batches=2,
+        scheduler="linear", out_dir=str(tmp_path), progress="none",
+    )  # fmt: skip
+    parts = build_session(cfg, folder=False).parts
+    assert parts.train_loader.augment == Augment(3, "reflect", "alternate")
+    norms = [m for m in parts.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(n.momentum == 0.3 and not n.weight.requires_grad for n in norms)
+    main, biases = parts.optimizer.param_groups
+    assert {id(p) for p in biases["params"]} == {id(n.bias) for n in norms}
+    assert biases["lr"] == pytest.approx(8 * main["lr"])
+    keeps_width = parts.model.groups[0][4].weight  # a 3x3 same-padded conv, 8 to 8 channels
+    assert torch.equal(keeps_width[:, :, 1, 1], torch.eye(8))
+    assert len(parts.train_loader) == 6  # 346 images of 384 (10% held out), batches of 64
+    assert (parts.lookahead.every, parts.lookahead.total_steps) == (4, 3 * 3)  # 3 steps an epoch
+    assert parts.scheduler.lr_lambdas[0](0) == pytest.approx(0.2)
+
+
+def test_max_grad_norm_bounds_how_far_a_run_moves_the_weights(npz_data, tmp_path):
+    """Plain SGD moves the weights by lr × the gradient each step: clipped to norm c, a run
+    of n steps moves them by n · lr · c at most (unclipped, these gradients are far larger)."""
+    import math
+
+    import cnnlab
+    from cnnlab.training.session import build_session
+
+    settings = dict(
+        model="mnist_cnn", dataset=npz_data, batch_size=64, epochs=1, optimizer="sgd", lr=0.5,
+        max_grad_norm=1e-3, val_fraction=0, out_dir=str(tmp_path), progress="none",
+        tensorboard=False, report=False,
+    )  # fmt: skip
+    start = build_session(TrainConfig(**settings), folder=False).parts.model.state_dict()
+    start = {name: value.clone() for name, value in start.items()}
+    result = cnnlab.train(name="clipped", **settings)
+    moved = math.sqrt(sum(
+        float((value - start[name]).pow(2).sum())
+        for name, value in result.model.state_dict().items()
+    ))  # fmt: skip
+    steps = result.metrics[-1]["step"]
+    assert steps == 6
+    assert 0 < moved <= steps * 0.5 * 1e-3 * (1 + 1e-4)

@@ -152,13 +152,14 @@ def train_one_epoch(
     the gradient is scaled down to that norm at most before the step (clip_gradients)."""
     model.train()
     lbfgs = needs_closure(optimizer)
-    group = GradientGroup(optimizer, loss_fn)
+    group = GradientGroup(optimizer, loss_fn, accumulate)
     start = time.perf_counter()
     for images, labels, steps in with_step_ends(loader, accumulate):  # already on the device
         if lbfgs:  # 1.-5. with a closure LBFGS calls several times (see closure_step)
             logits, loss = closure_step(
                 model, optimizer, loss_fn, images, labels, autocast, split, max_grad_norm
             )
+            batches = 1
         else:
             if group.empty:
                 optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
@@ -166,7 +167,7 @@ def train_one_epoch(
             logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
             group.merge()
             if steps:
-                group.finish()
+                batches = group.finish()
                 clip_gradients(optimizer, max_grad_norm)
                 optimizer.step()  # 5. update the weights
         sums.add(loss, logits, labels)
@@ -176,9 +177,8 @@ def train_one_epoch(
             scheduler.step()
         if on_step is not None:
             sums.seconds += time.perf_counter() - start  # the hook's saves are not training
-            on_step(group.batches or 1)
+            on_step(batches)
             start = time.perf_counter()
-        group.batches = 0
     sums.seconds += time.perf_counter() - start
 
 
@@ -212,9 +212,11 @@ class GradientGroup:
     sum_j w_j g_j / sum_j w_j: the mean over every example of the step. With equal batches
     that is one multiplication by 1/k, at the end."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, loss_fn: nn.Module) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, accumulate: int
+    ) -> None:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.loss_fn = loss_fn
+        self.loss_fn, self.accumulate = loss_fn, accumulate
         self.batches, self.total, self.last = 0, 0.0, 0.0
         self.held: list[torch.Tensor | None] | None = None
 
@@ -224,14 +226,16 @@ class GradientGroup:
 
     def add(self, labels: torch.Tensor) -> None:
         """Before the backward of a batch of `labels`."""
+        self.batches += 1
+        if self.accumulate == 1:  # a step of one batch: its gradient as it is, no weighing
+            return  # (class weights on a GPU would cost a sync per batch)
         weight = float(loss_weight(self.loss_fn, labels))
-        if self.batches:
+        if self.batches > 1:
             if weight != self.last:
                 self._scale(self.last / weight)
             self.held = [p.grad for p in self.params]
             for param in self.params:
                 param.grad = None
-        self.batches += 1
         self.total += weight
         self.last = weight
 
@@ -244,11 +248,13 @@ class GradientGroup:
                 param.grad = held if param.grad is None else param.grad.add_(held)
         self.held = None
 
-    def finish(self) -> None:
-        """Before the step: the mean over the step's examples (the loop then starts anew)."""
+    def finish(self) -> int:
+        """Before the step: the mean over the step's examples. Returns how many batches the
+        step adds up; the group starts anew."""
         if self.batches > 1:
             self._scale(self.last / self.total)
-        self.total = 0.0
+        batches, self.batches, self.total = self.batches, 0, 0.0
+        return batches
 
     def _scale(self, factor: float) -> None:
         grads = [p.grad for p in self.params if p.grad is not None]

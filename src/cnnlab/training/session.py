@@ -396,12 +396,12 @@ def check_weight_options(cfg: TrainConfig) -> None:
 def check_reflections(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> None:
     """Reflect padding mirrors the image at its edges, so it needs padding below the images'
     side: refused in one line before a file is written."""
-    from cnnlab.data.augment import augment_padding
+    from cnnlab.data.augment import Augment
 
     if not cfg.augment or cfg.pad_mode != "reflect":
         return
     side = min(input_shape[1:])
-    padding = augment_padding(input_shape[1]) if cfg.crop_padding is None else cfg.crop_padding
+    padding = Augment(cfg.crop_padding).padding_for(input_shape[1])
     if padding >= side:
         raise FieldError(
             "crop_padding", f"{{crop_padding}} must be below the images' side ({side}) with "
