@@ -20,6 +20,7 @@ from torch import nn
 from cnnlab.data.loader import derive_seed
 from cnnlab.errors import ConfigError
 from cnnlab.training.distributed import (
+    Link,
     LostContact,
     ShardStep,
     StopVote,
@@ -113,8 +114,6 @@ def test_a_stop_signal_on_one_rank_stops_both_one_step_later(tmp_path, monkeypat
 def test_a_launched_world_needs_its_process_group_for_a_collective():
     """process_group links the World it gives; a launched World without one says so in one
     line rather than failing deep inside torch.distributed."""
-    from cnnlab.training.distributed import Link
-
     with pytest.raises(RuntimeError) as info:
         World(rank=0, size=2, launched=True).linked()
     assert str(info.value) == "a collective of a launched World outside its process_group"
@@ -341,3 +340,74 @@ def test_a_lost_collective_says_which_rank_was_doing_what_and_why(monkeypatch):
         raise torch.distributed.DistError("gone")
     with pytest.raises(RuntimeError, match=r"^mat1 and mat2"), collective("training a step"):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # the model's own
+
+
+class _Gone:
+    """A process group whose peer has died: every call on it raises what Gloo raises then."""
+
+    def __init__(self, *args, **kwargs):
+        raise torch.distributed.DistError("peer gone")
+
+    @staticmethod
+    def fail(*args, **kwargs):
+        raise torch.distributed.DistError("peer gone")
+
+    get = set = wait = fail  # the rendezvous store's calls, and a vote's pending wait
+
+
+class _WrapThenLose(nn.Module):
+    """DistributedDataParallel that wraps, then loses its peer in the step."""
+
+    def __init__(self, model, device_ids=None):
+        super().__init__()
+
+    def register_comm_hook(self, state, hook):
+        pass
+
+    def forward(self, images):
+        raise torch.distributed.DistError("peer gone")
+
+
+def _lost_vote(world: World) -> None:
+    vote = StopVote(world)
+    vote.pending = (_Gone, torch.tensor([0]))  # its wait() fails
+    vote.result()
+
+
+def _lost_step(monkeypatch) -> None:
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", _WrapThenLose)
+    images, labels, model = _batch()
+    ShardStep(model, nn.CrossEntropyLoss(), _Part(), CPU).forward_backward(images, labels)
+
+
+LOST = World(rank=1, size=2, launched=True, link=Link(flags=None, store=_Gone, prefix="p"))
+
+
+@pytest.mark.parametrize(
+    "lose, doing",
+    [
+        (lambda mp: LOST.sum(torch.ones(2)), "summing metrics"),
+        (lambda mp: LOST.smallest(torch.ones(2)), "comparing metrics"),
+        (lambda mp: LOST.largest(3), "agreeing to stop"),
+        (lambda mp: LOST.rank0_text("runs/x", "run_dir"), "sharing the run folder"),
+        (lambda mp: StopVote(LOST)(None), "agreeing to stop"),
+        (lambda mp: _lost_vote(LOST), "agreeing to stop"),
+        (lambda mp: mp.setattr(torch.nn.parallel, "DistributedDataParallel", _Gone)
+         or ShardStep(_batch()[2], nn.CrossEntropyLoss(), _Part(), CPU),
+         "wrapping the model in DistributedDataParallel"),
+        (_lost_step, "training a step"),
+    ],
+    ids=["sum", "smallest", "largest", "run-folder", "vote", "vote-result", "wrap", "step"],
+)  # fmt: skip
+def test_each_collective_says_what_the_rank_was_doing_when_contact_was_lost(
+    lose, doing, monkeypatch
+):
+    """Whichever collective a dead peer breaks, the one line names what the run was doing,
+    so a user can tell a crash at start-up from one mid-step or at a stop."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(torch.distributed, "all_reduce", _Gone.fail)
+    with pytest.raises(LostContact) as caught:
+        lose(monkeypatch)
+    assert str(caught.value).startswith(
+        f"rank 1 lost contact with the other processes while {doing} (peer gone);"
+    )
