@@ -370,6 +370,19 @@ def test_net_res_stages_refuses_bad_widths_blocks_and_sizes(kwargs, message):
         create_model("net_res_stages", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("widths", "message"),
+    [("16,32,64", r"widths must be a list of channel counts, like \[64, 256, 256\], got '16,32"),
+     ([16, 32], "widths takes 3 numbers, one per stage, like \\[64, 256, 256\\], got 2"),
+     ([16, 32, 0], "widths must be an integer of at least 1, got 0")],
+)  # fmt: skip
+def test_airbench_refuses_widths_that_are_not_three_channel_counts(widths, message):
+    """A --model-arg widths=16,32,64 (no brackets) is a string: said as such, not read digit by
+    digit."""
+    with pytest.raises(ModelError, match=message):
+        create_model("airbench", widths=widths)
+
+
 def test_a_taken_name_cannot_be_registered_again():
     def lenet(*, num_classes=10, in_channels=1, image_size=(28, 28), init="default"):
         return nn.Linear(1, 1)

@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.models.init import init_weights
-from cnnlab.models.registry import check_int, register_model
+from cnnlab.models.registry import check_int, check_widths, register_model
 from cnnlab.models.shapes import require_input_size
 
 
@@ -331,11 +331,7 @@ def net_res_stages(
     """Not in the seed: the modern recipes' model (`cnnlab recipes '*modern'`). Stages of (conv →
     max-pool → BatchNorm → ReLU, `blocks` of seed 000's ResBlock), widths (32, 64, 128), a global
     max-pool and one Linear; 287,714 parameters at the defaults for 2 classes."""
-    if isinstance(widths, int) or not isinstance(widths, (tuple, list)) or not widths:
-        raise ModelError(
-            f"widths must be a list of channel counts, like [32, 64, 128], got {widths!r}"
-        )
-    widths = tuple(check_int("widths", width) for width in widths)
+    widths = check_widths(widths, "[32, 64, 128]")
     blocks = check_int("blocks", blocks, 0)
     model = NetResStages(num_classes, in_channels, image_size, widths, blocks)
     return init_weights(model, init)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.errors import ModelError
 from cnnlab.models.init import init_weights
-from cnnlab.models.registry import check_int, register_model
+from cnnlab.models.registry import check_widths, register_model
 from cnnlab.models.shapes import feature_size
 
 # airbench's batch norm: no learned scale (the weight is fixed at 1, as airbench94 sets
@@ -90,9 +89,7 @@ def airbench(
     widths: tuple[int, int, int] = (64, 256, 256),
 ) -> AirbenchNet:
     """airbench94's net; train it with recipes/cifar10-airbench.toml (its method) for 94%."""
-    widths = tuple(check_int("widths", width) for width in widths)
-    if len(widths) != 3:
-        raise ModelError(f"widths takes three numbers, one per conv group, got {len(widths)}")
+    widths = check_widths(widths, "[64, 256, 256]", count=3)
     return init_weights(AirbenchNet(num_classes, in_channels, image_size, widths), init)
 
 

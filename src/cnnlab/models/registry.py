@@ -274,6 +274,18 @@ def check_int(what: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def check_widths(widths: Any, example: str, count: int | None = None) -> tuple[int, ...]:
+    """`widths` as a tuple of channel counts (a list, as a TOML `--model-arg widths=[...]`
+    gives it), else a ModelError showing `example`; `count`: how many it must have."""
+    if not isinstance(widths, (tuple, list)) or not widths:
+        raise ModelError(f"widths must be a list of channel counts, like {example}, got {widths!r}")
+    if count is not None and len(widths) != count:
+        raise ModelError(
+            f"widths takes {count} numbers, one per stage, like {example}, got {len(widths)}"
+        )
+    return tuple(check_int("widths", width) for width in widths)
+
+
 def _image_size(value: Any) -> tuple[int, int]:
     """An int, or an (H, W) tuple or list (as a JSON checkpoint gives it back), as (H, W)."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
