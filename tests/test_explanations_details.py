@@ -10,6 +10,12 @@ image, the captions and the files `write` names; the error for an unknown target
 mistakes: no --dataset, only its chosen checkpoint's, predicted from the --data-dir given, and
 the line for a model without any.
 
+Last, the options and refusals in words (an unknown option, a class number one too large,
+image files with --index, no files, an index past the test split, an --out that is a file,
+RUN/explain by default), one image file given alone, and the checkpoint's model: the layer and
+a class name reach Grad-CAM, a GPU-saved checkpoint is rebuilt on the device asked for, and a
+model that cannot be rebuilt is named by its checkpoint's path.
+
 These tests came from mutmut's survivors in report/explanations.py (docs/TESTING.md); the
 figures and the run's mistakes are also checked in test_explain.py and test_plots.py. A module
 is a tiny conv net made here; a run is the session's tiny_run, read only (no predictions
@@ -29,14 +35,22 @@ from PIL import Image
 from torch import nn
 
 import cnnlab
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.cli import main
+from cnnlab.data.images import normalize
+from cnnlab.errors import CheckpointError, ConfigError, ModelError
 from cnnlab.inspect.gradcam import Explained, explain_batch, overlay
 from cnnlab.report import explanations
 from cnnlab.report import predictions as report_predictions
 from cnnlab.report.explanations import Explanation
 from cnnlab.report.predictions import load_predictions
-from cnnlab.training.checkpoint import checkpoint_path
-from helpers import FAKE_TEST, learnable_images
+from cnnlab.training import checkpoint as checkpoint_module
+from cnnlab.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    rebuild_model,
+    save_checkpoint,
+)
+from helpers import FAKE_TEST, learnable_images, relocate_checkpoint
 
 
 def small_net(channels: int = 1, classes: int = 3) -> nn.Sequential:
@@ -301,4 +315,119 @@ def test_a_model_without_mistakes_says_what_to_give_instead(tmp_path, fake_data_
         cnnlab.explain(run, data_dir=fake_data_root)
     assert str(err.value) == (
         "the model got every test image right: no mistake to explain; give --index or IMAGE files"
+    )
+
+
+# --- options, refusals and the checkpoint's model -----------------------------------------------
+
+PIXELS = learnable_images(2, 28, 28, num_classes=4, seed=5)[0][:, None]  # (2, 1, 28, 28) uint8
+
+
+def test_an_unknown_option_is_refused_naming_explain_and_its_help():
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(small_net(), torch.zeros(1, 1, 8, 8), colour="red")
+    assert str(err.value) == (
+        "explain: unknown key(s) colour; valid keys are listed by `cnnlab explain --help`"
+    )
+
+
+@pytest.mark.parametrize("target", ["3", 3])
+def test_a_class_number_as_large_as_the_number_of_classes_is_unknown(target):
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(small_net(), torch.zeros(1, 1, 8, 8), class_names=["a", "b", "c"],
+                       target=target)  # fmt: skip
+    assert str(err.value) == (
+        "unknown target class '3'; give a class name (a, b, c) or a number from 0 to 2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("images", "options", "message"),
+    [
+        (["shoe.png"], {"index": [0]}, "give image files or --index test images, not both"),
+        ([], {}, "no images given: give image files, or leave them out"),
+    ],
+    ids=["files-and-index", "no-files"],
+)
+def test_a_run_refuses_files_with_index_and_an_empty_list_of_files(
+    tiny_run, images, options, message
+):
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(tiny_run, images, **options)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("kind", [str, Path])
+def test_a_run_takes_one_image_file_not_in_a_list(tiny_run, tmp_path, kind):
+    Image.fromarray(PIXELS[0, 0]).save(tmp_path / "digit.png")
+    found = cnnlab.explain(tiny_run, kind(tmp_path / "digit.png"))
+    assert found.names == ["digit.png"] and np.array_equal(found.images, PIXELS[:1])
+
+
+@pytest.mark.parametrize(("index", "named"), [([128], 128), ([3, 200, 129], 200)])
+def test_an_index_past_the_test_split_is_refused_naming_the_first(tiny_run, index, named):
+    data = tiny_run.parent.parent / "data"  # the run's npz data set, 128 test images
+    with pytest.raises(ConfigError) as err:
+        cnnlab.explain(tiny_run, index=index)
+    assert str(err.value) == (
+        f"index {named} is out of range: the test split of npz:{data} has 128 images"
+    )
+
+
+def test_the_output_folder_is_explain_in_the_run_folder_unless_out_is_given(tiny_run, tmp_path):
+    assert explanations.output_folder(tiny_run) == tiny_run / "explain"
+    assert explanations.output_folder(tiny_run / "last.pt") == tiny_run / "explain"
+    assert explanations.output_folder(tiny_run, tmp_path / "pngs") == tmp_path / "pngs"
+
+
+def test_an_out_that_is_a_file_is_refused_in_words(tiny_run, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["explain", str(tiny_run), "--out", str(notes)]) == 2
+    assert (
+        capsys.readouterr().err == f"error: output folder {notes} is a file; give --out a folder\n"
+    )
+    assert notes.read_text() == "mine"
+
+
+def test_a_runs_layer_and_a_target_by_class_name_are_the_ones_explained(tiny_run):
+    found = cnnlab.explain(tiny_run, PIXELS, target="class2", layer="conv1")
+    assert found.layer == "conv1" and list(found.target) == [2, 2]
+    state = load_checkpoint(checkpoint_path(tiny_run)[0])
+    x = normalize(torch.as_tensor(PIXELS), state["mean"], state["std"])
+    direct = explain_batch(rebuild_model(state), x, 2, "conv1")
+    # conv1's 24×24 maps, not the default conv2's 8×8
+    assert found.cam.shape == (2, 24, 24)
+    np.testing.assert_array_equal(found.cam, direct.cam.numpy())
+    np.testing.assert_array_equal(found.heatmap, direct.heatmap.numpy())
+
+
+def test_a_checkpoint_saved_on_a_gpu_is_rebuilt_on_the_device_asked_for(
+    tiny_run, tmp_path, monkeypatch
+):
+    gpu = tmp_path / "gpu.pt"
+    relocate_checkpoint(tiny_run / "best.pt", gpu, "cuda:7")  # no such GPU here
+    devices = []
+
+    def rebuild(state, *args):  # the real one, noting the device the model goes to
+        devices.append(args[0])
+        return rebuild_model(state, *args)
+
+    monkeypatch.setattr(checkpoint_module, "rebuild_model", rebuild)
+    found = cnnlab.explain(gpu, PIXELS, device="cpu")
+    assert devices == [torch.device("cpu")]
+    expected = cnnlab.explain(tiny_run, PIXELS, device="cpu")
+    np.testing.assert_array_equal(found.heatmap, expected.heatmap)
+
+
+def test_a_model_that_cannot_be_rebuilt_is_named_by_its_checkpoint(tiny_run, tmp_path):
+    state = load_checkpoint(tiny_run / "best.pt")
+    state["model_name"] = f"{tmp_path / 'net.py'}:Net"  # recorded without its source
+    forged = tmp_path / "forged.pt"
+    save_checkpoint(state, forged)
+    with pytest.raises(ModelError) as err:
+        cnnlab.explain(forged, PIXELS)
+    assert str(err.value) == (
+        f"{forged} names its model {tmp_path / 'net.py'}:Net without the source cnnlab records "
+        "with it; it was not saved by cnnlab or is damaged, so its code is not run"
     )
