@@ -49,6 +49,7 @@ def test_recipes_cover_every_seed_experiment():
         "cifar10-modern",
         # time to accuracy with airbench's and tuomaso's methods (issue 31)
         "mnist-fast",
+        "fashion-mnist-fast",
     }
 
 
