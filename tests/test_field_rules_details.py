@@ -220,3 +220,11 @@ def test_a_pool_in_a_forward_pre_hook_runs_outside_every_module():
     op = result.ops[0]
     assert (op.kind, op.module, op.direct, op.order) == ("avg_pool2d", "", False, 0)
     assert op.field == Field(Axis(rf=2, jump=2, start=0.5), Axis(rf=2, jump=2, start=0.5))
+
+
+def test_a_map_given_by_keyword_is_followed_as_one_given_by_position():
+    """The tracer finds the map among the keyword arguments too (F.avg_pool2d(input=x))."""
+    by_position = field_of(lambda x: F.avg_pool2d(x, 3, 1, 1))
+    by_keyword = field_of(lambda x: F.avg_pool2d(input=x, kernel_size=3, stride=1, padding=1))
+    assert by_keyword == by_position
+    assert by_position.height.rf == by_position.width.rf == 3

@@ -223,6 +223,14 @@ def test_a_model_chain_at_a_size_that_is_not_square():
     ]
 
 
+def test_a_model_chain_without_a_size_runs_at_the_models_own():
+    rows = model_chain("lenet")  # built for 28x28
+    assert [(row.step, row.height, row.width) for row in rows] == [
+        ("input", 28, 28), ("0 conv2d", 28, 28), ("2 avg_pool2d", 14, 14), ("3 conv2d", 10, 10),
+        ("5 avg_pool2d", 5, 5),
+    ]  # fmt: skip
+
+
 def test_a_model_chain_refuses_a_bad_size_naming_the_option():
     message = "^--size expects a whole number or HxW, like 3 or 3x5, got '3x'$"
     with pytest.raises(ConfigError, match=message):
