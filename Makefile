@@ -129,7 +129,8 @@ bench-full: setup
 	$(PY) benchmarks/bench.py --write
 
 ## bench-fast: the fast recipes beside the modern ones, each to the same target (time, FLOPs,
-## share of the matmul rate); MNIST and Fashion-MNIST about 7 minutes, CIFAR about an hour more
+## share of the matmul rate); ONLY=mnist,fashion about 7 minutes; the CIFAR pairs add the modern
+## CIFAR recipes' runs (18 and 25 minutes in docs/RESULTS.md)
 bench-fast: setup
 	$(PY) benchmarks/fast.py $(if $(ONLY),--only $(ONLY))
 

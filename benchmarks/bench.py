@@ -244,12 +244,27 @@ def way_command(way: str, task: Task, epochs: int, device: str, work: Path) -> l
     return [*cmd, "--work-dir", str(work / "files")] if way == "seed" else cmd
 
 
+def child_env(shared: Path | None) -> dict[str, str]:
+    """The environment of a training child: unbuffered output (the log shows progress as it
+    happens), and cnnlab finding mnist/ and cifar10/ in `shared` (seed and Lightning: tmp)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if shared is not None:
+        env["CNNLAB_DATA"] = os.pathsep.join(filter(None, [str(shared), env.get("CNNLAB_DATA")]))
+    return env
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """A finished cnnlab run's epoch rows (metrics.jsonl), as cnnlab's own reader gives them."""
+    from cnnlab.report.run_folder import read_run
+
+    return read_run(run_dir).metrics
+
+
 def read_result(way: str, task: Task, work: Path) -> dict:
     """The way's own report: test accuracy and training-loop wall seconds."""
     if way != "cnnlab":
         return json.loads((work / "result.json").read_text())
-    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().split("\n")
-            if line.strip()]  # fmt: skip
+    rows = read_metrics(work / "run")
     # examples_per_second is per epoch, training only, wall clock with batch waits included
     seconds = sum(task.train_samples / row["examples_per_second"] for row in rows)
     return {"test_accuracy": rows[-1]["test_accuracy"], "train_seconds": seconds}
@@ -258,10 +273,8 @@ def read_result(way: str, task: Task, work: Path) -> dict:
 def run_way(way: str, task: Task, epochs: int, device: str, tmp: Path, shared: Path | None) -> Row:
     work = tmp / f"{task.key}-{way}"
     work.mkdir()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log shows progress as it happens
-    if shared is not None:  # cnnlab finds mnist/ and cifar10/ there (seed and Lightning: tmp)
-        env["CNNLAB_DATA"] = os.pathsep.join(filter(None, [str(shared), env.get("CNNLAB_DATA")]))
-    code, wall, rss = run_child(way_command(way, task, epochs, device, work), work / "log", env)
+    cmd = way_command(way, task, epochs, device, work)
+    code, wall, rss = run_child(cmd, work / "log", child_env(shared))
     if code != 0:
         tail = (work / "log").read_text().strip().splitlines()[-5:]
         print(f"    {way} failed (exit {code}); last lines of its output:")
@@ -275,18 +288,14 @@ def time_to_accuracy(target: Target, device: str, tmp: Path, shared: Path | None
     """Train the recipe in a child process; its table row: the time to the target and after."""
     work = tmp / target.key
     work.mkdir()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if shared is not None:
-        env["CNNLAB_DATA"] = os.pathsep.join(filter(None, [str(shared), env.get("CNNLAB_DATA")]))
     cmd = [
         *cnnlab_launcher(), "train", "--recipe", target.recipe, "--out-dir", str(work),
         "--name", "run", "--progress", "lines", "--device", device, "--no-report",
     ]  # fmt: skip
-    code, wall, _ = run_child(cmd, work / "log", env)
+    code, wall, _ = run_child(cmd, work / "log", child_env(shared))
     if code != 0:
         return f"| {target.title} | failed (exit {code}), see the log | | | | |"
-    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().split("\n")
-            if line.strip()]  # fmt: skip
+    rows = read_metrics(work / "run")
     reached = next((r for r in rows if (r.get("test_accuracy") or 0) >= target.target), None)
     when = (
         f"{reached['process_seconds']:.0f} s (epoch {reached['epoch']})"

@@ -21,8 +21,6 @@ kernels waste. Only ratios measured in one run count (see benchmarks/README.md).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import sys
 import tempfile
@@ -33,11 +31,13 @@ import torch
 
 from bench import (
     BENCH_DIR,
+    child_env,
     cnnlab_launcher,
     find_shared_data,
     header,
     machine_slug,
     matmul_peak_flops,
+    read_metrics,
     run_child,
 )
 from cnnlab.config.recipes import shipped_recipes
@@ -85,20 +85,16 @@ def train(recipe: str, stop_at: float, args: argparse.Namespace, work: Path) -> 
         "--target-accuracy", str(stop_at), "--out-dir", str(work), "--name", recipe,
         "--progress", "lines", "--device", args.device, "--no-report",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if args.shared is not None:
-        env["CNNLAB_DATA"] = os.pathsep.join(
-            filter(None, [str(args.shared), env.get("CNNLAB_DATA")])
-        )
     log = work / f"{recipe}.log"
-    code, _, _ = run_child(cmd, log, env)
+    code, _, _ = run_child(cmd, log, child_env(args.shared))
     if code != 0:
         return Run(recipe, f"failed (exit {code}), see {log}")
     from cnnlab.inspect.layer_summary import summary
 
-    metrics = (work / recipe / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in metrics if line.strip()]
-    return Run(recipe, rows=rows, mult_adds=summary(str(work / recipe), verbose=False).mult_adds)
+    run_dir = work / recipe
+    return Run(
+        recipe, rows=read_metrics(run_dir), mult_adds=summary(run_dir, verbose=False).mult_adds
+    )
 
 
 def reached(run: Run, target: float) -> int | None:

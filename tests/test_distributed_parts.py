@@ -374,6 +374,11 @@ def _lost_vote(world: World) -> None:
     vote.result()
 
 
+def _lost_wrap(monkeypatch) -> None:
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", _Gone)
+    ShardStep(_batch()[2], nn.CrossEntropyLoss(), _Part(), CPU)
+
+
 def _lost_step(monkeypatch) -> None:
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", _WrapThenLose)
     images, labels, model = _batch()
@@ -392,9 +397,7 @@ LOST = World(rank=1, size=2, launched=True, link=Link(flags=None, store=_Gone, p
         (lambda mp: LOST.rank0_text("runs/x", "run_dir"), "sharing the run folder"),
         (lambda mp: StopVote(LOST)(None), "agreeing to stop"),
         (lambda mp: _lost_vote(LOST), "agreeing to stop"),
-        (lambda mp: mp.setattr(torch.nn.parallel, "DistributedDataParallel", _Gone)
-         or ShardStep(_batch()[2], nn.CrossEntropyLoss(), _Part(), CPU),
-         "wrapping the model in DistributedDataParallel"),
+        (_lost_wrap, "wrapping the model in DistributedDataParallel"),
         (_lost_step, "training a step"),
     ],
     ids=["sum", "smallest", "largest", "run-folder", "vote", "vote-result", "wrap", "step"],
