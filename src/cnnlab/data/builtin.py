@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cnnlab.data import cache, formats
 from cnnlab.data.locate import Source, cache_dir, how_to_get, locate, on_disk
@@ -27,8 +28,10 @@ def _decode(source: Source) -> dict[str, np.ndarray]:
         train = formats.read_cifar_batches(list(files[:5]))
         test = formats.read_cifar_batch(files[5])
     else:
-        train = formats.read_npz_split(files[0])[:2]
-        test = formats.read_npz_split(files[1])[:2]
+        train = formats.read_npz_split(files[0])
+        test = formats.read_npz_split(files[1])
+        arrays = {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
+        return arrays if test[3] is None else {**arrays, "test_exact": test[3]}
     return {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
 
 
@@ -36,7 +39,7 @@ def decode_cached(spec: DatasetSpec, source: Source) -> dict[str, np.ndarray]:
     """The decoded arrays of `source`, from the cache when a matching file is there."""
     path = cache_dir() / "decoded" / f"{spec.name}-{cache.cache_key(source.files)}.npz"
     arrays = cache.load_arrays(path)
-    if arrays is None or set(arrays) != {"train_x", "train_y", "test_x", "test_y"}:
+    if arrays is None or set(arrays) - {"test_exact"} != {"train_x", "train_y", "test_x", "test_y"}:
         arrays = _decode(source)
         _check(spec, source, arrays["train_x"], arrays["train_y"])  # only good data is cached
         _check(spec, source, arrays["test_x"], arrays["test_y"])
@@ -58,12 +61,13 @@ def _check(spec: DatasetSpec, source: Source, images: np.ndarray, labels: np.nda
         )
 
 
-def _keep(images: np.ndarray, labels: np.ndarray, keep: tuple[int, ...]) -> Split:
+def _keep(split: Split, keep: tuple[int, ...]) -> Split:
     """Only the samples whose label is in `keep`, relabelled by position in `keep`."""
-    new_label = np.full(max(keep) + 1, -1, dtype=np.int64)
-    new_label[list(keep)] = np.arange(len(keep))
-    mask = np.isin(labels, keep)
-    return split_from_numpy(images[mask], new_label[labels[mask]])
+    new_label = torch.full((max(keep) + 1,), -1, dtype=torch.int64)
+    new_label[list(keep)] = torch.arange(len(keep))
+    part = split.where(torch.isin(split.labels, torch.tensor(keep)))
+    part.labels = new_label[part.labels]
+    return part
 
 
 def download(spec: DatasetSpec) -> None:
@@ -100,10 +104,8 @@ def load_builtin(
         download(base)
     source = source or on_disk(base, data_dir, download_ok=download_ok)
     arrays = decode_cached(base, source)
-    if spec.keep_labels is not None:
-        train = _keep(arrays["train_x"], arrays["train_y"], spec.keep_labels)
-        test = _keep(arrays["test_x"], arrays["test_y"], spec.keep_labels)
-        return train, test, source
     train = split_from_numpy(arrays["train_x"], arrays["train_y"])
-    test = split_from_numpy(arrays["test_x"], arrays["test_y"])
+    test = split_from_numpy(arrays["test_x"], arrays["test_y"], arrays.get("test_exact"))
+    if spec.keep_labels is not None:
+        return _keep(train, spec.keep_labels), _keep(test, spec.keep_labels), source
     return train, test, source

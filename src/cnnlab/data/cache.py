@@ -17,7 +17,7 @@ import numpy as np
 from cnnlab.files import publish
 
 # bump when the layout of the cached arrays changes, so old files are never misread
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_key(files: tuple[Path, ...] | list[Path]) -> str:

@@ -26,7 +26,7 @@ def resize_split(split: Split, size: int) -> Split:
         chunks.append(images.round_().clamp_(0, 255).to(torch.uint8))
     shape = (0, split.images.shape[1], size, size)
     images = torch.cat(chunks) if chunks else torch.empty(shape, dtype=torch.uint8)
-    return Split(images.contiguous(), split.labels)
+    return Split(images.contiguous(), split.labels, split.exact)
 
 
 def load_dataset(

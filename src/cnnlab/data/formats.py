@@ -179,8 +179,12 @@ def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def read_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """Images (N, C, H, W), labels (N,) and the optional class names from a .npz with x and y."""
+def read_npz_split(
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, list[str] | None, np.ndarray | None]:
+    """Images (N, C, H, W), labels (N,), the optional class names and the optional marks of
+    exact images (`exact`, bool (N,): the originals, where the others are lossy copies) from a
+    .npz with x and y."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [key for key in ("x", "y") if key not in arrays.files]
@@ -191,6 +195,7 @@ def read_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None
                 )
             x, y = arrays["x"], arrays["y"]
             names = arrays["class_names"] if "class_names" in arrays.files else None
+            exact = arrays["exact"] if "exact" in arrays.files else None
     except (DataFormatError, DataNotFoundError):
         raise
     except FileNotFoundError:
@@ -207,4 +212,10 @@ def read_npz_split(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None
         )
     if len(y) and y.min() < 0:
         raise DataFormatError(f"{path}: y has negative labels; use 0 .. num_classes - 1")
-    return _to_nchw(x, path), y.astype(np.int64), None if names is None else names.tolist()
+    if exact is not None and (exact.dtype != np.bool_ or exact.shape != y.shape):
+        raise DataFormatError(
+            f"{path}: exact must mark each image true or false, a bool array of shape "
+            f"({len(y)},), got {exact.dtype} {exact.shape}; save it as np.array(marks, dtype=bool)"
+        )
+    names = None if names is None else names.tolist()
+    return _to_nchw(x, path), y.astype(np.int64), names, exact

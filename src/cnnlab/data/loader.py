@@ -19,7 +19,13 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.augment import Augment, alternating_flips, augment_batch, random_jpeg
+from cnnlab.data.augment import (
+    Augment,
+    JpegCopies,
+    alternating_flips,
+    augment_batch,
+    random_jpeg,
+)
 from cnnlab.data.types import ImageData, Split
 from cnnlab.errors import ConfigError
 from cnnlab.process import usable_cores
@@ -85,6 +91,7 @@ class _EpochBatches:
         if self.augment is not None and self.augment.flip == "alternate":
             self.flip_coins = torch.rand(num_items, generator=seeded_generator(seed, 2)) < 0.5
         self.jpeg_quality = jpeg_quality  # 0: off
+        self.jpeg_copies: JpegCopies | None = None  # in-memory data: each image coded once
         self.num_items = num_items
         self.batch_total = 0  # rows of the whole batch last yielded, every process's together
         self.epoch = 0
@@ -135,7 +142,10 @@ class _EpochBatches:
         if self.jpeg_quality:
             # first, as the JPEG test images were saved whole; draws of their own (trailing 1)
             jpeg_draws = seeded_generator(self.seed, epoch, batch, 1)
-            images = random_jpeg(images, self.jpeg_quality, jpeg_draws, part)
+            images = random_jpeg(
+                images, self.jpeg_quality, jpeg_draws, part, copies=self.jpeg_copies,
+                indices=indices,
+            )  # fmt: skip
         if self.augment is not None:
             # the trailing 0 keeps the draws of runs saved before sharding by batch part
             draws = seeded_generator(self.seed, epoch, batch, 0)
@@ -168,6 +178,7 @@ class TensorLoader(_EpochBatches):
         self.device = torch.device(device)
         self.normalise = _Normalise(mean, std, images.shape[1], self.device)
         self.images = images.to(self.device).contiguous()  # (N, C, H, W) uint8, moved once
+        self.jpeg_copies = JpegCopies() if jpeg_quality else None
         self.labels = labels.to(self.device, torch.int64)  # (N,)
 
     def __iter__(self) -> Iterator[Batch]:

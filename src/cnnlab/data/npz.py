@@ -18,8 +18,8 @@ def load_npz_dir(path: str | Path) -> ImageData:
                 f"{root / name} does not exist; npz:PATH needs PATH/train.npz and PATH/test.npz,"
                 " each with arrays x (uint8 images) and y (integer labels)"
             )
-    train_x, train_y, names = read_npz_split(root / "train.npz")
-    test_x, test_y, test_names = read_npz_split(root / "test.npz")
+    train_x, train_y, names, _ = read_npz_split(root / "train.npz")
+    test_x, test_y, test_names, test_exact = read_npz_split(root / "test.npz")
     if len(train_x) == 0:
         raise DataFormatError(f"{root / 'train.npz'} holds no images; add training images")
     if train_x.shape[1:] != test_x.shape[1:]:
@@ -45,6 +45,6 @@ def load_npz_dir(path: str | Path) -> ImageData:
         std=std,
         input_shape=tuple(train_x.shape[1:]),
         train=train,
-        test=split_from_numpy(test_x, test_y),
+        test=split_from_numpy(test_x, test_y, test_exact),
         location=str(root),
     )

@@ -15,9 +15,18 @@ class Split:
 
     images: torch.Tensor
     labels: torch.Tensor
+    # bool (N,): which images are the originals bit for bit, where the data set marks them (a
+    # test.npz's `exact` array: ../shared/data's CIFAR-10 test images after the first 1,017 are
+    # JPEG-decoded copies); None: unmarked, all taken as they are
+    exact: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def where(self, mask: torch.Tensor) -> Split:
+        """The images where `mask` is true, in order, with their labels and marks."""
+        exact = None if self.exact is None else self.exact[mask]
+        return Split(self.images[mask].contiguous(), self.labels[mask], exact)
 
 
 @dataclass
@@ -40,15 +49,19 @@ class ImageData:
         return len(self.class_names)
 
 
-def split_from_numpy(images: np.ndarray, labels: np.ndarray) -> Split:
-    """Wrap (N, C, H, W) uint8 and (N,) integer arrays as a Split, copying only when needed."""
+def split_from_numpy(
+    images: np.ndarray, labels: np.ndarray, exact: np.ndarray | None = None
+) -> Split:
+    """Wrap (N, C, H, W) uint8 and (N,) integer arrays (and the optional (N,) bool marks of
+    exact images) as a Split, copying only when needed."""
     images = np.ascontiguousarray(images)
     if not images.flags.writeable:  # torch.from_numpy warns on read-only memory
         images = images.copy()
     labels = np.asarray(labels, dtype=np.int64)
     if not labels.flags.writeable:
         labels = labels.copy()
-    return Split(torch.from_numpy(images), torch.from_numpy(labels))
+    marks = None if exact is None else torch.from_numpy(np.array(exact, dtype=bool))
+    return Split(torch.from_numpy(images), torch.from_numpy(labels), marks)
 
 
 def channel_histogram(images: torch.Tensor) -> torch.Tensor:

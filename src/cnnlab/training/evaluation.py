@@ -23,7 +23,8 @@ def evaluate_checkpoint(
     checkpoint: str | Path | EvalConfig, *, test_data: Any = None, **options: Any
 ) -> tuple[EvalResult, list[str]]:
     """Loss, accuracy and per-class accuracy of a checkpoint on a test split (or `split="train"`:
-    the training images, in eval mode, unaugmented).
+    the training images, in eval mode, unaugmented); `.exact` the same over the split's exact
+    images alone, where its data set marks some images exact and others not (test.npz's `exact`).
 
     `evaluate_checkpoint("runs/x/best.pt", dataset=..., device=..., batch_size=...)` or
     `evaluate_checkpoint(EvalConfig(...))`; the options and their defaults are EvalConfig's.
@@ -60,6 +61,13 @@ def evaluate_checkpoint(
     tta = trained_with.tta if cfg.tta is None else cfg.tta
     translate = trained_with.tta_translate if tta else 0
     result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta, translate=translate)
+    marks = getattr(getattr(data, cfg.split), "exact", None)
+    if marks is not None and 0 < int(marks.sum()) < len(marks):
+        exact = dataclasses.replace(data, test=getattr(data, cfg.split).where(marks))
+        loader = make_loader(exact, "test", batch_size=cfg.batch_size, device=target)
+        result.exact = evaluate(
+            model, loader, loss_fn, data.num_classes, tta=tta, translate=translate
+        )
     return result, list(data.class_names)
 
 

@@ -122,6 +122,8 @@ class EvalResult:
     accuracy: float
     per_class_correct: list[int]
     per_class_total: list[int]
+    # the same over the split's exact images alone, where it marks some as exact and others not
+    exact: EvalResult | None = None
 
     @property
     def per_class_accuracy(self) -> list[float]:
