@@ -64,8 +64,9 @@ PAIRS = [
          60_000),
     Pair("cifar2", "CIFAR-2 to 0.95", "cifar2-fast", "cifar2-modern", 0.95, 10_000),
     Pair("cifar10", "CIFAR-10 to 0.85", "cifar10-fast", "cifar10-modern", 0.85, 50_000),
-    Pair("cifar10", "CIFAR-10 to 0.94", "cifar10-airbench", "cifar10-modern", 0.94, 50_000),
 ]  # fmt: skip
+# recipes/cifar10-airbench.toml is not here: its target is for the 1,017 lossless test images
+# (`cnnlab eval` scores them), and no other recipe reaches 0.94; docs/RESULTS.md has its figures
 
 
 @dataclass
@@ -98,14 +99,16 @@ def train(recipe: str, stop_at: float, args: argparse.Namespace, work: Path) -> 
 
 
 def reached(run: Run, target: float) -> int | None:
-    """How many epochs `run` took to reach `target`; None if it never did."""
-    return next((i + 1 for i, r in enumerate(run.rows) if r["test_accuracy"] >= target), None)
+    """How many epochs `run` took to reach `target`; None if it never did. (A recipe that
+    evaluates only its last epoch, --eval-every, reaches it there or not at all.)"""
+    rows = enumerate(run.rows)
+    return next((i + 1 for i, r in rows if r.get("test_accuracy", 0.0) >= target), None)
 
 
 def row(pair: Pair, run: Run, peak: float, reference: Run | None) -> str:
     epochs = reached(run, pair.target) if run.status == "ok" else None
     if epochs is None:
-        best = max((r["test_accuracy"] for r in run.rows), default=None)
+        best = max((r["test_accuracy"] for r in run.rows if "test_accuracy" in r), default=None)
         status = run.status if run.status != "ok" else f"not reached (best {best:.4f})"
         return f"| {pair.title} | `{run.recipe}` | {status} | | | | | | |"
     seconds = run.rows[epochs - 1]["process_seconds"]

@@ -51,6 +51,8 @@ def test_recipes_cover_every_seed_experiment():
         "mnist-fast",
         "fashion-mnist-fast",
         "mnist-fast-993",
+        "cifar2-fast",
+        "cifar10-fast",
         "cifar10-airbench",
     }
 
