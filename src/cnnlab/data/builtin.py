@@ -30,9 +30,10 @@ def _decode(source: Source) -> dict[str, np.ndarray]:
     else:
         train = formats.read_npz_split(files[0])
         test = formats.read_npz_split(files[1])
-        arrays = {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
-        return arrays if test[3] is None else {**arrays, "test_exact": test[3]}
-    return {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
+    arrays = {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
+    if len(test) > 3 and test[3] is not None:  # an npz test split's marks of exact images
+        arrays["test_exact"] = test[3]
+    return arrays
 
 
 def decode_cached(spec: DatasetSpec, source: Source) -> dict[str, np.ndarray]:

@@ -61,9 +61,10 @@ def evaluate_checkpoint(
     tta = trained_with.tta if cfg.tta is None else cfg.tta
     translate = trained_with.tta_translate if tta else 0
     result = evaluate(model, loader, loss_fn, data.num_classes, tta=tta, translate=translate)
-    marks = getattr(getattr(data, cfg.split), "exact", None)
+    part = getattr(data, cfg.split)
+    marks = getattr(part, "exact", None)  # a folder's Dataset has none
     if marks is not None and 0 < int(marks.sum()) < len(marks):
-        exact = dataclasses.replace(data, test=getattr(data, cfg.split).where(marks))
+        exact = dataclasses.replace(data, test=part.where(marks))
         loader = make_loader(exact, "test", batch_size=cfg.batch_size, device=target)
         result.exact = evaluate(
             model, loader, loss_fn, data.num_classes, tta=tta, translate=translate
