@@ -298,31 +298,40 @@ def test_the_loader_codes_each_image_once_and_its_copies_are_what_coding_again_g
     each chosen image afresh gives."""
     from cnnlab.data import augment
 
-    split = Split(smooth_images(40, size=16), torch.arange(40))
-    afresh = loader_for(split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7)
-    afresh.jpeg_copies = None
-    expected = []
-    for epoch in range(3):
-        afresh.set_epoch(epoch)
-        expected += collect(afresh)
     coded = []
     real = augment.jpeg_round_trip
     monkeypatch.setattr(
         augment, "jpeg_round_trip", lambda image, quality: coded.append(1) or real(image, quality)
     )
-    loader = loader_for(split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7)
-    batches = []
-    for epoch in range(3):
-        loader.set_epoch(epoch)
-        batches += collect(loader)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, expected, strict=True))
-    chosen = sum(  # images drawn for compression over the three epochs, repeats counted
-        int((torch.rand(16 if b < 2 else 8, generator=seeded_generator(7, e, b, 1)) < 0.5).sum())
-        for e in range(3)
-        for b in range(3)
-    )
-    assert len(coded) == len(loader.jpeg_copies.kept) < chosen  # once each: repeats reused
-    assert set(loader.jpeg_copies.kept) <= {(60, i) for i in range(40)}
+    split = Split(smooth_images(40, size=16), torch.arange(40))
+    batches, calls = {}, {}
+    for keep in (False, True):
+        coded.clear()
+        loader = loader_for(
+            split, batch_size=16, shuffle=True, augment=True, jpeg_quality=60, seed=7
+        )
+        if not keep:
+            loader.jpeg_copies = None
+        batches[keep] = []
+        for epoch in range(3):
+            loader.set_epoch(epoch)
+            batches[keep] += collect(loader)
+        calls[keep] = len(coded)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[False], batches[True], strict=True))
+    made = loader.jpeg_copies.made
+    assert calls[True] == int(made.sum()) <= 40 < calls[False]  # each image coded once at most
+    expected = torch.stack([pillow_jpeg(image, 60) for image in split.images[made]])
+    assert torch.equal(loader.jpeg_copies.store[made], expected)
+
+
+def test_random_jpeg_takes_copies_and_indices_together():
+    from cnnlab.data.augment import JpegCopies
+
+    images, draws = smooth_images(4), torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="copies and indices together, or neither"):
+        random_jpeg(images, 50, draws, copies=JpegCopies(images, 50))
+    with pytest.raises(ValueError, match="copies and indices together, or neither"):
+        random_jpeg(images, 50, draws, indices=torch.arange(4))
 
 
 def test_augmented_batches_keep_shape_and_change_images():

@@ -105,7 +105,7 @@ def test_the_test_images_marked_exact_are_kept_and_scored_alone(npz_root, tmp_pa
     rewrite(npz_root, "test.npz", x=x, y=y, class_names=np.array(NPZ_CLASSES), exact=marks)
     data = load_dataset(f"npz:{npz_root}")
     assert torch.equal(data.test.exact, torch.from_numpy(marks)) and data.train.exact is None
-    kept = data.test.where(data.test.labels != 0)  # a subset keeps the marks of its images
+    kept = data.test.subset(data.test.labels != 0)  # a subset keeps the marks of its images
     assert torch.equal(kept.exact, torch.from_numpy(marks[y != 0]))
     result = cnnlab.train(
         model="mnist_cnn", dataset=f"npz:{npz_root}", epochs=1, batch_size=16, lr=0.01,
@@ -121,19 +121,22 @@ def test_the_test_images_marked_exact_are_kept_and_scored_alone(npz_root, tmp_pa
     main(["eval", str(result.run_dir)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == (
-        f"test accuracy  {right[marks].mean():.4f}  ({right[marks].sum()}/16 exact images: "
-        "the others are lossy copies)"
+        f"test accuracy on its exact images  {right[marks].mean():.4f}  ({right[marks].sum()}"
+        "/16; the others are lossy copies)"
     )
+    resized = load_dataset(f"npz:{npz_root}", image_size=8).test  # resizing keeps the marks
+    assert resized.images.shape[2:] == (8, 8) and torch.equal(resized.exact, data.test.exact)
 
 
-def test_a_test_split_all_exact_or_unmarked_is_scored_once(npz_root):
+def test_a_test_split_all_or_none_exact_is_scored_once(npz_root):
     import cnnlab
 
     x, y = learnable_images(24, 16, 16, channels=3, num_classes=3, seed=4)
-    rewrite(npz_root, "test.npz", x=x, y=y, exact=np.ones(24, bool))
     result = cnnlab.train(
         model="mnist_cnn", dataset=f"npz:{npz_root}", epochs=1, batch_size=16, val_fraction=0,
         out_dir=str(npz_root.parent), name="all", progress="none", tensorboard=False,
         report=False,
     )  # fmt: skip
-    assert cnnlab.evaluate_checkpoint(result.run_dir / "last.pt")[0].exact is None
+    for marks in (np.ones(24, bool), np.zeros(24, bool)):
+        rewrite(npz_root, "test.npz", x=x, y=y, exact=marks)
+        assert cnnlab.evaluate_checkpoint(result.run_dir / "last.pt")[0].exact is None

@@ -249,6 +249,7 @@ OPTIONS = [
     dict(drop_last=True),
     dict(shuffle=True, augment=True, seed=2, rank=1, world_size=3),
     dict(shuffle=True, augment=True, seed=2, rank=2, world_size=3, drop_last=True),
+    dict(shuffle=True, augment=True, seed=6, jpeg_quality=40, rank=1, world_size=3),
     dict(shuffle=True, augment=True, seed=6, jpeg_quality=40),
 ]
 
@@ -272,6 +273,9 @@ def test_folder_loader_matches_tensor_loader_for_every_option(options):
     assert len(got) == len(expected)
     assert_same_batches(collect(got), collect(expected))
     assert got.batch_total == expected.batch_total
+    for loader in (expected, got):  # another epoch: TensorLoader's kept JPEG copies are used
+        loader.set_epoch(2)
+    assert_same_batches(collect(got), collect(expected))
 
 
 class WorkerCount(Dataset):

@@ -183,11 +183,11 @@ def spread(values: list[float], digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def with_worst(values: list[float], worst: float, digits: int = 4) -> str:
-    """`spread`, and the worst run's value where there are several (a target must hold for
+def with_worst(accuracies: list[float]) -> str:
+    """`spread`, and the worst run's accuracy where there are several (a target must hold for
     every seed)."""
-    text = spread(values, digits)
-    return text if len(values) < 2 else f"{text} (worst {worst:.{digits}f})"
+    text = spread(accuracies)
+    return text if len(accuracies) < 2 else f"{text} (worst {min(accuracies):.4f})"
 
 
 def time_to_accuracy(run, target: float) -> float | None:
@@ -263,21 +263,20 @@ def exact_images_accuracy(run) -> float:
 
 def modern_row(exp: Experiment, runs: list) -> list[str]:
     final = [r.last_epoch_accuracy for r in runs]
-    best = spread([r.best_accuracy for r in runs])
     if exp.on_exact:  # the last epoch's model on the exact images; the whole split beside it
         exact = [exact_images_accuracy(r) for r in runs]
         times = [r.metrics[-1]["process_seconds"] if a >= exp.target else None for r, a in
                  zip(runs, exact, strict=True)]  # fmt: skip
-        final_text = f"{with_worst(exact, min(exact))} lossless ({spread(final)} all)"
-        best = "-"
+        final_text = f"{with_worst(exact)} lossless ({spread(final)} all)"
+        best = "-"  # the whole split's best is not what its target is for
     else:
         times = [time_to_accuracy(r, exp.target) for r in runs]
-        final_text = with_worst(final, min(final))
+        final_text, best = with_worst(final), spread([r.best_accuracy for r in runs])
     reached = [t for t in times if t is not None]
     tta = "not reached"
     if reached:
         tta = spread(reached, 0).replace(" ± ", " s ± ") + " s"
-        tta += f" (worst {max(reached):.0f} s)" if len(reached) > 1 else ""
+        tta += f" (worst {max(reached):.0f} s)" if 1 < len(reached) == len(runs) else ""
     if reached and len(reached) < len(runs):
         tta += f" ({len(reached)} of {len(runs)} runs)"
     return [

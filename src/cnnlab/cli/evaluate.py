@@ -12,7 +12,9 @@ from cnnlab.config import EvalConfig
 def add_commands(subparsers: Any) -> None:
     add_command(
         subparsers, EvalConfig, run_eval, help="evaluate a checkpoint on a test split",
-        description="Evaluate a checkpoint: test loss, accuracy and accuracy per class.",
+        description="Evaluate a checkpoint: test loss, accuracy and accuracy per class (and "
+        "the accuracy on the exact images alone, where the data set marks some: test.npz's "
+        "`exact`).",
     )  # fmt: skip
 
 
@@ -29,8 +31,9 @@ def run_eval(args: argparse.Namespace) -> None:
     if result.exact is not None:
         exact = result.exact
         print(
-            f"{cfg.split} accuracy  {exact.accuracy:.4f}  ({sum(exact.per_class_correct)}"
-            f"/{sum(exact.per_class_total)} exact images: the others are lossy copies)"
+            f"{cfg.split} accuracy on its exact images  {exact.accuracy:.4f}  "
+            f"({sum(exact.per_class_correct)}/{sum(exact.per_class_total)}; the others are "
+            "lossy copies)"
         )
     width = max(len(n) for n in class_names)
     for name, acc, total in zip(

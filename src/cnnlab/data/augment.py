@@ -152,20 +152,29 @@ def jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 class JpegCopies:
-    """Each image's JPEG round trip, made once and kept by the image's place in its data set:
-    the round trip is a function of the image alone, so a later epoch's copy is the same bytes
-    (a run draws which images to compress as before). For in-memory data sets, which this at
-    most doubles: CIFAR-10 keeps up to 150 MB, and its loader's epoch at quality 75 falls from
-    5.2 s to 1.6 s by the fourth (a 2-core AMD EPYC; Pillow takes ~0.24 ms an image)."""
+    """The JPEG round trips of a data set's images, each made the first time it is asked for
+    and kept, by the image's place in the data set, on the images' device: the round trip is a
+    function of the image alone, so a later epoch's copy is the same bytes (which images are
+    compressed is drawn as before). For in-memory data sets, whose memory this doubles (every
+    torchrun process keeps its own): CIFAR-10's loader at quality 75 goes from 5.2 s an epoch
+    to 1.6 s by the fourth (a 2-core AMD EPYC; Pillow takes ~0.24 ms an image)."""
 
-    def __init__(self) -> None:
-        self.kept: dict[tuple[int, int], torch.Tensor] = {}  # (quality, index) -> CPU copy
+    def __init__(self, images: torch.Tensor, quality: int) -> None:
+        self.quality = quality
+        self.store = torch.empty_like(images)  # (N, C, H, W) uint8: row i is image i's copy
+        self.made = torch.zeros(len(images), dtype=torch.bool)  # which rows hold one
 
-    def of(self, image: torch.Tensor, quality: int, index: int) -> torch.Tensor:
-        copy = self.kept.get((quality, index))
-        if copy is None:
-            copy = self.kept[(quality, index)] = jpeg_round_trip(image, quality)
-        return copy
+    def of(self, images: torch.Tensor, places: torch.Tensor) -> torch.Tensor:
+        """The copies of `images` (B, C, H, W), which are the data set's images at `places`
+        (B,), coding those not coded before."""
+        places = places.cpu()
+        new = ~self.made[places]
+        if new.any():
+            fresh = images[new.to(images.device)].cpu()
+            coded = torch.stack([jpeg_round_trip(image, self.quality) for image in fresh])
+            self.store[places[new].to(self.store.device)] = coded.to(self.store.device)
+            self.made[places[new]] = True
+        return self.store[places.to(self.store.device)]
 
 
 def random_jpeg(
@@ -180,24 +189,21 @@ def random_jpeg(
     """Replace each uint8 image of (B, C, H, W) with probability 0.5 by its JPEG round trip at
     `quality`: for test images that were saved as JPEG (most of ../shared/data's CIFAR-10 test
     set) while the training images are lossless, so the net learns to ignore the artifacts.
-    Pillow codes one image at a time on the CPU (~0.24 ms for 32x32 RGB); with `copies` and
-    the images' places in their data set (`indices`, (B,)) each image is coded once a run."""
+    Pillow codes one image at a time on the CPU (~0.24 ms for 32x32 RGB); with `copies` (of
+    the data set at this quality) and the images' places in the data set (`indices`, (B,)),
+    each image is coded once."""
+    if (copies is None) != (indices is None):
+        raise ValueError("random_jpeg takes copies and indices together, or neither")
     start, stop, batch = rows or (0, images.shape[0], images.shape[0])
     chosen = (torch.rand(batch, generator=generator)[start:stop] < 0.5).nonzero().flatten()
     if len(chosen) == 0:
         return images
     on_device = chosen.to(images.device)
-    originals = images.index_select(0, on_device).cpu()
-    if copies is not None and indices is not None:
-        places = indices.cpu()[chosen].tolist()
-        compressed = torch.stack(
-            [
-                copies.of(image, quality, place)
-                for image, place in zip(originals, places, strict=True)
-            ]
-        )
+    originals = images.index_select(0, on_device)
+    if copies is not None:
+        compressed = copies.of(originals, indices.cpu()[chosen])
     else:
-        compressed = torch.stack([jpeg_round_trip(image, quality) for image in originals])
+        compressed = torch.stack([jpeg_round_trip(image, quality) for image in originals.cpu()])
     result = images.clone()
     result[on_device] = compressed.to(images.device)
     return result

@@ -21,6 +21,7 @@ from cnnlab.errors import DataFormatError, DataNotFoundError
 def _decode(source: Source) -> dict[str, np.ndarray]:
     """Read a source's files into train/test arrays, images (N, C, H, W) uint8."""
     files = source.files
+    exact = None  # an npz test split's marks of its exact images
     if source.format == "idx":
         train = formats.read_idx_split(files[0], files[1])
         test = formats.read_idx_split(files[2], files[3])
@@ -30,10 +31,9 @@ def _decode(source: Source) -> dict[str, np.ndarray]:
     else:
         train = formats.read_npz_split(files[0])
         test = formats.read_npz_split(files[1])
+        exact = test[3]
     arrays = {"train_x": train[0], "train_y": train[1], "test_x": test[0], "test_y": test[1]}
-    if len(test) > 3 and test[3] is not None:  # an npz test split's marks of exact images
-        arrays["test_exact"] = test[3]
-    return arrays
+    return arrays if exact is None else {**arrays, "test_exact": exact}
 
 
 def decode_cached(spec: DatasetSpec, source: Source) -> dict[str, np.ndarray]:
@@ -66,7 +66,7 @@ def _keep(split: Split, keep: tuple[int, ...]) -> Split:
     """Only the samples whose label is in `keep`, relabelled by position in `keep`."""
     new_label = torch.full((max(keep) + 1,), -1, dtype=torch.int64)
     new_label[list(keep)] = torch.arange(len(keep))
-    part = split.where(torch.isin(split.labels, torch.tensor(keep)))
+    part = split.subset(torch.isin(split.labels, torch.tensor(keep)))
     part.labels = new_label[part.labels]
     return part
 

@@ -56,7 +56,7 @@ def labels_of(part: Split | Dataset) -> torch.Tensor:
 def take(part: Split | Dataset, mask: torch.Tensor, labels: torch.Tensor) -> Split | Items:
     """The items of `part` (whose labels are `labels`) where `mask` is true, in order."""
     if isinstance(part, Split):
-        return part.where(mask)
+        return part.subset(mask)
     return Items(part, torch.nonzero(mask).flatten().tolist(), labels[mask].tolist())
 
 

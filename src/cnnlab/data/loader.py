@@ -142,9 +142,10 @@ class _EpochBatches:
         if self.jpeg_quality:
             # first, as the JPEG test images were saved whole; draws of their own (trailing 1)
             jpeg_draws = seeded_generator(self.seed, epoch, batch, 1)
+            copies = self.jpeg_copies
             images = random_jpeg(
-                images, self.jpeg_quality, jpeg_draws, part, copies=self.jpeg_copies,
-                indices=indices,
+                images, self.jpeg_quality, jpeg_draws, part, copies=copies,
+                indices=None if copies is None else indices,
             )  # fmt: skip
         if self.augment is not None:
             # the trailing 0 keeps the draws of runs saved before sharding by batch part
@@ -178,7 +179,7 @@ class TensorLoader(_EpochBatches):
         self.device = torch.device(device)
         self.normalise = _Normalise(mean, std, images.shape[1], self.device)
         self.images = images.to(self.device).contiguous()  # (N, C, H, W) uint8, moved once
-        self.jpeg_copies = JpegCopies() if jpeg_quality else None
+        self.jpeg_copies = JpegCopies(self.images, jpeg_quality) if jpeg_quality else None
         self.labels = labels.to(self.device, torch.int64)  # (N,)
 
     def __iter__(self) -> Iterator[Batch]:

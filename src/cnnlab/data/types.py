@@ -15,18 +15,18 @@ class Split:
 
     images: torch.Tensor
     labels: torch.Tensor
-    # bool (N,): which images are the originals bit for bit, where the data set marks them (a
+    # bool (N,): which images come from a lossless original, where the data set marks them (a
     # test.npz's `exact` array: ../shared/data's CIFAR-10 test images after the first 1,017 are
-    # JPEG-decoded copies); None: unmarked, all taken as they are
+    # JPEG-decoded copies); None: unmarked
     exact: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def where(self, mask: torch.Tensor) -> Split:
-        """The images where `mask` is true, in order, with their labels and marks."""
+    def subset(self, mask: torch.Tensor) -> Split:
+        """The images where the bool `mask` is true, in order, with their labels and marks."""
         exact = None if self.exact is None else self.exact[mask]
-        return Split(self.images[mask].contiguous(), self.labels[mask], exact)
+        return Split(self.images[mask], self.labels[mask], exact)
 
 
 @dataclass

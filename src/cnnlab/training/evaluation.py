@@ -64,7 +64,7 @@ def evaluate_checkpoint(
     part = getattr(data, cfg.split)
     marks = getattr(part, "exact", None)  # a folder's Dataset has none
     if marks is not None and 0 < int(marks.sum()) < len(marks):
-        exact = dataclasses.replace(data, test=part.where(marks))
+        exact = dataclasses.replace(data, test=part.subset(marks))
         loader = make_loader(exact, "test", batch_size=cfg.batch_size, device=target)
         result.exact = evaluate(
             model, loader, loss_fn, data.num_classes, tta=tta, translate=translate
