@@ -156,8 +156,8 @@ class JpegCopies:
     and kept, by the image's place in the data set, on the images' device: the round trip is a
     function of the image alone, so a later epoch's copy is the same bytes (which images are
     compressed is drawn as before). For in-memory data sets, whose memory this doubles (every
-    torchrun process keeps its own): CIFAR-10's loader at quality 75 goes from 5.2 s an epoch
-    to 1.6 s by the fourth (a 2-core AMD EPYC; Pillow takes ~0.24 ms an image)."""
+    torchrun process keeps its own): CIFAR-10's loader at quality 75 takes a third of its time
+    by the fourth epoch (a 2-core AMD EPYC; Pillow takes ~0.24 ms an image)."""
 
     def __init__(self, images: torch.Tensor, quality: int) -> None:
         self.quality = quality
