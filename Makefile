@@ -96,9 +96,9 @@ $(VENV)/.cnnlab-mutation: $(STAMP)
 	touch $@
 
 ## reproduce: rerun every seed experiment, the seed 000 ablation and the modern recipes on real
-## data into runs/reproduce/ and write docs/RESULTS.md (about 2 hours on 2 CPU cores, and 2.5
-## more for the fast CIFAR recipes and airbench's three 40-minute runs; finished runs are kept,
-## so a second call only writes the page). MNIST and CIFAR-10 come from
+## data into runs/reproduce/ and write docs/RESULTS.md (about 2 hours on 2 CPU cores, and 2
+## more for the fast CIFAR recipes' 22 minutes and airbench's three 33-minute runs; finished
+## runs are kept, so a second call only writes the page). MNIST and CIFAR-10 come from
 ## ../shared/data where it exists, else from CNNLAB_DATA or a download.
 SHARED_DATA := $(wildcard ../shared/data)
 reproduce: setup

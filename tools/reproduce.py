@@ -1,6 +1,6 @@
 """Rerun every seed experiment and the modern recipes on real data; write docs/RESULTS.md.
 
-    make reproduce                       # everything (about 4.5 hours on 2 CPU cores)
+    make reproduce                       # everything (about 4 hours on 2 CPU cores)
     python tools/reproduce.py --only lenet-fashion-mnist,mnist-cnn
     python tools/reproduce.py --write-only   # the table again from the runs already there
 
