@@ -130,8 +130,8 @@ bench-full: setup
 	$(PY) benchmarks/bench.py --write
 
 ## bench-fast: the fast recipes beside the modern ones, each to the same target (time, FLOPs,
-## share of the matmul rate); ONLY=mnist,fashion about 7 minutes; the CIFAR pairs add the modern
-## CIFAR recipes' runs (18 and 25 minutes in docs/RESULTS.md)
+## share of the matmul rate); ONLY=mnist,fashion about 7 minutes; every pair about an hour (55
+## minutes on a 2-core AMD EPYC), nearly all of it the modern CIFAR recipes' 20 and 25 minutes
 bench-fast: setup
 	$(PY) benchmarks/fast.py $(if $(ONLY),--only $(ONLY))
 
