@@ -150,6 +150,8 @@ CASES = [
     ("label smoothing 1.5", lambda e: train(e, "--label-smoothing", "1.5"), "--label-smoothing"),
     ("jpeg quality 101", lambda e: train(e, "--jpeg-quality", "101"), "--jpeg-quality must be in"),
     ("jpeg quality -5", lambda e: train(e, "--jpeg-quality", "-5"), "--jpeg-quality must be"),
+    ("negative mixup", lambda e: train(e, "--mixup", "-0.2"), "--mixup must be >= 0, got -0.2"),
+    ("cutmix inf", lambda e: train(e, "--cutmix", "inf"), "--cutmix must be a finite number"),
     (
         "nesterov without momentum",
         lambda e: train(e, "--nesterov"),

@@ -182,6 +182,19 @@ class TrainConfig(Config):
         0,
         minimum=0,
     )
+    mixup: float = opt(
+        "blend each training batch with itself shifted by one image, and the labels alike, "
+        "the image's share drawn from Beta(a, a) per batch (torchvision's MixUp; 0: off)",
+        0.0,
+        minimum=0,
+    )
+    cutmix: float = opt(
+        "paste a box of the next image into each training image, the labels mixed by area, "
+        "the kept share drawn from Beta(a, a) per batch (torchvision's CutMix; 0: off; with "
+        "--mixup each batch takes one of the two)",
+        0.0,
+        minimum=0,
+    )
     init: str = opt("weight init (default: PyTorch's or the seed's)", "default", choices=INITS)
     whiten_init: bool = opt(
         "set the first conv's filters from the training images' patches so its outputs are "
@@ -395,7 +408,11 @@ class TrainConfig(Config):
         False,
     )
     amp: bool = opt("bf16 autocast on CUDA", False)
-    compile: bool = opt("torch.compile the model (slow to start, can be faster on GPU)", False)
+    compile: bool = opt(
+        "torch.compile the model (slow to start, can be faster on GPU; on a 2-core CPU "
+        "fashion-mnist-fast compiled ran 0.85x as fast, after a minute of compiling)",
+        False,
+    )
 
     # --- what it leaves behind ---
     out_dir: str = opt("parent folder of run directories", "runs")
@@ -508,6 +525,10 @@ class TrainConfig(Config):
             if not (0 <= value < 1 if below_one else 0 <= value <= 1):
                 interval = "[0, 1)" if below_one else "[0, 1]"
                 raise FieldError(name, f"{{{name}}} must be in {interval}, got {{got}}", value)
+        for name in ("mixup", "cutmix"):
+            if not math.isfinite(getattr(self, name)):
+                message = f"{{{name}}} must be a finite number (0: off), got {{got}}"
+                raise FieldError(name, message, getattr(self, name))
         if not 0 <= self.lookahead_decay < 1:
             raise FieldError(
                 "lookahead_decay", "{lookahead_decay} must be in [0, 1) (0: off), got {got}",

@@ -6,9 +6,10 @@ and then asks for the run's report.
 
 Modules: loop (train_one_epoch, evaluate), session (building a run: Session, TrainState),
 trainer (running it: fit, resume_run), checkpoint (safe saves and loads, RunInfo), outputs (every
-file a run writes), resume_rules (what a resumed run may change), optim, cpu_split, fast_ops,
-device, determinism, run_dir, signals, evaluation (`cnnlab eval`). Names here are
-imported on first use, so the CLI can reach `signals` without importing torch.
+file a run writes), resume_rules (what a resumed run may change), optim, mixing (--mixup,
+--cutmix), cpu_split, fast_ops, device, determinism, run_dir, signals, evaluation (`cnnlab
+eval`). Names here are imported on first use, so the CLI can reach `signals` without
+importing torch.
 """
 
 from __future__ import annotations

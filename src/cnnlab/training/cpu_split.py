@@ -50,9 +50,10 @@ def default_slices(deterministic: bool) -> int:
 
 def loss_weight(loss_fn: nn.Module, labels: torch.Tensor) -> int | torch.Tensor:
     """What these examples weigh in a batch's mean loss: their number, or with class weights
-    the sum of their classes' weights (CrossEntropyLoss(weight=w) divides by Σ w[label])."""
+    the sum of their classes' weights (CrossEntropyLoss(weight=w) divides by Σ w[label]). Label
+    shares (B, classes), mixup's, weigh their number: torch divides their loss by B."""
     weight = getattr(loss_fn, "weight", None)
-    return labels.shape[0] if weight is None else weight[labels].sum()
+    return labels.shape[0] if weight is None or labels.dim() == 2 else weight[labels].sum()
 
 
 class SplitStep:

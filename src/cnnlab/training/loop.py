@@ -20,6 +20,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.training.cpu_split import loss_weight
 from cnnlab.training.distributed import World
+from cnnlab.training.mixing import Mixer
 from cnnlab.training.optim import needs_closure
 
 
@@ -146,27 +147,33 @@ def train_one_epoch(
     on_step: Callable[[int], None] | None = None,
     accumulate: int = 1,
     max_grad_norm: float | None = None,
+    mix: Mixer | None = None,
 ) -> None:
     """One pass over `loader`, calling `on_step(batches)` after every optimizer step.
 
     `accumulate` k: each step adds up the gradients of k batches (the epoch's last step may
     have fewer), as one batch k times larger would give them (GradientGroup). `max_grad_norm`:
-    the gradient is scaled down to that norm at most before the step (clip_gradients)."""
+    the gradient is scaled down to that norm at most before the step (clip_gradients). `mix`
+    (mixing.py): the loss is taken on mixed images and label shares, the accuracy on the
+    images' own labels."""
     model.train()
     lbfgs = needs_closure(optimizer)
     group = GradientGroup(optimizer, loss_fn, accumulate)
     start = time.perf_counter()
     for images, labels, steps in with_step_ends(loader, accumulate):  # already on the device
+        targets = labels
+        if mix is not None:  # mixup / cutmix: (B, classes) label shares
+            images, targets = mix(images, labels)
         if lbfgs:  # 1.-5. with a closure LBFGS calls several times (see closure_step)
             logits, loss = closure_step(
-                model, optimizer, loss_fn, images, labels, autocast, split, max_grad_norm
+                model, optimizer, loss_fn, images, targets, autocast, split, max_grad_norm
             )
             batches = 1
         else:
             if group.empty:
                 optimizer.zero_grad(set_to_none=True)  # 1. forget the last step's gradients
-            group.add(labels)  # (weighs this batch among the step's others)
-            logits, loss = forward_backward(model, loss_fn, images, labels, autocast, split)
+            group.add(targets)  # (weighs this batch among the step's others)
+            logits, loss = forward_backward(model, loss_fn, images, targets, autocast, split)
             group.merge()
             if steps:
                 batches = group.finish()

@@ -282,6 +282,7 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
             on_step=hook,
             accumulate=cfg.accumulate_batches,
             max_grad_norm=cfg.max_grad_norm,
+            mix=session.parts.mix,
         )
         row = end_epoch(session, epoch, outputs, hook.startup_seconds)
         outputs.end_epoch(row, state.metrics)
