@@ -378,10 +378,17 @@ def test_mnist_fast_is_tuomasos_net():
     assert sum(p.numel() for p in model.parameters()) == 215_194
     x = torch.randn(3, 1, 28, 28)
     pool = nn.functional.max_pool2d
-    hidden = pool(torch.relu(model.conv1(x)), 2)
+    hidden = pool(torch.relu(model.conv1(x)), 2)  # tuomaso's order: ReLU, then the pool
     hidden = pool(torch.relu(model.conv2(hidden)), 2).reshape(3, 800)
     expected = model.fc2(torch.relu(model.fc1(hidden)))
-    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=0)
+    expected.square().sum().backward()
+    tuomasos = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = model(x)  # ReLU after the pool: the same numbers and gradients, not just close ones
+    got.square().sum().backward()
+    assert torch.equal(got, expected)
+    for name, param in model.named_parameters():
+        assert torch.equal(param.grad, tuomasos.pop(0)), name
     with pytest.raises(InputTooSmallError, match=r"^mnist_fast cannot take 11×11 images"):
         cnnlab_model("mnist_fast", image_size=(11, 11))
 
