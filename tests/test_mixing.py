@@ -3,6 +3,7 @@ gradient are taken on, and that a mixing run learns and resumes bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 
@@ -27,15 +28,11 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
 
 def test_mixup_blends_each_image_with_the_one_before_and_its_labels_alike():
     images, labels = batch()
-    torch.manual_seed(3)
-    mixed, shares = batch_mixer(0.4, 0.0, CLASSES)(images, labels)
+    mixed, shares = batch_mixer(0.4, 0.0, CLASSES, seed=3)(images, labels)
     lam = float(shares[0, labels[0]])  # image 0's own share
     assert 0 < lam < 1
     torch.testing.assert_close(mixed, lam * images + (1 - lam) * images.roll(1, 0))
     torch.testing.assert_close(shares, lam * one_hot(labels) + (1 - lam) * one_hot(labels.roll(1)))
-    torch.manual_seed(3)  # the draw is the global generator's, which checkpoints save
-    again, _ = batch_mixer(0.4, 0.0, CLASSES)(images, labels)
-    assert torch.equal(again, mixed)
 
 
 def test_cutmix_pastes_one_box_of_the_image_before_and_shares_labels_by_area():
@@ -43,8 +40,7 @@ def test_cutmix_pastes_one_box_of_the_image_before_and_shares_labels_by_area():
     before = images.roll(1, 0)
     seen_boxes = set()
     for seed in range(20):
-        torch.manual_seed(seed)
-        mixed, shares = batch_mixer(0.0, 1.0, CLASSES)(images, labels)
+        mixed, shares = batch_mixer(0.0, 1.0, CLASSES, seed=seed)(images, labels)
         pasted = (mixed != images).any(dim=(0, 1))  # (H, W): where the box is
         rows, cols = pasted.any(1).nonzero().flatten(), pasted.any(0).nonzero().flatten()
         area = len(rows) * len(cols)
@@ -64,14 +60,39 @@ def test_with_both_each_batch_takes_one_or_the_other():
     images, labels = batch(size=16)
     mix = batch_mixer(0.4, 1.0, CLASSES)
     kinds = []
-    torch.manual_seed(0)
-    for _ in range(30):
+    for _ in range(30):  # the batch count moves on: each call draws anew
         mixed, _ = mix(images, labels)
         changed = (mixed != images).any(dim=(0, 1))
         kinds.append("mixup" if changed.all() else "cutmix")
         if kinds[-1] == "cutmix":  # outside the box every pixel is the image's own
             torch.testing.assert_close(mixed[..., ~changed], images[..., ~changed])
     assert 5 < kinds.count("mixup") < 25
+
+
+def test_each_batchs_draws_follow_the_seed_epoch_batch_and_rank_alone():
+    """A resumed run's mixer, set to the epoch and batch it stopped at, draws what the
+    uninterrupted one drew there, whatever torch's global generator holds, and leaves it
+    alone (dropout's masks come from it)."""
+    images, labels = batch(size=16)
+    straight = batch_mixer(0.4, 1.0, CLASSES, seed=7)
+    straight.set_epoch(2)
+    drawn = [straight(images, labels)[0] for _ in range(5)]
+    resumed = batch_mixer(0.4, 1.0, CLASSES, seed=7)
+    resumed.set_epoch(2, start_batch=3)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    assert torch.equal(resumed(images, labels)[0], drawn[3])
+    assert torch.equal(resumed(images, labels)[0], drawn[4])
+    assert torch.equal(torch.get_rng_state(), state)
+    for i, j in itertools.combinations(range(5), 2):  # a new draw each batch
+        assert not torch.equal(drawn[i], drawn[j]), (i, j)
+    for other in ({"seed": 8}, {"seed": 7, "rank": 1}):
+        mixer = batch_mixer(0.4, 1.0, CLASSES, **other)
+        mixer.set_epoch(2, start_batch=3)
+        assert not torch.equal(mixer(images, labels)[0], drawn[3])
+    earlier = batch_mixer(0.4, 1.0, CLASSES, seed=7)
+    earlier.set_epoch(1, start_batch=3)
+    assert not torch.equal(earlier(images, labels)[0], drawn[3])
 
 
 def test_off_is_none_and_the_layout_is_kept():
@@ -143,7 +164,7 @@ def test_a_step_takes_the_gradient_of_the_mixed_batches_and_counts_accuracy_on_o
 
 
 def test_a_mixing_run_learns_and_resumes_bit_for_bit(npz_data, tmp_path, monkeypatch):
-    """Mixup and CutMix draw from the generator checkpoints save: a run stopped by Ctrl-C
+    """Mixup and CutMix draw by the run's seed, epoch and batch: a run stopped by Ctrl-C
     mid-epoch and resumed ends on the weights of one that ran straight through."""
     import cnnlab
     from cnnlab.training import trainer

@@ -189,7 +189,8 @@ class TrainConfig(Config):
         minimum=0,
     )
     cutmix: float = opt(
-        "paste a box of the next image into each training image, the labels mixed by area, "
+        "paste a box of the image before it in the batch into each training image, the labels "
+        "mixed by area, "
         "the kept share drawn from Beta(a, a) per batch (torchvision's CutMix; 0: off; with "
         "--mixup each batch takes one of the two)",
         0.0,

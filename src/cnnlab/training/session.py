@@ -34,7 +34,7 @@ from cnnlab.training.fast_ops import use_fast_cpu_ops
 from cnnlab.training.lookahead import Lookahead
 from cnnlab.training.loop import EpochSums
 from cnnlab.training.lr_find import recorded_lr_find
-from cnnlab.training.mixing import Mixer, batch_mixer
+from cnnlab.training.mixing import BatchMixer, batch_mixer
 from cnnlab.training.optim import make_loss, make_optimizer, make_scheduler, needs_closure
 from cnnlab.training.resume_rules import check_resumable
 from cnnlab.training.run_dir import default_run_name, prepare_run_dir
@@ -106,7 +106,7 @@ class RunParts:
     backbone: list[nn.Parameter] = field(default_factory=list)  # what --freeze-backbone freezes
     split: SplitStep | ShardStep | None = None
     lookahead: Lookahead | None = None  # --lookahead-decay's running average
-    mix: Mixer | None = None  # --mixup / --cutmix
+    mix: BatchMixer | None = None  # --mixup / --cutmix
 
     def state_dict(self) -> dict[str, Any]:
         saved = {
@@ -308,7 +308,7 @@ def build_session(
         optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer, len(train_loader)),
         loss_fn=make_loss(cfg, data.num_classes, device), num_classes=data.num_classes,
         backbone=split_parameters(model, data.num_classes)[1] if cfg.freeze_backbone else [],
-        mix=batch_mixer(cfg.mixup, cfg.cutmix, data.num_classes),
+        mix=batch_mixer(cfg.mixup, cfg.cutmix, data.num_classes, cfg.seed, world.rank),
     )  # fmt: skip
     parts.split = make_split(cfg, parts, device, world)
     if cfg.lookahead_decay:

@@ -268,6 +268,8 @@ def run_epochs(session: Session, stop: StopSignals, outputs: RunOutputs) -> None
             outputs.message(phase)
         sums = session.state.start_epoch()
         session.parts.train_loader.set_epoch(epoch, start_batch=state.batch_in_epoch)
+        if session.parts.mix is not None:  # its draws follow the batch, as the loader's do
+            session.parts.mix.set_epoch(epoch, start_batch=state.batch_in_epoch)
         outputs.progress.start_epoch(epoch, len(session.parts.train_loader), state.batch_in_epoch)
         hook = StepHook(session, epoch, stop, outputs, first_of_process=epoch == first_epoch)
         train_one_epoch(
