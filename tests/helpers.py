@@ -9,6 +9,7 @@ on them.
     write_idx, write_mnist_files, write_cifar_batch, write_cifar_files
                          the upstream MNIST (IDX) and CIFAR-10 (pickled batches) formats
     collect              one pass over a loader, copied
+    Recording            SGD that keeps each step's gradients (made on first import)
     checksums            sha256 of every file under a folder
     relocate_checkpoint  a checkpoint rewritten to say it was saved on a GPU
     skip_png_encoding    figures made but not encoded as PNG, for tests that read pages as text
@@ -16,6 +17,7 @@ on them.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -210,3 +212,30 @@ def cut_last_row(run: Path) -> Path:
     last = text.rstrip("\n").rfind("\n") + 1
     (run / "metrics.jsonl").write_text(text[: last + (len(text) - last) // 2])
     return run
+
+
+@functools.cache
+def _recording_class() -> type:
+    import torch
+
+    class Recording(torch.optim.SGD):
+        """SGD that keeps the gradient it was given at each step (`seen`)."""
+
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            self.seen: list[list[torch.Tensor]] = []
+
+        def step(self, closure=None):
+            grads = [p.grad.clone() for group in self.param_groups for p in group["params"]]
+            self.seen.append(grads)
+            return super().step(closure)
+
+    return Recording
+
+
+def __getattr__(name: str):
+    """`from helpers import Recording` builds the class then, so importing helpers (and
+    conftest.py) still does not import torch."""
+    if name == "Recording":
+        return _recording_class()
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")

@@ -21,7 +21,7 @@ from cnnlab.models.init import (
     whiten_first_conv,
 )
 from cnnlab.training.loop import scored_logits
-from helpers import collect
+from helpers import Recording, collect
 
 
 def images(n: int = 6, channels: int = 3, size: int = 7, seed: int = 0) -> torch.Tensor:
@@ -471,18 +471,6 @@ def batch_list(sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def gradients_after(model: nn.Module) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters()]
-
-
-class Recording(torch.optim.SGD):
-    """SGD that keeps the gradient it was given at each step."""
-
-    def __init__(self, params, **kwargs):
-        super().__init__(params, **kwargs)
-        self.seen: list[list[torch.Tensor]] = []
-
-    def step(self, closure=None):
-        self.seen.append([p.grad.clone() for group in self.param_groups for p in group["params"]])
-        return super().step(closure)
 
 
 @pytest.mark.parametrize("sliced", [False, True], ids=["plain", "cpu slices"])

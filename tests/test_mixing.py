@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cnnlab.training.mixing import batch_mixer
+from helpers import Recording
 
 CLASSES = 5
 
@@ -113,18 +114,6 @@ def tiny_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, CLASSES))
 
 
-class Recording(torch.optim.SGD):
-    """SGD that keeps the gradient it was given at each step."""
-
-    def __init__(self, params, **kwargs):
-        super().__init__(params, **kwargs)
-        self.seen: list[list[torch.Tensor]] = []
-
-    def step(self, closure=None):
-        self.seen.append([p.grad.clone() for group in self.param_groups for p in group["params"]])
-        return super().step(closure)
-
-
 @pytest.mark.parametrize("sliced", [False, True], ids=["plain", "cpu slices"])
 def test_a_step_takes_the_gradient_of_the_mixed_batches_and_counts_accuracy_on_own_labels(sliced):
     """Two mixed batches a step, class weights and label smoothing: the gradient is the
@@ -194,3 +183,25 @@ def test_a_mixing_run_learns_and_resumes_bit_for_bit(npz_data, tmp_path, monkeyp
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.metrics[-1]["train_loss"] == straight.metrics[-1]["train_loss"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "kinds"),
+    [({"mixup": 0.3}, [("MixUp", 0.3)]), ({"cutmix": 0.7}, [("CutMix", 0.7)]),
+     ({"mixup": 0.3, "cutmix": 0.7}, [("MixUp", 0.3), ("CutMix", 0.7)]), ({}, None)],
+)  # fmt: skip
+def test_the_settings_reach_the_runs_mixer(npz_data, tmp_path, settings, kinds):
+    from cnnlab.config import TrainConfig
+    from cnnlab.training.session import build_session
+
+    cfg = TrainConfig(
+        model="mnist_cnn", dataset=npz_data, seed=5, out_dir=str(tmp_path), progress="none",
+        **settings,
+    )  # fmt: skip
+    mix = build_session(cfg, folder=False).parts.mix
+    if kinds is None:
+        assert mix is None
+        return
+    chosen = getattr(mix.transform, "transforms", [mix.transform])
+    assert [(type(t).__name__, t.alpha) for t in chosen] == kinds
+    assert {t.num_classes for t in chosen} == {4} and (mix.seed, mix.rank) == (5, 0)

@@ -95,7 +95,8 @@ def airbench(
 
 class MnistFast(nn.Module):
     """Conv(1,24,5) ReLU MaxPool2 Conv(24,32,3) ReLU MaxPool2 flatten Linear(800,256) ReLU
-    Linear(256,10): the net of tuomaso/train_mnist_fast, 99% in one epoch."""
+    Linear(256,10): the net of tuomaso/train_mnist_fast, 99% in one epoch (each ReLU computed
+    after its pool: the same numbers)."""
 
     def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> None:
         super().__init__()

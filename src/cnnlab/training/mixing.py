@@ -52,9 +52,7 @@ class BatchMixer:
             return images, labels
         with torch.random.fork_rng(devices=[]):  # torch's own stream (dropout's) is left alone
             torch.manual_seed(derive_seed(self.seed, self.epoch, batch, self.rank))
-            mixed, shares = self.transform(images, labels)
-        # roll() gives a contiguous result: keep the layout the model's convs run fastest on
-        return mixed.contiguous(memory_format=layout(images)), shares
+            return self.transform(images, labels)  # (channels-last images stay so)
 
 
 def batch_mixer(
@@ -64,10 +62,3 @@ def batch_mixer(
     if not mixup and not cutmix:
         return None
     return BatchMixer(mixup, cutmix, num_classes, seed, rank)
-
-
-def layout(images: torch.Tensor) -> torch.memory_format:
-    """channels_last where `images` is laid out so (and not also plainly contiguous)."""
-    channels_last = images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last)
-    plain = images.is_contiguous()
-    return torch.channels_last if channels_last and not plain else torch.contiguous_format
